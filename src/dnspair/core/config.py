@@ -1,0 +1,462 @@
+"""The pair's config: one YAML file, identical on both nodes.
+
+Pure: `parse(text, name)` turns text into a `Config` or raises `ConfigError` listing every
+problem with its key and line. Reading files and checking key permissions is the shell's job.
+"""
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+import yaml
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
+IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
+RDTYPES = ("A", "AAAA", "NS", "SOA", "TXT", "MX", "PTR", "CNAME", "SRV")
+RCODES = ("NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED")
+
+
+class ConfigError(Exception):
+    """Every problem found in one file, each `file:line: key: message`."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Vip:
+    address: str          # "192.0.2.11/24"
+    interface: str
+    prefers: dict[str, int]
+
+    @property
+    def ip(self) -> str:
+        return self.address.split("/")[0]
+
+    @property
+    def prefixlen(self) -> int:
+        return int(self.address.split("/")[1])
+
+    def home(self, nodes: tuple[str, ...]) -> str:
+        """The node that prefers this VIP most (ties: first in name order)."""
+        return max(sorted(nodes), key=lambda n: self.prefers.get(n, 0))
+
+
+@dataclass(frozen=True)
+class DnsCheck:
+    server: str = "127.0.0.1"
+    port: int = 53
+    query: str = "localhost"
+    type: str = "A"
+    expect: str | None = None   # an answer (e.g. 127.0.0.1) or an rcode (e.g. NOERROR)
+    interval: float = 0.1
+    timeout: float = 0.25
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    port: int = 7405
+    interval: float = 0.05
+    dead_time: float = 0.2
+    # Silence longer than this starts rapid probing: random loss then cannot fake a death.
+    suspect_after: float = 0.08
+    probe_interval: float = 0.004
+
+
+@dataclass(frozen=True)
+class Witness:
+    address: str
+    interval: float = 1.0
+    timeout: float = 0.5
+
+
+@dataclass(frozen=True)
+class Arp:
+    count: int = 3
+    spacing: float = 0.2
+
+
+@dataclass(frozen=True)
+class Control:
+    socket: str = "/run/dnspair/control.sock"
+    group: str = "adm"
+
+
+@dataclass(frozen=True)
+class StatusHttp:
+    listen: str   # "ADDRESS:PORT"
+
+    @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+
+@dataclass(frozen=True)
+class Leds:
+    enabled: bool = True
+    green: int = 17
+    amber: int = 27
+    red: int = 22
+    button: int = 23
+
+
+@dataclass(frozen=True)
+class Config:
+    cluster: str
+    key_file: str
+    nodes: dict[str, Node]
+    vips: tuple[Vip, ...]
+    dns_check: DnsCheck = DnsCheck()
+    heartbeat: Heartbeat = Heartbeat()
+    failure_threshold: int = 1
+    failback: str = "manual"
+    hold_down: float = 30.0
+    witness: Witness | None = None
+    arp: Arp = Arp()
+    control: Control = Control()
+    status_http: StatusHttp | None = None
+    leds: Leds = Leds()
+    state_dir: str = "/run/dnspair"
+    digest: str = field(default="", compare=False)
+
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        return tuple(sorted(self.nodes))
+
+    def peer_of(self, name: str) -> str:
+        return next(n for n in self.node_names if n != name)
+
+    def vip(self, text: str) -> int:
+        """Index of a VIP given as '192.0.2.11' or '192.0.2.11/24'; ValueError if unknown."""
+        for i, v in enumerate(self.vips):
+            if text in (v.address, v.ip):
+                return i
+        raise ValueError(f"unknown VIP {text!r} (known: {', '.join(v.ip for v in self.vips)})")
+
+
+# --- validation -------------------------------------------------------------------------
+
+class _Checker:
+    """Walks the composed YAML tree so every problem can name its line."""
+
+    def __init__(self, filename: str):
+        self.filename = filename
+        self.problems: list[str] = []
+
+    def err(self, node: yaml.Node | None, key: str, msg: str) -> None:
+        line = f"{node.start_mark.line + 1}" if node is not None else "?"
+        self.problems.append(f"{self.filename}:{line}: {key}: {msg}")
+
+    def mapping(self, node, key, allowed: dict[str, bool]) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+        """{name: (key_node, value_node)}; unknown and missing-required keys are problems."""
+        if not isinstance(node, yaml.MappingNode):
+            self.err(node, key, "must be a mapping")
+            return {}
+        out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        for k, v in node.value:
+            name = k.value if isinstance(k, yaml.ScalarNode) else str(k.value)
+            path = f"{key}.{name}" if key else name
+            if allowed and name not in allowed:
+                self.err(k, path, f"unknown key (allowed: {', '.join(sorted(allowed))})")
+            elif name in out:
+                self.err(k, path, "duplicate key")
+            else:
+                out[name] = (k, v)
+        for name, required in allowed.items():
+            if required and name not in out:
+                self.err(node, f"{key}.{name}" if key else name, "missing required key")
+        return out
+
+    def scalar(self, node, key, kind, check=None, hint=""):
+        if not isinstance(node, yaml.ScalarNode):
+            self.err(node, key, f"must be a {kind.__name__ if isinstance(kind, type) else kind}")
+            return None
+        raw = node.value
+        try:
+            if kind is bool:
+                value = yaml.safe_load(raw) if node.tag != "tag:yaml.org,2002:str" else raw
+                if not isinstance(value, bool):
+                    raise ValueError
+            elif kind is int:
+                if node.tag == "tag:yaml.org,2002:str" and node.style:
+                    raise ValueError
+                value = int(raw, 10)
+            elif kind is float:
+                if node.tag == "tag:yaml.org,2002:str" and node.style:
+                    raise ValueError
+                value = float(raw)
+                if value != value or value in (float("inf"), float("-inf")):
+                    raise ValueError
+            else:
+                value = raw
+        except ValueError:
+            self.err(node, key, f"must be {'an' if kind is int else 'a'} "
+                                f"{ {int: 'integer', float: 'number', bool: 'boolean'}.get(kind, 'string')}, got {raw!r}")
+            return None
+        if check is not None:
+            problem = check(value)
+            if problem:
+                self.err(node, key, problem)
+                return None
+        return value
+
+    def sequence(self, node, key) -> list[yaml.Node]:
+        if not isinstance(node, yaml.SequenceNode):
+            self.err(node, key, "must be a list")
+            return []
+        return list(node.value)
+
+
+def _range(lo, hi, unit=""):
+    def check(v):
+        if not (lo <= v <= hi):
+            return f"must be between {lo} and {hi}{unit}, got {v}"
+        return None
+    return check
+
+
+def _ipv4(v):
+    try:
+        ipaddress.IPv4Address(v)
+    except ValueError:
+        return f"must be an IPv4 address, got {v!r}"
+    return None
+
+
+def _name(v):
+    return None if NAME_RE.match(v) else f"must be 1-32 letters, digits, '.', '_' or '-', got {v!r}"
+
+
+def _vip_address(v):
+    if "/" not in v:
+        return f"must be ADDRESS/PREFIX, e.g. 192.0.2.11/24, got {v!r}"
+    try:
+        iface = ipaddress.IPv4Interface(v)
+    except ValueError:
+        return f"must be an IPv4 ADDRESS/PREFIX, got {v!r}"
+    if iface.network.prefixlen < 32 and iface.ip in (iface.network.network_address,
+                                                       iface.network.broadcast_address):
+        return f"{iface.ip} is the network or broadcast address of {iface.network}"
+    return None
+
+
+def _listen(v):
+    host, sep, port = v.rpartition(":")
+    if not sep or _ipv4(host) or not port.isdigit() or not 1 <= int(port) <= 65535:
+        return f"must be IPV4:PORT, e.g. 192.0.2.1:8053, got {v!r}"
+    return None
+
+
+def _sub(c: _Checker, root, key, cls, spec):
+    """Fill dataclass `cls` from the mapping at `key`, `spec` = {field: (kind, check, required)}."""
+    if key not in root:
+        return None
+    fields = c.mapping(root[key][1], key, {k: req for k, (_, _, req) in spec.items()})
+    values = {}
+    for name, (knode, vnode) in fields.items():
+        if name in spec:
+            kind, check, _ = spec[name]
+            v = c.scalar(vnode, f"{key}.{name}", kind, check)
+            if v is not None:
+                values[name] = v
+    try:
+        return cls(**values)
+    except TypeError:
+        return None  # a required field was already reported
+
+
+def parse(text: str, filename: str = "<config>") -> Config:
+    c = _Checker(filename)
+    try:
+        tree = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark else "?"
+        raise ConfigError([f"{filename}:{line}: not valid YAML: {getattr(e, 'problem', e)}"])
+    if tree is None:
+        raise ConfigError([f"{filename}:1: the file is empty"])
+    root = c.mapping(tree, "", {
+        "cluster": True, "key_file": False, "nodes": True, "vips": True, "dns_check": False,
+        "heartbeat": False, "failure_threshold": False, "failback": False, "hold_down": False,
+        "witness": False, "arp": False, "control": False, "status_http": False, "leds": False,
+        "state_dir": False,
+    })
+
+    def top(name, kind, check=None, default=None):
+        if name not in root:
+            return default
+        return c.scalar(root[name][1], name, kind, check)
+
+    cluster = top("cluster", str, _name)
+    key_file = top("key_file", str, lambda v: None if v.startswith("/") else "must be an absolute path",
+                   "/etc/dnspair/authkey")
+    state_dir = top("state_dir", str, lambda v: None if v.startswith("/") else "must be an absolute path",
+                    "/run/dnspair")
+
+    nodes: dict[str, Node] = {}
+    seen_addr: dict[str, str] = {}
+    if "nodes" in root:
+        nmap = c.mapping(root["nodes"][1], "nodes", {})
+        if len(nmap) != 2 and isinstance(root["nodes"][1], yaml.MappingNode):
+            c.err(root["nodes"][1], "nodes", f"a pair has exactly 2 nodes, got {len(nmap)}")
+        for name, (knode, vnode) in nmap.items():
+            if _name(name):
+                c.err(knode, f"nodes.{name}", _name(name))
+                continue
+            fields = c.mapping(vnode, f"nodes.{name}", {"addresses": True})
+            addrs = []
+            if "addresses" in fields:
+                items = c.sequence(fields["addresses"][1], f"nodes.{name}.addresses")
+                if not 1 <= len(items) <= 2 and isinstance(fields["addresses"][1], yaml.SequenceNode):
+                    c.err(fields["addresses"][1], f"nodes.{name}.addresses",
+                          f"one or two heartbeat addresses, got {len(items)}")
+                for item in items:
+                    a = c.scalar(item, f"nodes.{name}.addresses", str, _ipv4)
+                    if a is None:
+                        continue
+                    if a in seen_addr:
+                        c.err(item, f"nodes.{name}.addresses", f"{a} is already used by {seen_addr[a]}")
+                    seen_addr[a] = name
+                    addrs.append(a)
+            nodes[name] = Node(name, tuple(addrs))
+        counts = {len(n.addresses) for n in nodes.values()}
+        if len(nodes) == 2 and len(counts) == 2 and 0 not in counts:
+            c.err(root["nodes"][1], "nodes", "both nodes need the same number of heartbeat addresses (one per link)")
+
+    vips: list[Vip] = []
+    if "vips" in root:
+        items = c.sequence(root["vips"][1], "vips")
+        if not items and isinstance(root["vips"][1], yaml.SequenceNode):
+            c.err(root["vips"][1], "vips", "at least one VIP is needed")
+        if len(items) > 16:
+            c.err(root["vips"][1], "vips", f"at most 16 VIPs, got {len(items)}")
+        seen_vip: set[str] = set()
+        for i, item in enumerate(items):
+            key = f"vips[{i}]"
+            fields = c.mapping(item, key, {"address": True, "interface": False, "prefers": True})
+            addr = iface = None
+            prefers: dict[str, int] = {}
+            if "address" in fields:
+                addr = c.scalar(fields["address"][1], f"{key}.address", str, _vip_address)
+                if addr is not None:
+                    ip = addr.split("/")[0]
+                    if ip in seen_vip:
+                        c.err(fields["address"][1], f"{key}.address", f"{ip} is listed twice")
+                    elif ip in seen_addr:
+                        c.err(fields["address"][1], f"{key}.address",
+                              f"{ip} is a heartbeat address of {seen_addr[ip]}")
+                    seen_vip.add(ip)
+            iface = "eth0"
+            if "interface" in fields:
+                iface = c.scalar(fields["interface"][1], f"{key}.interface", str,
+                                 lambda v: None if IFNAME_RE.match(v) else f"not an interface name: {v!r}")
+            if "prefers" in fields:
+                pmap = c.mapping(fields["prefers"][1], f"{key}.prefers", {})
+                for n, (kn, vn) in pmap.items():
+                    if nodes and n not in nodes:
+                        c.err(kn, f"{key}.prefers.{n}", f"unknown node (nodes: {', '.join(sorted(nodes))})")
+                        continue
+                    s = c.scalar(vn, f"{key}.prefers.{n}", int, _range(0, 1000000))
+                    if s is not None:
+                        prefers[n] = s
+                missing = [n for n in sorted(nodes) if n not in pmap]
+                if missing and isinstance(fields["prefers"][1], yaml.MappingNode):
+                    c.err(fields["prefers"][1], f"{key}.prefers", f"no score for {', '.join(missing)}")
+            if addr and iface:
+                vips.append(Vip(addr, iface, prefers))
+
+    dns_check = _sub(c, root, "dns_check", DnsCheck, {
+        "server": (str, _ipv4, False),
+        "port": (int, _range(1, 65535), False),
+        "query": (str, lambda v: None if 0 < len(v) < 254 and " " not in v else f"not a domain name: {v!r}", False),
+        "type": (str, lambda v: None if v in RDTYPES else f"must be one of {', '.join(RDTYPES)}, got {v!r}", False),
+        "expect": (str, None, False),
+        "interval": (float, _range(0.01, 3600, " s"), False),
+        "timeout": (float, _range(0.01, 60, " s"), False),
+    }) or DnsCheck()
+    heartbeat = _sub(c, root, "heartbeat", Heartbeat, {
+        "port": (int, _range(1, 65535), False),
+        "interval": (float, _range(0.005, 10, " s"), False),
+        "dead_time": (float, _range(0.02, 60, " s"), False),
+        "suspect_after": (float, _range(0.005, 60, " s"), False),
+        "probe_interval": (float, _range(0.001, 1, " s"), False),
+    }) or Heartbeat()
+    if "heartbeat" in root:
+        hb = root["heartbeat"][1]
+        if heartbeat.dead_time < 2 * heartbeat.interval:
+            c.err(hb, "heartbeat.dead_time", f"must be at least twice the interval ({2 * heartbeat.interval} s)")
+        if not heartbeat.interval <= heartbeat.suspect_after < heartbeat.dead_time:
+            c.err(hb, "heartbeat.suspect_after", "must lie between interval and dead_time")
+    if "dns_check" in root and dns_check.timeout > max(dns_check.interval, 0.01) * 10:
+        c.err(root["dns_check"][1], "dns_check.timeout", "must not exceed ten intervals")
+    arp = _sub(c, root, "arp", Arp, {
+        "count": (int, _range(0, 20), False),
+        "spacing": (float, _range(0.001, 10, " s"), False),
+    }) or Arp()
+    control = _sub(c, root, "control", Control, {
+        "socket": (str, lambda v: None if v.startswith("/") else "must be an absolute path", False),
+        "group": (str, None, False),
+    }) or Control()
+    leds = _sub(c, root, "leds", Leds, {
+        "enabled": (bool, None, False),
+        "green": (int, _range(0, 27), False),
+        "amber": (int, _range(0, 27), False),
+        "red": (int, _range(0, 27), False),
+        "button": (int, _range(0, 27), False),
+    }) or Leds()
+    if "leds" in root and len({leds.green, leds.amber, leds.red, leds.button}) != 4:
+        c.err(root["leds"][1], "leds", "each LED and the button need their own pin")
+    status_http = _sub(c, root, "status_http", StatusHttp, {"listen": (str, _listen, True)})
+
+    witness = None
+    if "witness" in root:
+        wnode = root["witness"][1]
+        if isinstance(wnode, yaml.ScalarNode):
+            a = c.scalar(wnode, "witness", str, _ipv4)
+            witness = Witness(a) if a else None
+        else:
+            witness = _sub(c, root, "witness", Witness, {
+                "address": (str, _ipv4, True),
+                "interval": (float, _range(0.05, 60, " s"), False),
+                "timeout": (float, _range(0.01, 10, " s"), False),
+            })
+
+    failure_threshold = top("failure_threshold", int, _range(1, 100), 1)
+    failback = top("failback", str,
+                   lambda v: None if v in ("manual", "auto") else f"must be manual or auto, got {v!r}", "manual")
+    hold_down = top("hold_down", float, _range(0, 86400, " s"), 30.0)
+
+    if c.problems:
+        raise ConfigError(c.problems)
+    digest = hashlib.sha256(yaml.safe_dump(yaml.safe_load(text), sort_keys=True).encode()).hexdigest()[:16]
+    return Config(
+        cluster=cluster, key_file=key_file, nodes=nodes, vips=tuple(vips), dns_check=dns_check,
+        heartbeat=heartbeat, failure_threshold=failure_threshold, failback=failback,
+        hold_down=hold_down, witness=witness, arp=arp, control=control, status_http=status_http,
+        leds=leds, state_dir=state_dir, digest=digest,
+    )
+
+
+def parse_key(text: str, filename: str = "<key>") -> bytes:
+    """A key file holds 32..64 random bytes as hex on one line."""
+    s = text.strip()
+    try:
+        key = bytes.fromhex(s)
+    except ValueError:
+        raise ConfigError([f"{filename}: not a dnspair key (expected hex; make one with `dnspair keygen`)"])
+    if len(key) < 32:
+        raise ConfigError([f"{filename}: key too short ({len(key)} bytes, need at least 32)"])
+    return key

@@ -1,0 +1,104 @@
+"""The one status model every surface renders (CLI, JSON, plugin, HTTP, LEDs).
+
+Pure: built from the engine and the two clocks the shell passes in. The layout is the
+documented `dnspair status --json` (docs/status.md); add keys, never rename them.
+Secrets never enter it: the key is not part of the engine state read here.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from .. import __version__
+from .engine import Engine, _bit
+
+SCHEMA = 1
+
+
+def _iso(wall: float | None) -> str | None:
+    if wall is None:
+        return None
+    return dt.datetime.fromtimestamp(wall, dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def build(e: Engine, now: float, wall_now: float, pid: int | None = None) -> dict:
+    """`now` is monotonic (the engine's clock), `wall_now` the matching wall time."""
+    def wall(t):
+        return None if t is None else wall_now - (now - t)
+
+    alive = e.peer_alive(now)
+    m = e.peer.msg
+    hb = e.cfg.heartbeat
+    me = {
+        "name": e.me, "self": True, "online": True, "last_heard_s": 0.0, "standby": e.standby,
+        "ready": e.ready,
+        "dns": {"ok": e.dns_ok if e.dns_seen else None,
+                "latency_ms": None if e.dns_latency is None else round(e.dns_latency * 1000, 3),
+                "consecutive_failures": e.consecutive, "failures": e.total_failures,
+                "last_error": e.dns_error},
+        "config_digest": e.cfg.digest,
+        "addresses": list(e.cfg.nodes[e.me].addresses),
+    }
+    peer_links = []
+    for k, addr in enumerate(e.cfg.nodes[e.peer_name].addresses):
+        t = e.peer.links_heard.get(k)
+        peer_links.append({"address": addr, "up": t is not None and now - t <= hb.dead_time,
+                           "last_heard_s": None if t is None else round(now - t, 3)})
+    peer = {
+        "name": e.peer_name, "self": False, "online": alive,
+        "last_heard_s": None if e.peer.last_heard is None else round(now - e.peer.last_heard, 3),
+        "standby": bool(m and m.standby), "ready": bool(m and m.ready),
+        "dns": {"ok": (m.dns_ok if m else None),
+                "latency_ms": round(m.dns_latency_us / 1000, 3) if m else None,
+                "consecutive_failures": m.consecutive_failures if m else 0,
+                "failures": m.total_failures if m else 0, "last_error": None},
+        "config_digest": m.digest.hex().ljust(16, "0")[:16] if m else None,
+        "addresses": list(e.cfg.nodes[e.peer_name].addresses),
+        "links": peer_links,
+    }
+    if not alive:
+        peer["dns"]["ok"] = None
+    vips = []
+    for i, v in enumerate(e.cfg.vips):
+        holders = ([e.me] if i in e.held else []) + ([e.peer_name] if alive and m and _bit(m.held, i) else [])
+        owner = None
+        if e.me in holders and i not in e.yielding:
+            owner = e.me
+        elif e.peer_name in holders and not (m and _bit(m.yielding, i)):
+            owner = e.peer_name
+        elif holders:
+            owner = holders[0]
+        pin = e.admin.pins[i] if i < len(e.admin.pins) else 0
+        vips.append({
+            "address": v.address, "interface": v.interface, "owner": owner, "holders": holders,
+            "preferred": e.homes[i], "held_here": i in e.held,
+            "moved": owner is not None and owner != e.homes[i],
+            "sticky": i in e.sticky or bool(alive and m and _bit(m.sticky, i) and e.homes[i] != e.peer_name),
+            "pinned_to": e.names[pin - 1] if pin else None,
+        })
+    failed = [{"what": f.what, "node": f.node, "count": f.count, "why": f.why,
+               "first": _iso(wall(f.first)), "last": _iso(wall(f.last))}
+              for f in sorted(e.failures.values(), key=lambda f: f.last)]
+    if m and m.total_failures:
+        failed.append({"what": "dns_check", "node": e.peer_name, "count": m.total_failures,
+                       "why": "reported by the peer", "first": None, "last": None})
+    links_up = sum(1 for link in peer_links if link["up"])
+    return {
+        "schema": SCHEMA,
+        "cluster": e.cfg.cluster,
+        "node": e.me,
+        "daemon": {"version": __version__, "pid": pid, "started": _iso(wall(e.started)),
+                   "uptime_s": round(now - e.started, 3)},
+        "failback": e.cfg.failback,
+        "nodes": [me, peer] if e.me < e.peer_name else [peer, me],
+        "vips": vips,
+        "failed_actions": failed,
+        "heartbeat": {"rtt_ms": None if e.rtt is None else round(e.rtt * 1000, 3),
+                      "last_heard_s": peer["last_heard_s"], "links_up": links_up,
+                      "links_total": len(peer_links), "dropped": dict(sorted(e.drops.items())),
+                      "interval_s": hb.interval, "dead_time_s": hb.dead_time},
+        "failovers": {"count": e.failovers, "last": _iso(wall(e.last_failover)),
+                      "last_age_s": None if e.last_failover is None else round(now - e.last_failover, 3)},
+        "config_match": None if m is None else e.peer_digest_ok,
+        "witness": None if e.cfg.witness is None else {"address": e.cfg.witness.address,
+                                                        "ok": e.witness_ok},
+    }

@@ -1,0 +1,178 @@
+"""Heartbeat wire format (docs/protocol.md describes it byte by byte).
+
+Pure: `encode` and `decode` work on bytes and a key; `ReplayGuard` decides what is fresh.
+Anything that does not decode cleanly raises `Dropped` with a short reason that the shell
+counts; it never changes state.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import struct
+from dataclasses import dataclass, field
+
+MAGIC = b"DP"
+VERSION = 1
+MAC_LEN = 32
+MAX_DATAGRAM = 512
+MAX_VIPS = 16
+
+HEARTBEAT, PROBE, BYE = 1, 2, 3
+TYPES = {HEARTBEAT: "heartbeat", PROBE: "probe", BYE: "bye"}
+
+# flags
+F_DNS_OK, F_STANDBY, F_WITNESS_OK, F_READY = 1, 2, 4, 8
+
+_HEAD = struct.Struct("!2sBBQQQI")       # magic, version, type, incarnation, seq, ack_seq, ack_delay_us
+_VIEW = struct.Struct("!BHIIBHHHHB8sIBH")  # flags, cfail, tfail, latency_us, nvips, held, yielding,
+#                                           sticky, available, links_mask, digest, admin_counter,
+#                                           admin_node, admin_cleanup_mask
+
+
+class Dropped(Exception):
+    """A datagram that is not a valid, fresh heartbeat. `reason` is a counter name."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Admin:
+    """Operator state shared by both nodes; the higher (counter, node) wins everywhere.
+
+    pins: per VIP, 0 = none, 1 + index of the node in name order it is pinned to (dnspair move).
+    cleanup_mask: VIPs whose failover stickiness this change cleared (dnspair cleanup).
+    cleanup_all: the change also cleared failure counts (a plain `dnspair cleanup`).
+    """
+    counter: int = 0
+    node: int = 0
+    pins: tuple[int, ...] = ()
+    cleanup_mask: int = 0
+    cleanup_all: bool = False
+
+    @property
+    def version(self) -> tuple[int, int]:
+        return (self.counter, self.node)
+
+
+@dataclass(frozen=True)
+class Message:
+    cluster: str
+    sender: str
+    incarnation: int
+    seq: int
+    type: int = HEARTBEAT
+    ack_seq: int = 0
+    ack_delay_us: int = 0
+    dns_ok: bool = False
+    standby: bool = False
+    witness_ok: bool = True
+    ready: bool = False
+    consecutive_failures: int = 0
+    total_failures: int = 0
+    dns_latency_us: int = 0
+    nvips: int = 0
+    held: int = 0          # bit i: VIP i is on this node's interface
+    yielding: int = 0      # bit i: held, but this node agrees the peer should own it
+    sticky: int = 0        # bit i: held and not to be taken back by preference alone
+    available: int = 0     # bit i: this node can hold VIP i (carrier up, not in standby)
+    links_mask: int = 0    # bit k: link k has heard the peer recently
+    digest: bytes = b"\0" * 8
+    admin: Admin = field(default_factory=Admin)
+
+
+def _bits(mask: int, n: int) -> int:
+    return mask & ((1 << n) - 1)
+
+
+def encode(msg: Message, key: bytes) -> bytes:
+    cluster = msg.cluster.encode()
+    sender = msg.sender.encode()
+    flags = ((F_DNS_OK if msg.dns_ok else 0) | (F_STANDBY if msg.standby else 0)
+             | (F_WITNESS_OK if msg.witness_ok else 0) | (F_READY if msg.ready else 0)
+             | (0x80 if msg.admin.cleanup_all else 0))
+    pins = bytes(msg.admin.pins[:msg.nvips]).ljust(msg.nvips, b"\0")
+    body = b"".join((
+        _HEAD.pack(MAGIC, VERSION, msg.type, msg.incarnation, msg.seq, msg.ack_seq,
+                   min(msg.ack_delay_us, 0xFFFFFFFF)),
+        bytes([len(cluster)]), cluster, bytes([len(sender)]), sender,
+        _VIEW.pack(flags, min(msg.consecutive_failures, 0xFFFF), min(msg.total_failures, 0xFFFFFFFF),
+                   min(msg.dns_latency_us, 0xFFFFFFFF), msg.nvips, msg.held, msg.yielding, msg.sticky,
+                   msg.available, msg.links_mask, msg.digest[:8].ljust(8, b"\0"),
+                   msg.admin.counter, msg.admin.node, msg.admin.cleanup_mask),
+        pins,
+    ))
+    return body + hmac.new(key, body, hashlib.sha256).digest()
+
+
+def decode(data: bytes, key: bytes, cluster: str) -> Message:
+    """Authenticate first, then parse: nothing unauthenticated is ever looked at further."""
+    if len(data) > MAX_DATAGRAM:
+        raise Dropped("oversized", f"{len(data)} bytes")
+    if len(data) < _HEAD.size + 2 + _VIEW.size + MAC_LEN:
+        raise Dropped("truncated", f"{len(data)} bytes")
+    body, mac = data[:-MAC_LEN], data[-MAC_LEN:]
+    if body[:2] != MAGIC:
+        raise Dropped("malformed", "bad magic")
+    if body[2] != VERSION:
+        raise Dropped("bad_version", f"version {body[2]}")
+    if not hmac.compare_digest(mac, hmac.new(key, body, hashlib.sha256).digest()):
+        raise Dropped("bad_mac")
+    try:
+        magic, version, mtype, inc, seq, ack_seq, ack_delay = _HEAD.unpack_from(body, 0)
+        off = _HEAD.size
+        clen = body[off]
+        mcluster = body[off + 1: off + 1 + clen].decode()
+        off += 1 + clen
+        slen = body[off]
+        sender = body[off + 1: off + 1 + slen].decode()
+        off += 1 + slen
+        (flags, cfail, tfail, lat, nvips, held, yielding, sticky, available, links, digest,
+         acounter, anode, amask) = _VIEW.unpack_from(body, off)
+        off += _VIEW.size
+        pins = tuple(body[off: off + nvips])
+        off += nvips
+    except (struct.error, IndexError, UnicodeDecodeError) as e:
+        raise Dropped("malformed", str(e))
+    if off != len(body) or len(pins) != nvips:
+        raise Dropped("malformed", "length mismatch")
+    if mtype not in TYPES:
+        raise Dropped("malformed", f"type {mtype}")
+    if nvips > MAX_VIPS or any(p > 2 for p in pins):
+        raise Dropped("malformed", "VIP fields out of range")
+    if mcluster != cluster:
+        raise Dropped("wrong_cluster", mcluster)
+    return Message(
+        cluster=mcluster, sender=sender, incarnation=inc, seq=seq, type=mtype, ack_seq=ack_seq,
+        ack_delay_us=ack_delay, dns_ok=bool(flags & F_DNS_OK), standby=bool(flags & F_STANDBY),
+        witness_ok=bool(flags & F_WITNESS_OK), ready=bool(flags & F_READY),
+        consecutive_failures=cfail, total_failures=tfail, dns_latency_us=lat, nvips=nvips,
+        held=_bits(held, nvips), yielding=_bits(yielding, nvips), sticky=_bits(sticky, nvips),
+        available=_bits(available, nvips), links_mask=links, digest=digest,
+        admin=Admin(acounter, anode, pins, _bits(amask, nvips), bool(flags & 0x80)),
+    )
+
+
+@dataclass
+class ReplayGuard:
+    """Accepts each (incarnation, seq) of one peer at most once, in increasing order.
+
+    A restarted peer announces a higher incarnation (its start time in ns). A lower one is
+    accepted only once the current incarnation has gone silent (`peer_dead`): a Pi without a
+    clock may boot with an earlier time, and waiting for the dead time bounds what an
+    attacker replaying old datagrams can do.
+    """
+    incarnation: int = 0
+    seq: int = 0
+
+    def check(self, incarnation: int, seq: int, peer_dead: bool) -> None:
+        if incarnation == self.incarnation:
+            if seq <= self.seq:
+                raise Dropped("replay", f"seq {seq} <= {self.seq}")
+        elif incarnation < self.incarnation and not peer_dead:
+            raise Dropped("replay", "old incarnation")
+
+    def accept(self, incarnation: int, seq: int) -> None:
+        self.incarnation, self.seq = incarnation, seq

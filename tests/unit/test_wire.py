@@ -1,0 +1,73 @@
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from dnspair.core import wire
+
+KEY = b"k" * 32
+
+
+def msg(**kw):
+    base = dict(cluster="clst-01", sender="dns-pm01", incarnation=5, seq=7, nvips=2, held=1,
+                dns_ok=True, admin=wire.Admin(3, 1, (0, 2), 1, True))
+    base.update(kw)
+    return wire.Message(**base)
+
+
+def test_roundtrip_keeps_every_field():
+    m = msg(standby=True, yielding=1, sticky=2, available=3, links_mask=1, ack_seq=4, ack_delay_us=99,
+            consecutive_failures=2, total_failures=9, dns_latency_us=1234, digest=b"12345678", ready=True)
+    assert wire.decode(wire.encode(m, KEY), KEY, "clst-01") == m
+
+
+@pytest.mark.parametrize("mutate,reason", [
+    (lambda d: d[:-1] + bytes([d[-1] ^ 1]), "bad_mac"),
+    (lambda d: d[:40], "truncated"),
+    (lambda d: d + b"x" * 600, "oversized"),
+    (lambda d: b"XX" + d[2:], "malformed"),
+    (lambda d: d[:2] + b"\x09" + d[3:], "bad_version"),
+    (lambda d: d[:30] + bytes([d[30] ^ 0x40]) + d[31:], "bad_mac"),
+])
+def test_tampering_is_dropped_with_a_reason(mutate, reason):
+    data = wire.encode(msg(), KEY)
+    with pytest.raises(wire.Dropped) as e:
+        wire.decode(mutate(data), KEY, "clst-01")
+    assert e.value.reason == reason
+
+
+def test_wrong_key_and_wrong_cluster():
+    data = wire.encode(msg(), KEY)
+    with pytest.raises(wire.Dropped, match="bad_mac"):
+        wire.decode(data, b"x" * 32, "clst-01")
+    with pytest.raises(wire.Dropped, match="wrong_cluster"):
+        wire.decode(data, KEY, "other")
+
+
+@settings(max_examples=500)
+@given(st.binary(max_size=700))
+def test_garbage_never_decodes(data):
+    with pytest.raises(wire.Dropped):
+        wire.decode(data, KEY, "clst-01")
+
+
+@settings(max_examples=300)
+@given(st.integers(0, 200), st.integers(0, 255))
+def test_any_single_byte_change_is_caught(pos, xor):
+    data = bytearray(wire.encode(msg(), KEY))
+    pos %= len(data)
+    if xor == 0:
+        return
+    data[pos] ^= xor
+    with pytest.raises(wire.Dropped):
+        wire.decode(bytes(data), KEY, "clst-01")
+
+
+def test_replay_guard():
+    g = wire.ReplayGuard()
+    g.check(10, 1, False); g.accept(10, 1)
+    with pytest.raises(wire.Dropped, match="replay"):
+        g.check(10, 1, False)
+    g.check(10, 2, False); g.accept(10, 2)
+    with pytest.raises(wire.Dropped, match="replay"):
+        g.check(9, 100, False)       # older incarnation while the peer is alive
+    g.check(9, 100, True)            # ...accepted once it has gone silent (clock went back)
+    g.check(11, 1, False)            # restart: new incarnation, seq starts again
