@@ -20,6 +20,8 @@ class Pair:
         self.addresses = {a: set(), b: set()}  # what the "kernel" holds
         self.announced: list[tuple[str, int]] = []
         self.double: list[tuple[float, int]] = []
+        self.pending: list = []
+        self.busy = False
         for n in self.e:
             self._apply(n, self.e[n].adopt(0.0, set()))
 
@@ -28,7 +30,19 @@ class Pair:
         return self.cfg.node_names
 
     def _apply(self, node, acts):
-        for a in acts:
+        """Actions run in order, like the daemon's single worker: a reply's actions queue behind."""
+        self.pending.extend((node, a) for a in acts)
+        if self.busy:
+            return
+        self.busy = True
+        try:
+            while self.pending:
+                self._do(*self.pending.pop(0))
+        finally:
+            self.busy = False
+
+    def _do(self, node, a):
+        if True:
             if isinstance(a, engine.Claim):
                 self.addresses[node].add(a.vip)
             elif isinstance(a, engine.Release):

@@ -151,16 +151,17 @@ class Engine:
             acts.append(Log(f"local DNS {'healthy again' if self.dns_ok else 'FAILED'}"
                             + ("" if self.dns_ok else f" ({error}, {self.consecutive} in a row)"),
                             "info" if self.dns_ok else "warning"))
+        acts += self.decide(now)
         if self.dns_ok != was_ok or first:
             acts.append(SendNow())
-        return acts + self.decide(now)
+        return acts
 
     def on_carrier(self, now: float, interface: str, up: bool) -> list:
         if interface not in self.carrier or self.carrier[interface] == up:
             return []
         self.carrier[interface] = up
-        return [Log(f"carrier {'up' if up else 'DOWN'} on {interface}", "info" if up else "warning"),
-                SendNow()] + self.decide(now)
+        return [Log(f"carrier {'up' if up else 'DOWN'} on {interface}", "info" if up else "warning")
+                ] + self.decide(now) + [SendNow()]
 
     def on_witness(self, now: float, ok: bool) -> list:
         if self.cfg.witness is None or ok == self.witness_ok:
@@ -175,9 +176,12 @@ class Engine:
         self._record("claim", self.me, now, f"{self.cfg.vips[vip].address}: {error}")
         return [Log(f"could not add {self.cfg.vips[vip].address}: {error}", "error"), SendNow()]
 
-    def on_datagram(self, now: float, link: int, data: bytes) -> list:
+    def on_datagram(self, now: float, link: int, data: bytes, src: str | None = None) -> list:
         """A datagram from link `link`. Bad ones are counted, logged and change nothing else."""
         try:
+            peer_addrs = self.cfg.nodes[self.peer_name].addresses
+            if src is not None and (link >= len(peer_addrs) or src != peer_addrs[link]):
+                raise wire.Dropped("wrong_source", src)
             msg = wire.decode(data, self.key, self.cfg.cluster)
             if msg.sender != self.peer_name:
                 raise wire.Dropped("wrong_sender", msg.sender)
@@ -207,10 +211,14 @@ class Engine:
         self.last_rx = (msg.seq, now)
         if msg.ack_seq in self.sent_at:
             self.rtt = max(0.0, now - self.sent_at[msg.ack_seq] - msg.ack_delay_us / 1e6)
+        if msg.type == wire.PROBE:
+            acts.append(SendNow())  # the peer suspects us: answer at once
         if msg.type == wire.BYE:
+            if self.peer.left:
+                return acts
             self.peer.left = True
             acts.append(Log(f"peer {self.peer_name} is leaving (orderly stop)"))
-            return acts + [SendNow()] + self.decide(now)
+            return acts + self.decide(now) + [SendNow()]
         if self.peer.left or not was_alive:
             acts.append(Log(f"peer {self.peer_name} is online"
                             + (" (restarted)" if new_incarnation else "")))
@@ -246,8 +254,8 @@ class Engine:
             if self.standby == want:
                 return [Log(f"{cmd}: already {'in standby' if want else 'active'}")]
             self.standby = want
-            return [Log(f"operator: {'standby: draining VIPs' if want else 'unstandby: active again'}"),
-                    SendNow()] + self.decide(now)
+            return [Log(f"operator: {'standby: draining VIPs' if want else 'unstandby: active again'}")
+                    ] + self.decide(now) + [SendNow()]
         if not self.ready:
             # Until the peer was heard (or found dead) we may not know the newest shared state.
             raise ValueError("the daemon is still starting; try again in a moment")
@@ -266,7 +274,7 @@ class Engine:
             admin = wire.Admin(self.admin.counter + 1, self.names.index(self.me), tuple(pins), 0, False)
         else:
             raise ValueError(f"unknown command {cmd!r}")
-        return self._apply_admin(now, admin) + [SendNow()] + self.decide(now)
+        return self._apply_admin(now, admin) + self.decide(now) + [SendNow()]
 
     def _apply_admin(self, now: float, admin: wire.Admin) -> list:
         acts = []
@@ -425,7 +433,7 @@ class Engine:
                 self.sticky.discard(i)
                 acts.append(Log(f"VIP {self.cfg.vips[i].address}: {self.peer_name} healthy for "
                                 f"{self.cfg.hold_down:g} s, failing back"))
-        return acts + ([SendNow()] + self.decide(now) if acts else [])
+        return acts + (self.decide(now) + [SendNow()] if acts else [])
 
     def next_wakeup(self, now: float) -> float | None:
         """The next moment the decision could change without an input."""

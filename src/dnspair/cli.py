@@ -1,0 +1,156 @@
+"""The `dnspair` command."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+
+from . import __version__
+from .core.config import ConfigError
+
+DEFAULT_CONFIG = "/etc/dnspair/dnspair.yaml"
+
+
+def fail(msg: str, code: int = 1) -> int:
+    print(f"dnspair: {msg}", file=sys.stderr)
+    return code
+
+
+def _socket_path(config_path: str) -> str:
+    from .core.config import Control
+    from .shell.files import load_config
+    if not os.path.exists(config_path) and config_path == DEFAULT_CONFIG:
+        return Control().socket
+    return load_config(config_path).control.socket
+
+
+def _ask(args, req: dict) -> dict:
+    from .shell.control import request
+    reply = request(_socket_path(args.config), req)
+    if not reply.get("ok"):
+        raise RuntimeError(reply.get("error", "the daemon refused"))
+    return reply
+
+
+def cmd_daemon(args) -> int:
+    import asyncio
+    from .daemon import Daemon
+    from .shell import files, systemd
+    cfg = files.load_config(args.config)
+    node = args.node or socket.gethostname().split(".")[0]
+    if node not in cfg.nodes:
+        return fail(f"this host is {node!r}, which is not a node in {args.config} "
+                    f"(nodes: {', '.join(cfg.node_names)}); use --node", 2)
+    key = files.load_key(cfg.key_file)
+    systemd.setup_logging(args.verbose)
+    return asyncio.run(Daemon(cfg, node, key).run())
+
+
+def cmd_status(args) -> int:
+    st = _ask(args, {"cmd": "status"})["status"]
+    if args.json:
+        print(json.dumps(st, indent=2, sort_keys=True))
+    else:
+        from .surfaces.render import text
+        print(text(st))
+    return 0
+
+
+def cmd_simple(args) -> int:
+    req = {"cmd": args.cmd}
+    if getattr(args, "vip", None):
+        req["vip"] = args.vip
+    if getattr(args, "node", None):
+        req["node"] = args.node
+    print(_ask(args, req)["message"])
+    return 0
+
+
+def cmd_keygen(args) -> int:
+    from .shell.files import write_key
+    try:
+        write_key(args.out, args.force)
+    except FileExistsError:
+        return fail(f"{args.out} exists; use --force to replace it (both nodes need the same key)")
+    print(f"wrote a new key to {args.out} (mode 0600); copy it to the other node")
+    return 0
+
+
+def cmd_check_config(args) -> int:
+    from .shell.files import load_config, load_key
+    cfg = load_config(args.file)
+    if args.node and args.node not in cfg.nodes:
+        return fail(f"{args.file}: node {args.node!r} is not in the config (nodes: {', '.join(cfg.node_names)})")
+    if args.key:
+        load_key(cfg.key_file)
+    print(f"{args.file}: ok (cluster {cfg.cluster}, nodes {' and '.join(cfg.node_names)}, "
+          f"{len(cfg.vips)} VIPs, digest {cfg.digest})")
+    return 0
+
+
+def cmd_release(args) -> int:
+    """For the unit's ExecStopPost: after a crash no VIP may stay behind."""
+    from .shell.files import load_config
+    from .shell.netlink import release_all
+    cfg = load_config(args.config)
+    for address in release_all(cfg.vips):
+        print(f"released {address}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dnspair", description="DNS high-availability pair supervisor")
+    p.add_argument("--version", action="version", version=f"dnspair {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, fn, help, config=True):
+        sp = sub.add_parser(name, help=help, description=help)
+        if config:
+            sp.add_argument("--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
+        sp.set_defaults(fn=fn, cmd=name)
+        return sp
+
+    sp = add("daemon", cmd_daemon, "run the supervisor in the foreground")
+    sp.add_argument("--node", help="this node's name (default: the host name)")
+    sp.add_argument("-v", "--verbose", action="store_true")
+    add("status", cmd_status, "show the pair's state").add_argument("--json", action="store_true",
+                                                                     help="stable JSON (docs/status.md)")
+    add("cleanup", cmd_simple, "forget failures and let VIPs go home").add_argument(
+        "vip", nargs="?", help="only this VIP")
+    add("standby", cmd_simple, "drain this node's VIPs to the peer (maintenance)")
+    add("unstandby", cmd_simple, "take VIPs again after standby")
+    sp = add("move", cmd_simple, "pin a VIP to a node until `dnspair cleanup VIP`")
+    sp.add_argument("vip")
+    sp.add_argument("node")
+    sp = add("keygen", cmd_keygen, "write a new random heartbeat key", config=False)
+    sp.add_argument("--out", default="/etc/dnspair/authkey")
+    sp.add_argument("--force", action="store_true", help="replace an existing key")
+    sp = add("check-config", cmd_check_config, "validate a config file", config=False)
+    sp.add_argument("file")
+    sp.add_argument("--node", help="also check that this node is in it")
+    sp.add_argument("--key", action="store_true", help="also check the key file and its permissions")
+    add("release", cmd_release, "remove every configured VIP from this host (unit stop hook)")
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    from .shell.control import ControlError
+    try:
+        return args.fn(args)
+    except ConfigError as e:
+        for problem in e.problems:
+            print(f"dnspair: {problem}", file=sys.stderr)
+        return 2
+    except (ControlError, RuntimeError) as e:
+        return fail(str(e))
+    except PermissionError as e:
+        return fail(f"permission denied: {e.filename or e}")
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

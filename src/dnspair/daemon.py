@@ -1,0 +1,241 @@
+"""The supervisor: one asyncio loop wiring the shell adapters to the decision engine."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+
+from .core import status as status_model
+from .core import wire
+from .core.config import Config
+from .core.engine import Announce, Claim, Engine, Log, Release, SendNow
+from .shell import control, dnsprobe, netlink, systemd
+from .shell.arp import Announcer
+from .shell.heartbeat import Heartbeats
+
+log = logging.getLogger("dnspair")
+LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+class Daemon:
+    def __init__(self, cfg: Config, me: str, key: bytes):
+        self.cfg = cfg
+        self.me = me
+        self.engine = Engine(cfg, me, key, incarnation=time.time_ns(), now=time.monotonic())
+        self.key = key
+        self.nl = netlink.Netlink()
+        self.announcer = Announcer(cfg.arp.count, cfg.arp.spacing)
+        self.hb = Heartbeats(cfg.nodes[me].addresses, cfg.nodes[cfg.peer_of(me)].addresses,
+                             cfg.heartbeat.port, self._on_datagram)
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.stopping = asyncio.Event()
+        self.ready_sent = False
+        self.control_rejected = 0
+        self.listeners = []      # called with the status dict after every change (LEDs)
+        self._status_line = ""
+
+    # --- engine glue ---------------------------------------------------------------------
+
+    def feed(self, acts: list) -> None:
+        """Logs at once; network actions in order through one worker."""
+        for a in acts:
+            if isinstance(a, Log):
+                log.log(LEVELS.get(a.level, logging.INFO), a.text)
+            else:
+                self.queue.put_nowait(a)
+
+    async def _actuator(self) -> None:
+        while True:
+            a = await self.queue.get()
+            batch = [a]
+            while not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+            send = False
+            for a in batch:
+                vip = self.cfg.vips[a.vip] if hasattr(a, "vip") else None
+                try:
+                    if isinstance(a, Claim):
+                        await self.nl.add(vip.interface, vip.ip, vip.prefixlen)
+                    elif isinstance(a, Release):
+                        await self.nl.remove(vip.interface, vip.ip, vip.prefixlen)
+                    elif isinstance(a, Announce):
+                        self.announcer.announce(vip.interface, vip.ip)
+                    elif isinstance(a, SendNow):
+                        send = True
+                except Exception as e:  # noqa: BLE001 - a failed netlink call must not stop the loop
+                    log.error("%s %s failed: %s", type(a).__name__.lower(), vip.address if vip else "", e)
+                    if isinstance(a, Claim):
+                        self.feed(self.engine.on_claim_failed(time.monotonic(), a.vip, str(e)))
+            if send:
+                self.send()
+            self._after_change()
+
+    def send(self, mtype: int = wire.HEARTBEAT) -> None:
+        msg = self.engine.message(time.monotonic(), mtype)
+        self.hb.send(wire.encode(msg, self.key))
+
+    def _on_datagram(self, link: int, data: bytes, src: str) -> None:
+        self.feed(self.engine.on_datagram(time.monotonic(), link, data, src))
+
+    def _after_change(self) -> None:
+        e = self.engine
+        if e.ready and not self.ready_sent:
+            self.ready_sent = True
+            systemd.notify("READY=1")
+            log.info("ready: first decision applied")
+        held = ", ".join(self.cfg.vips[i].ip for i in sorted(e.held)) or "no VIP"
+        now = time.monotonic()
+        line = (f"holding {held}; peer {e.peer_name} "
+                f"{'online' if e.peer_alive(now) else 'offline'}; DNS {'ok' if e.dns_ok else 'FAILED'}"
+                + ("; standby" if e.standby else ""))
+        if line != self._status_line:
+            self._status_line = line
+            systemd.notify(f"STATUS={line}")
+            if self.listeners:
+                st = self.status()
+                for fn in self.listeners:
+                    try:
+                        fn(st)
+                    except Exception as ex:  # noqa: BLE001 - a surface must never stop failover
+                        log.warning("status listener failed: %s", ex)
+
+    def status(self) -> dict:
+        st = status_model.build(self.engine, time.monotonic(), time.time(), os.getpid())
+        st["control_rejected"] = self.control_rejected
+        return st
+
+    # --- control socket ----------------------------------------------------------------------
+
+    def handle(self, req: dict) -> dict:
+        cmd = req.get("cmd")
+        now = time.monotonic()
+        try:
+            if cmd == "status":
+                return {"ok": True, "status": self.status()}
+            if cmd in ("standby", "unstandby", "cleanup", "move"):
+                vip, node = req.get("vip"), req.get("node")
+                if vip is not None and not isinstance(vip, str) or node is not None and not isinstance(node, str):
+                    raise ValueError("vip and node must be strings")
+                if cmd == "move" and (vip is None or node is None):
+                    raise ValueError("move needs a VIP and a node")
+                acts = self.engine.command(now, cmd, vip, node)
+                self.feed(acts)
+                return {"ok": True, "message": "; ".join(a.text for a in acts if isinstance(a, Log)) or "done"}
+            raise ValueError(f"unknown command {cmd!r}")
+        except ValueError as e:
+            if cmd not in ("standby", "unstandby", "cleanup", "move", "status"):
+                self.control_rejected += 1
+            return {"ok": False, "error": str(e)}
+
+    # --- loops --------------------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        hb = self.cfg.heartbeat
+        while True:
+            now = time.monotonic()
+            if self.engine.peer_suspect(now):
+                self.send(wire.PROBE)
+                await asyncio.sleep(hb.probe_interval)
+            else:
+                self.send()
+                await asyncio.sleep(hb.interval)
+
+    async def _dns_loop(self) -> None:
+        check = self.cfg.dns_check
+        while True:
+            t0 = time.monotonic()
+            r = await dnsprobe.probe(check)
+            self.feed(self.engine.on_dns(time.monotonic(), r.ok, r.latency, r.error))
+            await asyncio.sleep(max(0.0, check.interval - (time.monotonic() - t0)))
+
+    async def _witness_loop(self) -> None:
+        from .shell import witness
+        w = self.cfg.witness
+        while True:
+            ok = await witness.reachable(w.address, w.timeout)
+            self.feed(self.engine.on_witness(time.monotonic(), ok))
+            await asyncio.sleep(w.interval)
+
+    async def _timer_loop(self) -> None:
+        while True:
+            now = time.monotonic()
+            nxt = self.engine.next_wakeup(now)
+            delay = self.cfg.heartbeat.interval if nxt is None else min(max(nxt - now, 0.001),
+                                                                        self.cfg.heartbeat.interval)
+            await asyncio.sleep(delay)
+            self.feed(self.engine.tick(time.monotonic()))
+
+    async def _watchdog_loop(self, every: float) -> None:
+        while True:
+            systemd.notify("WATCHDOG=1")
+            await asyncio.sleep(every)
+
+    async def _carrier(self) -> None:
+        ifnames = {v.interface for v in self.cfg.vips}
+
+        def changed(name, up):
+            self.feed(self.engine.on_carrier(time.monotonic(), name, up))
+        for name in ifnames:
+            changed(name, await self.nl.carrier(name))
+        await netlink.watch_carrier(ifnames, changed)
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        await self.nl.open()
+        held = set()
+        for i, v in enumerate(self.cfg.vips):
+            if v.ip in await self.nl.addresses(v.interface):
+                held.add(i)
+        await self.hb.open()
+        server = await control.serve(self.cfg.control.socket, self.cfg.control.group, self.handle)
+        tasks = [loop.create_task(c) for c in (
+            self._actuator(), self._carrier(), self._heartbeat_loop(), self._dns_loop(), self._timer_loop())]
+        if self.cfg.witness:
+            tasks.append(loop.create_task(self._witness_loop()))
+        wd = systemd.watchdog_interval()
+        if wd:
+            tasks.append(loop.create_task(self._watchdog_loop(wd)))
+        self.feed(self.engine.adopt(time.monotonic(), held))
+        log.info("started as %s in cluster %s (%d VIPs, %d link(s))", self.me, self.cfg.cluster, len(self.cfg.vips), len(self.cfg.nodes[self.me].addresses))
+        stop = loop.create_task(self.stopping.wait())
+        done, _ = await asyncio.wait(tasks + [stop], return_when=asyncio.FIRST_COMPLETED)
+        rc = 0
+        for t in done:
+            if t is not stop and t.exception():
+                log.error("internal error, stopping: %r", t.exception())
+                rc = 1
+        systemd.notify("STOPPING=1")
+        await self._leave()
+        for t in tasks:
+            t.cancel()
+        server.close()
+        try:
+            os.unlink(self.cfg.control.socket)
+        except OSError:
+            pass
+        self.announcer.close()
+        self.hb.close()
+        await self.nl.close()
+        return rc
+
+    async def _leave(self) -> None:
+        """Release every VIP, then say bye on every link so the peer takes over at once."""
+        acts, bye = self.engine.leave(time.monotonic())
+        for a in acts:
+            if isinstance(a, Release):
+                v = self.cfg.vips[a.vip]
+                try:
+                    await self.nl.remove(v.interface, v.ip, v.prefixlen)
+                except Exception as e:  # noqa: BLE001
+                    log.error("could not release %s: %s", v.address, e)
+            elif isinstance(a, Log):
+                log.info(a.text)
+        self.hb.send(wire.encode(bye, self.key))
+        for _ in range(2):  # a lost bye only costs the dead time; repeats carry new seqs
+            await asyncio.sleep(0.002)
+            self.send(wire.BYE)
+        log.info("stopped")

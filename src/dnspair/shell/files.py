@@ -1,0 +1,44 @@
+"""Reading the config and key files, with the permission rules ssh uses for keys."""
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+
+from ..core.config import Config, ConfigError, parse, parse_key
+
+
+def load_config(path: str) -> Config:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read(1 << 20)
+    except OSError as e:
+        raise ConfigError([f"{path}: cannot read: {e.strerror}"])
+    return parse(text, path)
+
+
+def load_key(path: str) -> bytes:
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise ConfigError([f"{path}: cannot read key file: {e.strerror} (make one with `dnspair keygen`)"])
+    if st.st_mode & 0o077:
+        raise ConfigError([f"{path}: key file is accessible by group or others (mode "
+                           f"{stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {path}"])
+    if st.st_uid not in (0, os.getuid()):
+        raise ConfigError([f"{path}: key file must belong to root"])
+    with open(path, encoding="ascii", errors="replace") as f:
+        return parse_key(f.read(4096), path)
+
+
+def write_key(path: str, force: bool = False) -> None:
+    """A new random key, created 0600 from the start (never briefly readable)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    fd = os.open(path, flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, (secrets.token_hex(32) + "\n").encode())
+    finally:
+        os.close(fd)

@@ -1,0 +1,60 @@
+"""Heartbeat sockets: one UDP socket per link, bound to this node's address on that link."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+from ..core.wire import MAX_DATAGRAM
+
+log = logging.getLogger("dnspair")
+IP_FREEBIND = 15  # bind before the address is up (early boot); linux/in.h
+
+
+class _Link(asyncio.DatagramProtocol):
+    def __init__(self, k: int, on_datagram):
+        self.k, self.on_datagram = k, on_datagram
+        self.transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.on_datagram(self.k, data[:MAX_DATAGRAM + 1], addr[0])
+
+    def error_received(self, exc):
+        # ICMP errors from a dead peer: expected while it is down.
+        log.debug("heartbeat link %d: %s", self.k, exc)
+
+
+class Heartbeats:
+    def __init__(self, local: tuple[str, ...], peer: tuple[str, ...], port: int, on_datagram):
+        self.local, self.peer, self.port = local, peer, port
+        self.on_datagram = on_datagram
+        self.links: list[_Link] = []
+        self.send_errors = 0
+
+    async def open(self):
+        loop = asyncio.get_running_loop()
+        for k, addr in enumerate(self.local):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_IP, socket.IP_TOS, 0xB8)  # EF: ahead of bulk traffic
+            sock.bind((addr, self.port))
+            _, proto = await loop.create_datagram_endpoint(
+                lambda k=k: _Link(k, self.on_datagram), sock=sock)
+            self.links.append(proto)
+
+    def send(self, data: bytes) -> None:
+        for k, link in enumerate(self.links):
+            try:
+                link.transport.sendto(data, (self.peer[k], self.port))
+            except OSError as e:
+                self.send_errors += 1
+                log.debug("heartbeat send on link %d: %s", k, e)
+
+    def close(self):
+        for link in self.links:
+            if link.transport:
+                link.transport.close()

@@ -1,0 +1,105 @@
+"""`dnspair status` as text, laid out like `pcs status` (from the one status model)."""
+from __future__ import annotations
+
+
+def _age(s):
+    if s is None:
+        return "never"
+    if s < 1:
+        return f"{s * 1000:.0f} ms ago"
+    if s < 120:
+        return f"{s:.1f} s ago"
+    return f"{s / 60:.0f} min ago"
+
+
+def _uptime(s):
+    s = int(s)
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    return (f"{d}d " if d else "") + f"{h}h{m:02d}m{s:02d}s"
+
+
+def warnings(st: dict) -> list[str]:
+    """What an operator should look at; shared by the CLI and the plugin."""
+    out = []
+    peer = next(n for n in st["nodes"] if not n["self"])
+    hb = st["heartbeat"]
+    if not peer["online"]:
+        out.append(f"peer {peer['name']} is not heard (last {_age(peer['last_heard_s'])})")
+    elif hb["links_total"] > 1 and hb["links_up"] < hb["links_total"]:
+        out.append(f"only {hb['links_up']} of {hb['links_total']} heartbeat links up")
+    if st["config_match"] is False:
+        out.append("the two nodes run different configs")
+    for v in st["vips"]:
+        if v["owner"] is None:
+            out.append(f"VIP {v['address']} has no owner")
+        elif v["moved"]:
+            out.append(f"VIP {v['address']} is on {v['owner']}, away from {v['preferred']}")
+    for n in st["nodes"]:
+        if n["standby"]:
+            out.append(f"{n['name']} is in standby")
+        if n["dns"]["ok"] is False:
+            out.append(f"DNS failed on {n['name']}")
+    if st["failed_actions"]:
+        out.append("failures recorded: run `dnspair cleanup` once fixed")
+    return out
+
+
+def text(st: dict) -> str:
+    me = next(n for n in st["nodes"] if n["self"])
+    peer = next(n for n in st["nodes"] if not n["self"])
+    d, hb = st["daemon"], st["heartbeat"]
+    rtt = f", heartbeat rtt {hb['rtt_ms']:.2f} ms" if hb["rtt_ms"] is not None else ""
+    lines = [
+        f"Cluster name: {st['cluster']}",
+        "Cluster Summary:",
+        f"  * This node: {me['name']} (dnspair {d['version']}, pid {d['pid']}, up {_uptime(d['uptime_s'])})",
+        f"  * Peer: {peer['name']} {'online' if peer['online'] else 'OFFLINE'}, last heard "
+        f"{_age(peer['last_heard_s'])}{rtt}, links {hb['links_up']}/{hb['links_total']}",
+        f"  * Failback: {st['failback']}; failovers taken here: {st['failovers']['count']}",
+        "",
+        "Node List:",
+    ]
+    online = [n["name"] for n in st["nodes"] if n["online"] and not n["standby"]]
+    standby = [n["name"] for n in st["nodes"] if n["online"] and n["standby"]]
+    offline = [n["name"] for n in st["nodes"] if not n["online"]]
+    lines.append(f"  * Online: [ {' '.join(online)} ]")
+    if standby:
+        lines.append(f"  * Standby: [ {' '.join(standby)} ]")
+    if offline:
+        lines.append(f"  * OFFLINE: [ {' '.join(offline)} ]")
+    lines += ["", "DNS Health:"]
+    for n in st["nodes"]:
+        dns = n["dns"]
+        state = {True: "ok", False: "FAILED", None: "unknown"}[dns["ok"]]
+        extra = f" ({dns['latency_ms']:.1f} ms)" if dns["ok"] and dns["latency_ms"] is not None else ""
+        if dns["last_error"]:
+            extra += f" ({dns['last_error']})"
+        lines.append(f"  * {n['name']}: {state}{extra}, failures {dns['failures']}")
+    lines += ["", "Virtual IPs:"]
+    for v in st["vips"]:
+        where = f"Started {v['owner']}" if v["owner"] else "Stopped"
+        notes = [f"prefers {v['preferred']}"]
+        if v["pinned_to"]:
+            notes.append(f"moved by operator to {v['pinned_to']}")
+        elif v["moved"] and v["sticky"]:
+            notes.append("stays until `dnspair cleanup`" if st["failback"] == "manual" else "fails back after hold-down")
+        if len(v["holders"]) > 1:
+            notes.append(f"handing over ({' and '.join(v['holders'])} hold it)")
+        lines.append(f"  * {v['address']} ({v['interface']}): {where}  ({'; '.join(notes)})")
+    if st["failed_actions"]:
+        lines += ["", "Failed Actions:"]
+        for f in st["failed_actions"]:
+            when = f", last={f['last']}" if f["last"] else ""
+            lines.append(f"  * {f['what']} on {f['node']} '{f['why']}': count={f['count']}{when}")
+    dropped = hb["dropped"]
+    if dropped or st.get("control_rejected"):
+        parts = [f"{k}={v}" for k, v in dropped.items()]
+        if st.get("control_rejected"):
+            parts.append(f"control_rejected={st['control_rejected']}")
+        lines += ["", "Rejected input:", "  * " + ", ".join(parts)]
+    warn = warnings(st)
+    if warn:
+        lines += ["", "Warnings:"] + [f"  * {w}" for w in warn]
+    return "\n".join(lines)
