@@ -59,6 +59,7 @@ class Daemon:
                     if isinstance(a, Claim):
                         await self.nl.add(vip.interface, vip.ip, vip.prefixlen)
                     elif isinstance(a, Release):
+                        self.announcer.cancel(vip.ip)
                         await self.nl.remove(vip.interface, vip.ip, vip.prefixlen)
                     elif isinstance(a, Announce):
                         self.announcer.announce(vip.interface, vip.ip)
@@ -205,13 +206,14 @@ class Daemon:
         done, _ = await asyncio.wait(tasks + [stop], return_when=asyncio.FIRST_COMPLETED)
         rc = 0
         for t in done:
-            if t is not stop and t.exception():
-                log.error("internal error, stopping: %r", t.exception())
+            if t is not stop:
+                log.error("internal error, stopping: %s ended: %r", t.get_coro().__name__, t.exception())
                 rc = 1
         systemd.notify("STOPPING=1")
-        await self._leave()
         for t in tasks:
             t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._leave()
         server.close()
         try:
             os.unlink(self.cfg.control.socket)

@@ -81,8 +81,10 @@ class Witness:
 
 @dataclass(frozen=True)
 class Arp:
-    count: int = 3
-    spacing: float = 0.2
+    # Spread past the kernel's 1 s neighbour locktime: after a partition a client ignores
+    # announcements that come within a second of the previous owner's.
+    count: int = 5
+    spacing: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -441,7 +443,9 @@ def parse(text: str, filename: str = "<config>") -> Config:
 
     if c.problems:
         raise ConfigError(c.problems)
-    digest = hashlib.sha256(yaml.safe_dump(yaml.safe_load(text), sort_keys=True).encode()).hexdigest()[:16]
+    # Node-local paths may differ between the two nodes; everything else must match.
+    shared = {k: v for k, v in yaml.safe_load(text).items() if k not in ("control", "state_dir")}
+    digest = hashlib.sha256(yaml.safe_dump(shared, sort_keys=True).encode()).hexdigest()[:16]
     return Config(
         cluster=cluster, key_file=key_file, nodes=nodes, vips=tuple(vips), dns_check=dns_check,
         heartbeat=heartbeat, failure_threshold=failure_threshold, failback=failback,

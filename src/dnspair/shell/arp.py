@@ -55,6 +55,12 @@ class Announcer:
             self._sockets.pop(ifname, None)
             log.warning("gratuitous ARP for %s on %s failed: %s", ip, ifname, e)
 
+    def cancel(self, ip: str) -> None:
+        """Stop announcing an address we no longer hold."""
+        old = self._tasks.pop(ip, None)
+        if old:
+            old.cancel()
+
     def close(self):
         for t in self._tasks.values():
             t.cancel()

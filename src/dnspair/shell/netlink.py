@@ -70,11 +70,12 @@ async def watch_carrier(ifnames: set[str], on_change) -> None:
     mon = AsyncIPRoute()
     await mon.bind(groups=RTMGRP_LINK)
     try:
-        async for msg in mon.get():
-            name = msg.get_attr("IFLA_IFNAME")
-            if name in ifnames:
-                up = bool(msg.get_attr("IFLA_CARRIER")) and bool(msg["flags"] & 1)
-                on_change(name, up)
+        while True:  # get() yields what has arrived, then ends
+            async for msg in mon.get():
+                name = msg.get_attr("IFLA_IFNAME")
+                if name in ifnames:
+                    up = bool(msg.get_attr("IFLA_CARRIER")) and bool(msg["flags"] & 1)
+                    on_change(name, up)
     finally:
         mon.close()
 
