@@ -1,0 +1,1 @@
+"""Failover benchmark: dnspair against keepalived on the namespace lab. See docs/benchmarks.md."""
