@@ -31,8 +31,10 @@ class Daemon:
                              cfg.heartbeat.port, self._on_datagram)
         self.queue: asyncio.Queue = asyncio.Queue()
         self.stopping = asyncio.Event()
+        self.witness_kick = asyncio.Event()
         self.ready_sent = False
         self.control_rejected = 0
+        self._last_reject = ""
         self.listeners = []      # called with the status dict after every change (LEDs)
         self._status_line = ""
 
@@ -109,6 +111,12 @@ class Daemon:
 
     # --- control socket ----------------------------------------------------------------------
 
+    def _reject(self, why: str) -> None:
+        self.control_rejected += 1
+        if self.control_rejected == 1 or why != self._last_reject:
+            log.warning("control socket: rejected a request (%s)", why)
+        self._last_reject = why
+
     def handle(self, req: dict) -> dict:
         cmd = req.get("cmd")
         now = time.monotonic()
@@ -127,16 +135,21 @@ class Daemon:
             raise ValueError(f"unknown command {cmd!r}")
         except ValueError as e:
             if cmd not in ("standby", "unstandby", "cleanup", "move", "status"):
-                self.control_rejected += 1
+                self._reject(f"unknown command {cmd!r}")
             return {"ok": False, "error": str(e)}
 
     # --- loops --------------------------------------------------------------------------------
 
     async def _heartbeat_loop(self) -> None:
         hb = self.cfg.heartbeat
+        was_suspect = False
         while True:
             now = time.monotonic()
-            if self.engine.peer_suspect(now):
+            suspect = self.engine.peer_suspect(now)
+            if suspect and not was_suspect:
+                self.witness_kick.set()  # ask the witness now, not at its next interval
+            was_suspect = suspect
+            if suspect:
                 self.send(wire.PROBE)
                 await asyncio.sleep(hb.probe_interval)
             else:
@@ -155,9 +168,13 @@ class Daemon:
         from .shell import witness
         w = self.cfg.witness
         while True:
+            self.witness_kick.clear()
             ok = await witness.reachable(w.address, w.timeout)
             self.feed(self.engine.on_witness(time.monotonic(), ok))
-            await asyncio.sleep(w.interval)
+            try:
+                await asyncio.wait_for(self.witness_kick.wait(), w.interval)
+            except asyncio.TimeoutError:
+                pass
 
     async def _timer_loop(self) -> None:
         while True:
@@ -192,7 +209,8 @@ class Daemon:
             if v.ip in await self.nl.addresses(v.interface):
                 held.add(i)
         await self.hb.open()
-        server = await control.serve(self.cfg.control.socket, self.cfg.control.group, self.handle)
+        server = await control.serve(self.cfg.control.socket, self.cfg.control.group, self.handle,
+                                     self._reject)
         tasks = [loop.create_task(c) for c in (
             self._actuator(), self._carrier(), self._heartbeat_loop(), self._dns_loop(), self._timer_loop())]
         if self.cfg.witness:

@@ -138,6 +138,18 @@ def test_carrier_loss_releases_and_claims_nothing():
     assert p.addresses[A] == set()
 
 
+def test_witness_must_answer_after_the_peer_went_quiet():
+    p = Pair(EXAMPLE + "\nwitness: 192.0.2.254\n")
+    for n in p.names:
+        p._apply(n, p.e[n].on_witness(0.0, True))
+    settle(p)
+    p.kill(A)
+    p.run(0.5)
+    assert p.addresses[B] == {V2}, "an old witness answer proves nothing"
+    p._apply(B, p.e[B].on_witness(p.now, True))
+    assert p.addresses[B] == {V1, V2}
+
+
 def test_witness_unreachable_blocks_takeover_but_keeps_own_vip():
     p = Pair(EXAMPLE + "\nwitness: 192.0.2.254\n")
     for n in p.names:
@@ -146,6 +158,7 @@ def test_witness_unreachable_blocks_takeover_but_keeps_own_vip():
     p._apply(B, p.e[B].on_witness(p.now, False))
     p.link[A] = False
     p.run(0.5)
+    p._apply(A, p.e[A].on_witness(p.now, True))
     assert p.addresses[B] == {V2}
     assert p.addresses[A] == {V1, V2}
 

@@ -106,6 +106,7 @@ class Engine:
         self.standby = False
         self.carrier: dict[str, bool] = {v.interface: True for v in cfg.vips}
         self.witness_ok = cfg.witness is None
+        self.witness_at: float | None = None
         # what this node holds and how
         self.held: set[int] = set()
         self.sticky: set[int] = set()
@@ -164,11 +165,24 @@ class Engine:
                 ] + self.decide(now) + [SendNow()]
 
     def on_witness(self, now: float, ok: bool) -> list:
-        if self.cfg.witness is None or ok == self.witness_ok:
+        if self.cfg.witness is None:
             return []
+        acts = []
+        if ok != self.witness_ok:
+            acts.append(Log(f"witness {self.cfg.witness.address} {'reachable' if ok else 'UNREACHABLE'}",
+                            "info" if ok else "warning"))
         self.witness_ok = ok
-        return [Log(f"witness {self.cfg.witness.address} {'reachable' if ok else 'UNREACHABLE'}",
-                    "info" if ok else "warning")] + self.decide(now)
+        if ok:
+            self.witness_at = now
+        return acts + self.decide(now)
+
+    def witness_fresh(self) -> bool:
+        """The witness answered after the peer went quiet: it is the peer that is gone, not us."""
+        if self.cfg.witness is None:
+            return True
+        if not self.witness_ok or self.witness_at is None:
+            return False
+        return self.peer.last_heard is None or self.witness_at >= self.peer.last_heard
 
     def on_claim_failed(self, now: float, vip: int, error: str) -> list:
         self.held.discard(vip)
@@ -329,7 +343,7 @@ class Engine:
         alive = self.peer_alive(now)
         if alive and _bit(self.peer.msg.available, i):
             cands.append(self.peer_name)
-        if not alive and self.cfg.witness and not self.witness_ok and i not in self.held:
+        if not alive and i not in self.held and not self.witness_fresh():
             cands = [c for c in cands if c != self.me]
         if not cands:
             return None

@@ -20,8 +20,8 @@ class ControlError(Exception):
     """One line for the user."""
 
 
-async def serve(path: str, group: str, handle) -> asyncio.AbstractServer:
-    """handle(request: dict) -> dict. Bad requests get an error reply and are counted by the caller."""
+async def serve(path: str, group: str, handle, on_reject) -> asyncio.AbstractServer:
+    """handle(request: dict) -> dict; malformed requests get an error reply and on_reject(why)."""
     directory = os.path.dirname(path)
     os.makedirs(directory, mode=0o750, exist_ok=True)
     try:
@@ -46,10 +46,12 @@ async def serve(path: str, group: str, handle) -> asyncio.AbstractServer:
                     reply = {"ok": False, "error": f"malformed request: {e}"}
                 else:
                     reply = handle(req)
+            if not reply["ok"] and reply["error"].startswith(("malformed", "request too long")):
+                on_reject(reply["error"])
             writer.write(json.dumps(reply).encode() + b"\n")
             await asyncio.wait_for(writer.drain(), CLIENT_TIMEOUT)
-        except (asyncio.TimeoutError, ConnectionError, asyncio.LimitOverrunError, ValueError):
-            pass
+        except (asyncio.TimeoutError, ConnectionError, asyncio.LimitOverrunError, ValueError) as e:
+            on_reject(f"client dropped: {type(e).__name__}")
         finally:
             writer.close()
 

@@ -1,0 +1,114 @@
+"""What systemd, the operator and a second link see of a running daemon."""
+import os
+import socket
+import stat
+import time
+
+import lab as labmod
+from pair import NODE_NAME, Pair
+
+VIP1, VIP2 = labmod.VIP1, labmod.VIP2
+
+
+def test_notify_ready_status_and_watchdog(lab):
+    p = Pair(lab)
+    path = str(lab.workdir / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(0.2)
+    try:
+        p.start("node2", wait=False)
+        env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="400000", PYTHONUNBUFFERED="1")
+        env["PYTHONPATH"] = str(lab.workdir.parent)  # harmless; the venv has dnspair installed
+        lab.popen("node1", [*lab.dnspair_command(), "daemon", "--config", p.configs["node1"],
+                            "--node", "dns-pm01"], log=lab.workdir / "node1" / "dnspair.log", env=env)
+        got, deadline = [], time.monotonic() + 20
+        while time.monotonic() < deadline and not (any(m == "READY=1" for m in got)
+                                                   and got.count("WATCHDOG=1") >= 3):
+            try:
+                got.append(sock.recv(4096).decode())
+            except socket.timeout:
+                pass
+    finally:
+        sock.close()
+    assert "READY=1" in got, got
+    assert got.count("WATCHDOG=1") >= 3, got
+    statuses = [m for m in got if m.startswith("STATUS=")]
+    assert statuses and "holding 192.0.2.11" in statuses[-1] and "\n" not in statuses[-1], statuses
+    # READY comes once the first decision is applied: the VIP is already there.
+    assert VIP1 in lab.vips_on("node1")
+
+
+def test_control_socket_is_not_world_accessible_and_move_works(lab):
+    p = Pair(lab)
+    p.start()
+    sock = lab.workdir / "node1" / "control.sock"
+    mode = stat.S_IMODE(os.stat(sock).st_mode)
+    assert mode & 0o007 == 0, oct(mode)
+    assert stat.S_IMODE(os.stat(sock.parent).st_mode) & 0o007 == 0
+    r = p.cli("node1", "move", VIP1, "dns-pm02")
+    assert r.returncode == 0, r.stderr
+    p.wait_served(VIP1, "node2")
+    assert p.status("node1")["vips"][0]["pinned_to"] == "dns-pm02"
+    for args, text in ((("move", "192.0.2.99", "dns-pm02"), "unknown VIP"),
+                       (("move", VIP1, "dns-pm07"), "unknown node"),
+                       (("cleanup", "192.0.2.98"), "unknown VIP")):
+        r = p.cli("node1", *args)
+        assert r.returncode == 1 and text in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+    assert p.cli("node2", "cleanup", VIP1).returncode == 0
+    p.wait_served(VIP1, "node1")
+
+
+def test_malformed_control_requests_are_answered_and_counted(lab):
+    p = Pair(lab)
+    p.start()
+    path = str(lab.workdir / "node1" / "control.sock")
+    for junk in (b"not json\n", b'{"cmd": 5}\n', b'{"cmd": "reboot"}\n', b"x" * 10000 + b"\n", b"[]\n"):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(5)
+        s.connect(path)
+        try:
+            s.sendall(junk)
+            reply = s.recv(4096)
+        except (BrokenPipeError, ConnectionResetError):
+            reply = b""
+        s.close()
+        assert reply == b"" or b'"ok": false' in reply
+    st = p.status("node1")
+    assert st["control_rejected"] >= 3
+    assert p.owners("node1") == {VIP1: "dns-pm01", VIP2: "dns-pm02"}
+
+
+def test_one_of_two_links_cut_is_no_failover_but_is_reported(lab2):
+    lab = lab2
+    p = Pair(lab)
+    p.start()
+    p.wait_served(VIP1, "node1")
+    p.wait(lambda: p.status("node1")["heartbeat"]["links_up"] == 2, "both links up")
+    lab.link_down("node2", 1)
+    p.wait(lambda: p.status("node1")["heartbeat"]["links_up"] == 1, "one link reported down")
+    time.sleep(1)
+    assert p.owners("node1") == {VIP1: "dns-pm01", VIP2: "dns-pm02"}
+    assert lab.vips_on("node1") == [VIP1]
+    assert "only 1 of 2 heartbeat links up" in p.cli("node1", "status").stdout
+
+
+def test_witness_unreachable_keeps_a_cut_off_node_from_taking_vips(lab):
+    # The witness stands for the gateway: the client's address, reachable only over the LAN.
+    p = Pair(lab, extra="witness: {address: 192.0.2.100, interval: 0.2, timeout: 0.2}")
+    p.start()
+    p.wait_served(VIP1, "node1")
+    p.wait(lambda: p.status("node1")["witness"]["ok"], "witness seen")
+    # node1 loses the LAN but keeps carrier: drop everything from the client and node2 at node1.
+    lab.run("node1", "nft", "-f", "-", input="""
+table ip cut {
+    chain input { type filter hook input priority -20; policy drop; iif "lo" accept; }
+    chain output { type filter hook output priority -20; policy drop; oif "lo" accept; }
+}
+""")
+    try:
+        p.wait(lambda: sorted(lab.vips_on("node2")) == [VIP1, VIP2], "node2 (witness ok) takes over")
+        time.sleep(1.0)
+        assert lab.vips_on("node1") == [VIP1], "node1 keeps its own VIP but takes nothing"
+    finally:
+        lab.run("node1", "nft", "delete", "table", "ip", "cut", check=False)
