@@ -71,3 +71,12 @@ def test_replay_guard():
         g.check(9, 100, False)       # older incarnation while the peer is alive
     g.check(9, 100, True)            # ...accepted once it has gone silent (clock went back)
     g.check(11, 1, False)            # restart: new incarnation, seq starts again
+
+
+def test_documented_size_of_the_seed_heartbeat():
+    # docs/protocol.md: 32 fixed + 1+7 cluster + 1+8 sender + 36 view + 2 pins + 32 MAC
+    m = wire.Message(cluster="clst-01", sender="dns-pm01", incarnation=1, seq=1, nvips=2)
+    data = wire.encode(m, KEY)
+    assert len(data) == 119
+    assert data[:2] == b"DP" and data[2] == 1 and data[3] == wire.HEARTBEAT
+    assert data[32] == 7 and data[33:40] == b"clst-01" and data[40] == 8
