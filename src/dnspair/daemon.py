@@ -11,7 +11,8 @@ from .core import status as status_model
 from .core import wire
 from .core.config import Config
 from .core.engine import Announce, Claim, Engine, Log, Release, SendNow
-from .shell import control, dnsprobe, netlink, systemd
+from .shell import control, dnsprobe, leds, netlink, systemd
+from .shell import http as status_http
 from .shell.arp import Announcer
 from .shell.heartbeat import Heartbeats
 
@@ -211,6 +212,12 @@ class Daemon:
         await self.hb.open()
         server = await control.serve(self.cfg.control.socket, self.cfg.control.group, self.handle,
                                      self._reject)
+        web = self.cfg.status_http and await status_http.serve(self.cfg.status_http.host,
+                                                                self.cfg.status_http.port, self.status)
+        panel = leds.Panel(self.cfg.leds, lambda c: self.handle({"cmd": c}), loop.call_soon_threadsafe)
+        if self.cfg.leds.enabled and panel.open():
+            self.listeners.append(panel.update)
+            loop.call_later(1.0, panel.end_lamp_test)
         tasks = [loop.create_task(c) for c in (
             self._actuator(), self._carrier(), self._heartbeat_loop(), self._dns_loop(), self._timer_loop())]
         if self.cfg.witness:
@@ -233,6 +240,9 @@ class Daemon:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._leave()
         server.close()
+        if web:
+            web.close()
+        panel.close()
         try:
             os.unlink(self.cfg.control.socket)
         except OSError:

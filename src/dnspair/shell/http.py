@@ -1,0 +1,184 @@
+"""The read-only status endpoint: /status, /health, /metrics over HTTP/1.0-style GETs.
+
+It runs in the daemon's loop, so every step is bounded: one request head of at most
+MAX_HEAD bytes, read within READ_TIMEOUT, at most MAX_CLIENTS at once, one reply, close.
+A slow or hostile client only ever costs its own connection, never a heartbeat.
+It renders the status model only, which holds no key.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+log = logging.getLogger("dnspair")
+MAX_HEAD = 8192
+READ_TIMEOUT = 2.0
+WRITE_TIMEOUT = 2.0
+MAX_CLIENTS = 16
+REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+           408: "Request Timeout", 413: "Content Too Large",
+           431: "Request Header Fields Too Large", 503: "Service Unavailable"}
+
+
+def health(st: dict) -> tuple[int, str]:
+    """200 when this node does its job (ready, own DNS not failed, every VIP owned)."""
+    me = next(n for n in st["nodes"] if n["self"])
+    held = [v["address"].split("/")[0] for v in st["vips"] if v["held_here"]]
+    unowned = [v["address"].split("/")[0] for v in st["vips"] if v["owner"] is None]
+    if not me["ready"]:
+        return 503, f"FAIL {me['name']}: starting"
+    if me["dns"]["ok"] is False:
+        return 503, f"FAIL {me['name']}: DNS failed ({me['dns']['last_error'] or 'check failed'})"
+    if unowned:
+        return 503, f"FAIL {me['name']}: no owner for {', '.join(unowned)}"
+    peer = next(n for n in st["nodes"] if not n["self"])
+    return 200, (f"OK {me['name']} holds {', '.join(held) or 'no VIP'}"
+                 + ("" if peer["online"] else f"; peer {peer['name']} unheard")
+                 + ("; standby" if me["standby"] else ""))
+
+
+def _num(v) -> str:
+    return "NaN" if v is None else repr(float(v)) if isinstance(v, float) else str(int(v))
+
+
+def _lbl(**kw) -> str:
+    esc = {k: str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") for k, v in kw.items()}
+    return "{" + ",".join(f'{k}="{v}"' for k, v in esc.items()) + "}"
+
+
+def metrics(st: dict) -> str:
+    """Prometheus text format 0.0.4; seconds as base unit, NaN where unknown."""
+    out = []
+
+    def m(name, kind, help, samples):
+        out.append(f"# HELP dnspair_{name} {help}")
+        out.append(f"# TYPE dnspair_{name} {kind}")
+        out.extend(f"dnspair_{name}{lbl} {_num(v)}" for lbl, v in samples)
+
+    hb, fo = st["heartbeat"], st["failovers"]
+    ms = (lambda v: None if v is None else v / 1000)
+    m("info", "gauge", "Constant 1, labelled with version, cluster and node.",
+      [(_lbl(version=st["daemon"]["version"], cluster=st["cluster"], node=st["node"]), 1)])
+    m("uptime_seconds", "gauge", "Seconds since the daemon started.", [("", st["daemon"]["uptime_s"])])
+    m("node_online", "gauge", "1 if the node is up (the peer: heard within the dead time).",
+      [(_lbl(node=n["name"]), int(n["online"])) for n in st["nodes"]])
+    m("node_standby", "gauge", "1 if the node is in standby.",
+      [(_lbl(node=n["name"]), int(n["standby"])) for n in st["nodes"]])
+    m("dns_ok", "gauge", "1 if the node's DNS check passes, 0 if it fails, NaN if unknown.",
+      [(_lbl(node=n["name"]), None if n["dns"]["ok"] is None else int(n["dns"]["ok"])) for n in st["nodes"]])
+    m("dns_latency_seconds", "gauge", "Latency of the node's last DNS check.",
+      [(_lbl(node=n["name"]), ms(n["dns"]["latency_ms"])) for n in st["nodes"]])
+    m("dns_failures_total", "counter", "DNS check failures since start or cleanup.",
+      [(_lbl(node=n["name"]), n["dns"]["failures"]) for n in st["nodes"]])
+    m("vip_owner", "gauge", "1 for the node that owns the VIP (no sample: no owner).",
+      [(_lbl(vip=v["address"].split("/")[0], node=v["owner"]), 1) for v in st["vips"] if v["owner"]])
+    m("vip_owned", "gauge", "1 if some node owns the VIP.",
+      [(_lbl(vip=v["address"].split("/")[0]), int(v["owner"] is not None)) for v in st["vips"]])
+    m("vip_moved", "gauge", "1 if the VIP is away from its preferred node.",
+      [(_lbl(vip=v["address"].split("/")[0]), int(v["moved"])) for v in st["vips"]])
+    m("vip_held_here", "gauge", "1 if this node holds the VIP.",
+      [(_lbl(vip=v["address"].split("/")[0]), int(v["held_here"])) for v in st["vips"]])
+    m("heartbeat_rtt_seconds", "gauge", "Heartbeat round trip.", [("", ms(hb["rtt_ms"]))])
+    m("heartbeat_last_heard_seconds", "gauge", "Age of the last heartbeat from the peer.",
+      [("", hb["last_heard_s"])])
+    m("heartbeat_links_up", "gauge", "Heartbeat links the peer is heard on.", [("", hb["links_up"])])
+    m("heartbeat_links", "gauge", "Heartbeat links configured.", [("", hb["links_total"])])
+    m("heartbeat_dropped_total", "counter", "Datagrams dropped, by reason.",
+      [(_lbl(reason=k), v) for k, v in sorted(hb["dropped"].items())])
+    m("failovers_total", "counter", "VIPs taken over by this node.", [("", fo["count"])])
+    m("last_failover_age_seconds", "gauge", "Seconds since the last failover (NaN: never).",
+      [("", fo["last_age_s"])])
+    m("failed_actions", "gauge", "Failures waiting for `dnspair cleanup`.", [("", len(st["failed_actions"]))])
+    m("config_match", "gauge", "1 if both nodes run the same config, NaN if unknown.",
+      [("", None if st["config_match"] is None else int(st["config_match"]))])
+    return "\n".join(out) + "\n"
+
+
+def route(method: str, target: str, status) -> tuple[int, str, bytes]:
+    """(code, content type, body) for one request; `status()` gives the status dict."""
+    if method != "GET":
+        return 405, "text/plain", b"only GET\n"
+    path = target.split("?", 1)[0]
+    if path == "/status":
+        return 200, "application/json", json.dumps(status(), indent=2, sort_keys=True).encode() + b"\n"
+    if path == "/health":
+        code, line = health(status())
+        return code, "text/plain; charset=utf-8", line.encode() + b"\n"
+    if path == "/metrics":
+        return 200, "text/plain; version=0.0.4; charset=utf-8", metrics(status()).encode()
+    return 404, "text/plain", b"try /status, /health or /metrics\n"
+
+
+class Server:
+    def __init__(self, status):
+        self.status = status
+        self.clients = 0
+        self.server: asyncio.AbstractServer | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        self.server = await asyncio.start_server(self._client, host, port, limit=MAX_HEAD,
+                                                 reuse_address=True)
+
+    def close(self) -> None:
+        if self.server:
+            self.server.close()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.clients >= MAX_CLIENTS:
+            writer.transport.abort()
+            return
+        self.clients += 1
+        try:
+            code, ctype, body = await self._answer(reader)
+            if code:
+                head = (f"HTTP/1.1 {code} {REASONS[code]}\r\nContent-Type: {ctype}\r\n"
+                        f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\n"
+                        + ("Allow: GET\r\n" if code == 405 else "") + "Connection: close\r\n\r\n")
+                writer.write(head.encode() + body)
+                await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
+        except (asyncio.TimeoutError, ConnectionError):
+            pass
+        except Exception as e:  # noqa: BLE001 - a bad request must never reach the loop
+            log.warning("status endpoint: %s", e)
+        finally:
+            self.clients -= 1
+            if writer.transport.get_write_buffer_size():
+                writer.transport.abort()  # a client that does not read gets no more time
+            else:
+                writer.close()
+
+    async def _answer(self, reader) -> tuple[int, str, bytes]:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
+        except asyncio.TimeoutError:
+            return 408, "text/plain", b"request too slow\n"
+        except asyncio.LimitOverrunError:
+            return 431, "text/plain", f"request head over {MAX_HEAD} bytes\n".encode()
+        except asyncio.IncompleteReadError:
+            return 0, "", b""
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split()
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            return 400, "text/plain", b"bad request line\n"
+        if parts[0] != "GET":
+            return 405, "text/plain", b"only GET\n"
+        for h in lines[1:]:
+            name, _, value = h.partition(":")
+            if name.strip().lower() == "content-length" and value.strip() not in ("", "0"):
+                return 413, "text/plain", b"no request body accepted\n"
+            if name.strip().lower() == "transfer-encoding":
+                return 413, "text/plain", b"no request body accepted\n"
+        return route(parts[0], parts[1], self.status)
+
+
+async def serve(host: str, port: int, status) -> Server | None:
+    """None (logged) if the address cannot be bound: the pair matters more than its web page."""
+    s = Server(status)
+    try:
+        await s.start(host, port)
+    except OSError as e:
+        log.error("status endpoint %s:%d not started: %s", host, port, e.strerror or e)
+        return None
+    log.info("status endpoint on http://%s:%d/ (/status, /health, /metrics)", host, port)
+    return s

@@ -1,0 +1,130 @@
+"""Status LEDs and the button on the board (gpiozero).
+
+green: healthy and serving its own VIP; amber blinking: holding the peer's VIP;
+red: local DNS failed or the peer unheard. Short press: cleanup; hold: toggle standby.
+Pins are a nicety: no GPIO means a warning and no LEDs, and a GPIO error is logged,
+never raised, so heartbeats and failover carry on whatever the pins do.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+
+log = logging.getLogger("dnspair")
+
+
+def lights(st: dict) -> tuple[bool, bool, bool]:
+    """(green, amber blinking, red) for a status dict."""
+    me = next(n for n in st["nodes"] if n["self"])
+    peer = next(n for n in st["nodes"] if not n["self"])
+    own = any(v["owner"] == me["name"] and v["preferred"] == me["name"] for v in st["vips"])
+    foreign = any(v["owner"] == me["name"] and v["preferred"] != me["name"] for v in st["vips"])
+    green = own and me["dns"]["ok"] is True and not me["standby"]
+    red = me["dns"]["ok"] is False or not peer["online"]
+    return green, foreign, red
+
+
+class Panel:
+    """command(cmd) -> control reply dict; schedule(fn, *args) runs fn in the daemon's loop
+    (button callbacks arrive on gpiozero's threads)."""
+
+    def __init__(self, pins, command, schedule=None, factory=None, hold_time: float = 3.0,
+                 blink: float = 0.5):
+        self.pins = pins
+        self.command = command
+        self.schedule = schedule or (lambda fn, *a: fn(*a))
+        self.factory = factory
+        self.hold_time = hold_time
+        self.blink = blink
+        self.leds = {}
+        self.button = None
+        self.last: dict | None = None
+        self.shown = None
+        self.lamp = False
+        self._held = False
+        self._warned = False
+
+    def open(self) -> bool:
+        """Claim the pins and start the lamp test; False (warned once) without GPIO."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # gpiozero's factory fallbacks: one line below says it
+                from gpiozero import LED, Button
+                kw = {"pin_factory": self.factory} if self.factory else {}
+                for name in ("green", "amber", "red"):
+                    self.leds[name] = LED(getattr(self.pins, name), **kw)
+                self.button = Button(self.pins.button, hold_time=self.hold_time, **kw)
+        except Exception as e:  # noqa: BLE001 - no GPIO on this machine: run without
+            log.warning("no GPIO (%s: %s): running without LEDs and button", type(e).__name__, e)
+            self.close()
+            return False
+        self.button.when_pressed = self._on_press
+        self.button.when_held = self._on_hold
+        self.button.when_released = self._on_release
+        self.lamp = True
+        self._set(True, True, True, lamp=True)
+        return True
+
+    def end_lamp_test(self) -> None:
+        self.lamp = False
+        self.shown = None
+        self._show()
+
+    def update(self, st: dict) -> None:
+        """A daemon listener: called with the status dict after every change."""
+        self.last = st
+        if not self.lamp:
+            self._show()
+
+    def _show(self) -> None:
+        want = lights(self.last) if self.last else (False, False, False)
+        if want != self.shown:
+            self._set(*want)
+
+    def _set(self, green: bool, amber: bool, red: bool, lamp: bool = False) -> None:
+        try:
+            self.leds["green"].value = green
+            self.leds["red"].value = red
+            if amber and not lamp:
+                self.leds["amber"].blink(self.blink, self.blink)
+            else:
+                self.leds["amber"].value = amber
+            self.shown = None if lamp else (green, amber, red)
+        except Exception as e:  # noqa: BLE001 - a pin fault must not reach the daemon
+            self.shown = None
+            if not self._warned:
+                self._warned = True
+                log.warning("LED error (%s: %s); carrying on without them", type(e).__name__, e)
+
+    # --- button (gpiozero threads) --------------------------------------------------------
+
+    def _on_press(self) -> None:
+        self._held = False
+
+    def _on_hold(self) -> None:
+        self._held = True
+        self.schedule(self._act, "hold", None)
+
+    def _on_release(self) -> None:
+        if not self._held:
+            self.schedule(self._act, "short press", "cleanup")
+
+    def _act(self, how: str, cmd: str | None) -> None:
+        """In the daemon's loop: the same path as the control socket."""
+        try:
+            if cmd is None:
+                me = next((n for n in self.last["nodes"] if n["self"]), {}) if self.last else {}
+                cmd = "unstandby" if me.get("standby") else "standby"
+            reply = self.command(cmd)
+            log.info("button %s: %s: %s", how, cmd, reply.get("message") or reply.get("error"))
+        except Exception as e:  # noqa: BLE001
+            log.warning("button %s failed: %s", how, e)
+
+    def close(self) -> None:
+        for dev in [*self.leds.values(), self.button]:
+            try:
+                if dev is not None:
+                    dev.close()
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass
+        self.leds, self.button = {}, None
