@@ -1,0 +1,82 @@
+#!/bin/sh
+# Bakes dnspair into one flashable Raspberry Pi image per node of the pair: out/NODE.img.xz
+# with .sha256 and .bmap, and out/build-report.txt. Run as root on Debian bookworm (x86_64 or
+# arm64). See docs/image.md.
+set -eu
+REPO=$(cd "$(dirname "$0")" && pwd)
+. "$REPO/image/lib.sh"
+
+usage() {
+    cat <<'USAGE'
+usage: build.sh --config dnspair.yaml --ssh-key KEY.pub [options]
+  --config FILE          the pair's dnspair.yaml (the same file goes on both nodes)
+  --ssh-key FILE         public key allowed to log in as root (no passwords exist)
+  --arch arm64|armhf     arm64 (default): Pi 3, 4, Zero 2 W; armhf: Pi 2B (linux-image-armmp)
+  --base FILE.img.xz     start from an official Raspberry Pi OS Lite image instead of Debian's
+  --base-sha256 HEX      required with --base: the image's published SHA-256
+  --node NAME            build only this node (repeatable); default: every node in the config
+  --gateway IP           default gateway in the per-node settings (default: derived, see docs)
+  --read-only-root       root file system read-only, writes go to RAM (overlay root)
+  --out DIR              output directory (default: out/)
+  --cache DIR            base rootfs cache (default: /var/cache/dnspair-build)
+  --xz-level N           xz compression level 0-9 (default: 6)
+USAGE
+}
+
+CONFIG="" SSH_KEY="" ARCH=arm64 BASE_IMG="" BASE_SHA="" NODES="" GATEWAY="" READ_ONLY=0
+OUT="$REPO/out" CACHE_DIR=${DNSPAIR_CACHE:-/var/cache/dnspair-build} XZ_LEVEL=6
+SUITE=bookworm MIRROR=http://deb.debian.org/debian SECURITY_MIRROR=http://deb.debian.org/debian-security
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --config|--ssh-key|--arch|--base|--base-sha256|--node|--gateway|--out|--cache|--xz-level)
+            [ $# -ge 2 ] || die "$1 needs a value"
+            case "$1" in
+                --config) CONFIG=$2 ;; --ssh-key) SSH_KEY=$2 ;; --arch) ARCH=$2 ;;
+                --base) BASE_IMG=$2 ;; --base-sha256) BASE_SHA=$2 ;; --node) NODES="$NODES $2" ;;
+                --gateway) GATEWAY=$2 ;; --out) OUT=$2 ;; --cache) CACHE_DIR=$2 ;; --xz-level) XZ_LEVEL=$2 ;;
+            esac
+            shift 2 ;;
+        --read-only-root) READ_ONLY=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) usage >&2; die "unknown argument: $1" ;;
+    esac
+done
+
+# Bad input fails here, before anything slow or anything that needs cleaning up.
+[ "$(id -u)" = 0 ] || die "must run as root (it builds file systems and ARM chroots)"
+[ -n "$CONFIG" ] || die "--config FILE is required (the pair's dnspair.yaml)"
+[ -f "$CONFIG" ] || die "config not found: $CONFIG"
+[ -n "$SSH_KEY" ] || die "--ssh-key FILE is required: the image has no passwords, SSH keys are the only way in"
+[ -f "$SSH_KEY" ] || die "SSH public key not found: $SSH_KEY"
+grep -q -E '^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh.com) ' "$SSH_KEY" \
+    || die "$SSH_KEY does not look like an SSH public key (.pub)"
+case "$ARCH" in arm64|armhf) ;; *) die "--arch must be arm64 or armhf, not $ARCH" ;; esac
+case "$XZ_LEVEL" in [0-9]) ;; *) die "--xz-level must be 0-9" ;; esac
+if [ -n "$BASE_IMG" ]; then
+    [ -f "$BASE_IMG" ] || die "base image not found: $BASE_IMG"
+    printf '%s' "$BASE_SHA" | grep -q -E '^[0-9a-fA-F]{64}$' || die "--base needs --base-sha256 with the image's 64-hex-digit SHA-256"
+fi
+CONFIG=$(readlink -f "$CONFIG") SSH_KEY=$(readlink -f "$SSH_KEY")
+mkdir -p "$OUT"; OUT=$(readlink -f "$OUT")
+
+for step in "$REPO"/image/[0-9][0-9]-*.sh; do . "$step"; done
+
+START=$(date +%s) IMG_SIZES=""
+host_tools
+[ -n "$NODES" ] || NODES=$("$HOST_PY" "$REPO/image/nodeplan.py" nodes "$CONFIG") || exit 1
+for n in $NODES; do  # every node's settings must derive cleanly before the slow part
+    "$HOST_PY" "$REPO/image/nodeplan.py" settings "$CONFIG" "$n" ${GATEWAY:+--gateway "$GATEWAY"} >/dev/null || exit 1
+done
+
+WORK=$(mktemp -d /var/tmp/dnspair-build.XXXXXX)
+on_exit "rm -rf --one-file-system '$WORK'"
+trap 'run_cleanup' EXIT
+trap 'exit 130' INT TERM
+
+if [ -n "$BASE_IMG" ]; then base_from_image; else build_base; fi
+make_rootfs
+verify_rootfs
+for n in $NODES; do make_node "$n"; done
+write_report
+log "done in $(( $(date +%s) - START ))s: $(cd "$OUT" && ls $(for n in $NODES; do echo "$n.img.xz"; done) | tr '\n' ' ')"

@@ -1,0 +1,92 @@
+# Step 20: the root filesystem both nodes share: base + overlays/ + dnspair in /opt/dnspair
+# (exact versions from constraints.txt) + the pair's config and a fresh authentication key.
+# In: BASE_TAR WORK REPO CONFIG SSH_KEY READ_ONLY. Out: ROOT, AUTHKEY_PATH.
+
+lay_overlays() {
+    # Owned by root whatever the checkout's owner; modes come from git (hooks are executable).
+    tar -C "$REPO/overlays" --owner=0 --group=0 --numeric-owner -cf - . | tar -C "$1" -xpf -
+}
+
+# A wheel of the working tree (the code the tests ran), built from a copy so the checkout
+# gets no build/ or egg-info litter.
+build_dnspair_wheel() {
+    src=$WORK/dnspair-src
+    mkdir -p "$src" "$1"
+    cp -r "$REPO/pyproject.toml" "$REPO/src" "$src/"
+    [ -f "$REPO/README.md" ] && cp "$REPO/README.md" "$src/"
+    "$HOST_PY" -m pip wheel -q --no-deps --no-build-isolation --disable-pip-version-check -w "$1" "$src" >&2 \
+        || die "could not build the dnspair wheel from $REPO (pyproject.toml, src/)"
+}
+
+install_dnspair() {
+    root=$1 stage=$1/tmp/dnspair-install
+    build_dnspair_wheel "$stage"
+    cp "$REPO/constraints.txt" "$stage/"
+    # pip inside the ARM chroot fetches the ARM wheels from PyPI. systemd-python 235 is
+    # Debian's python3-systemd (same upstream release as the pin), seen through
+    # --system-site-packages, so the image needs no compiler.
+    cp -L /etc/resolv.conf "$root/etc/resolv.conf"
+    log "installing dnspair into /opt/dnspair (pip under qemu-user)"
+    whl=$(cd "$stage" && ls dnspair-*.whl)
+    in_chroot "$root" python3 -m venv --system-site-packages /opt/dnspair
+    # The build machine's CA bundle: pip must trust what the host trusts (e.g. a TLS proxy).
+    cp -L /etc/ssl/certs/ca-certificates.crt "$stage/ca.crt" 2>/dev/null || true
+    in_chroot "$root" env -i PATH=/usr/bin:/bin LC_ALL=C.UTF-8 ${https_proxy:+https_proxy=$https_proxy} \
+        $([ -s "$stage/ca.crt" ] && echo PIP_CERT=/tmp/dnspair-install/ca.crt) \
+        /opt/dnspair/bin/pip install -q --no-cache-dir --disable-pip-version-check \
+        -c /tmp/dnspair-install/constraints.txt "/tmp/dnspair-install/$whl" >&2 \
+        || die "pip could not install dnspair with constraints.txt into the image"
+    ln -sf /opt/dnspair/bin/dnspair "$root/usr/local/bin/dnspair"
+    ln -sf /opt/dnspair/bin/check_dnspair "$root/usr/local/bin/check_dnspair"
+}
+
+# The lead's unit: required once it is in git, skipped with a warning before that.
+enable_dnspair_unit() {
+    unit=etc/systemd/system/dnspair.service
+    if [ -f "$1/$unit" ]; then
+        in_chroot "$1" systemctl enable dnspair.service >&2
+    elif git -C "$REPO" log -1 --format=%h -- "overlays/$unit" 2>/dev/null | grep -q .; then
+        die "overlays/$unit is in git history but missing from the checkout"
+    else
+        log "WARNING: overlays/$unit does not exist yet; the image will not start dnspair"
+    fi
+}
+
+make_rootfs() {
+    ROOT=$WORK/rootfs
+    mkdir -p "$ROOT"
+    log "unpacking base rootfs"
+    tar -C "$ROOT" --xattrs --xattrs-include='*' --numeric-owner -xpf "$BASE_TAR"
+    lay_overlays "$ROOT"
+    chroot_mount "$ROOT"
+    install_dnspair "$ROOT"
+
+    # The pair's config and its key: one key per build, the same in every node's image.
+    install -D -m 0644 "$CONFIG" "$ROOT/etc/dnspair/dnspair.yaml"
+    AUTHKEY_PATH=$("$HOST_PY" "$REPO/image/nodeplan.py" key-file "$CONFIG")
+    mkdir -p "$ROOT$(dirname "$AUTHKEY_PATH")"
+    (umask 077 && "$HOST_PY" "$REPO/image/nodeplan.py" authkey > "$ROOT$AUTHKEY_PATH")
+    chown 0:0 "$ROOT$AUTHKEY_PATH"; chmod 0600 "$ROOT$AUTHKEY_PATH"
+
+    install -d -m 0700 "$ROOT/root/.ssh"
+    install -m 0600 "$SSH_KEY" "$ROOT/root/.ssh/authorized_keys"
+
+    enable_dnspair_unit "$ROOT"
+    in_chroot "$ROOT" systemctl enable dnspair-node-settings.service named.service ssh.service \
+        NetworkManager.service systemd-timesyncd.service >&2
+
+    # Kernel command line and config.txt come from raspi-firmware's own hook, fed by
+    # overlays/etc/default/raspi-firmware (and the read-only switch below).
+    if [ "$READ_ONLY" = 1 ]; then
+        echo "dnspair.overlayroot" > "$ROOT/etc/default/raspi-extra-cmdline"
+    fi
+    kver=$(basename "$(ls -1 "$ROOT"/boot/vmlinuz-* | sort -V | tail -1)")
+    in_chroot "$ROOT" env DEB_MAINT_PARAMS=configure /etc/kernel/postinst.d/z50-raspi-firmware "${kver#vmlinuz-}" >&2
+
+    # Nothing of the build machine or of the cached base stays: per-node identity is made later.
+    rm -f "$ROOT"/etc/ssh/ssh_host_*_key* "$ROOT/etc/bind/rndc.key" "$ROOT/var/lib/dbus/machine-id" \
+        "$ROOT/var/lib/systemd/random-seed"
+    : > "$ROOT/etc/machine-id"
+    rm -rf "$ROOT/tmp/dnspair-install" "$ROOT"/var/lib/apt/lists/* "$ROOT"/var/cache/apt/*.bin
+    printf 'nameserver 127.0.0.1\n' > "$ROOT/etc/resolv.conf"
+}

@@ -1,0 +1,69 @@
+# Step 40: one node's image. Copies the shared root, adds the node's identity (settings file,
+# host name, static address, SSH host keys, rndc key) and writes out/NODE.img.xz, .bmap, .sha256.
+# The disk is assembled in a plain file: mkfs.vfat/mtools and mke2fs -d write the partitions at
+# their offsets, so nothing is mounted and no loop device is used.
+# In: ROOT WORK OUT CONFIG GATEWAY XZ_LEVEL.
+
+FAT_MIB=256
+ROOT_HEADROOM_MIB=512
+FIRST_MIB=4
+
+rndc_key() {  # what rndc-confgen -a writes, without running it under qemu
+    printf 'key "rndc-key" {\n\talgorithm hmac-sha256;\n\tsecret "%s";\n};\n' \
+        "$("$HOST_PY" -c 'import base64, secrets; print(base64.b64encode(secrets.token_bytes(32)).decode())')"
+}
+
+node_identity() {  # $1 node, $2 tree
+    "$HOST_PY" "$REPO/image/nodeplan.py" settings "$CONFIG" "$1" ${GATEWAY:+--gateway "$GATEWAY"} \
+        > "$2/boot/firmware/dnspair-node.txt"
+    "$HOST_PY" "$2/usr/local/lib/dnspair-image/nodesettings.py" apply "$2/boot/firmware/dnspair-node.txt" "$2" >&2
+    ssh-keygen -q -A -f "$2"
+    for k in "$2"/etc/ssh/ssh_host_*_key.pub; do
+        sed -i "s/ [^ ]*\$/ root@$1/" "$k"
+    done
+    bind_gid=$(awk -F: '$1 == "bind" { print $3 }' "$2/etc/group")
+    (umask 027 && rndc_key > "$2/etc/bind/rndc.key")
+    chown "0:$bind_gid" "$2/etc/bind/rndc.key"
+}
+
+make_disk() {  # $1 tree, $2 firmware dir, $3 image file
+    used_mib=$(( $(du -sxm "$1" | cut -f1) ))
+    root_mib=$(( used_mib + used_mib / 4 + ROOT_HEADROOM_MIB ))
+    total_mib=$(( FIRST_MIB + FAT_MIB + root_mib ))
+    rm -f "$3"; truncate -s "${total_mib}M" "$3"
+    # MBR (the Pi 3's boot ROM reads nothing else): 1 = FAT32 LBA (type c), 2 = Linux.
+    # sfdisk rather than parted: parted calls udevadm, which build machines may lack.
+    printf 'start=%s, size=%s, type=c\nstart=%s, type=83\n' $(( FIRST_MIB * 2048 )) $(( FAT_MIB * 2048 )) \
+        $(( (FIRST_MIB + FAT_MIB) * 2048 )) | sfdisk -q --no-reread --no-tell-kernel "$3" >/dev/null \
+        || die "sfdisk could not partition $3"
+    # 1 KiB clusters: enough of them for a real FAT32, which mtools and the Pi firmware expect.
+    mkfs.vfat -F 32 -s 2 -n RASPIFIRM --offset $(( FIRST_MIB * 2048 )) "$3" $(( FAT_MIB * 1024 )) >/dev/null 2>&1 \
+        || die "mkfs.vfat failed on $3"
+    MTOOLS_SKIP_CHECK=1 mcopy -s -p -m -i "$3@@$(( FIRST_MIB * 1048576 ))" "$2"/* ::/ \
+        || die "mcopy could not fill the boot partition of $3"
+    mke2fs -q -t ext4 -L RASPIROOT -d "$1" -E "offset=$(( (FIRST_MIB + FAT_MIB) * 1048576 )),root_owner=0:0" \
+        "$3" "$(( root_mib * 1024 ))k" || die "mke2fs could not write the root file system of $3"
+}
+
+make_node() {
+    node=$1
+    log "node $node: image"
+    tree=$WORK/node-$node fw=$WORK/firmware-$node img=$OUT/$node.img
+    on_exit "rm -rf --one-file-system '$tree' '$fw'"
+    on_exit "rm -f '$img' '$img.xz.partial'"   # only partial files: finished ones are renamed below
+    cp -a "$ROOT" "$tree"
+    node_identity "$node" "$tree"
+    # /boot/firmware is the FAT partition's mount point: its files go to the FAT, not to ext4.
+    mkdir -p "$fw"; mv "$tree"/boot/firmware/* "$fw/"
+    make_disk "$tree" "$fw" "$img"
+    rm -rf --one-file-system "$tree" "$fw"
+    bmaptool -q create -o "$img.bmap.partial" "$img"
+    log "node $node: xz -$XZ_LEVEL"
+    xz -T0 "-$XZ_LEVEL" -c "$img" > "$img.xz.partial"
+    mv "$img.bmap.partial" "$img.bmap"
+    mv "$img.xz.partial" "$img.xz"
+    (cd "$OUT" && sha256sum "$node.img.xz" > "$node.img.xz.sha256")
+    IMG_SIZES="$IMG_SIZES$node.img: $(du -m --apparent-size "$img" | cut -f1) MiB raw, $(du -m "$img.xz" | cut -f1) MiB xz
+"
+    [ "${KEEP_RAW:-0}" = 1 ] || rm -f "$img"
+}

@@ -1,0 +1,27 @@
+# Step 50: out/build-report.txt, what went into the images. The SHA-256 lines let the user
+# check the download; the key itself is never printed.
+
+write_report() {
+    r=$OUT/build-report.txt
+    {
+        echo "dnspair image build $(date -u +%Y-%m-%dT%H:%M:%SZ), $(( $(date +%s) - START )) s"
+        echo "arch: $ARCH   base: Debian $SUITE (mmdebstrap), cached as $(basename "$BASE_TAR")"
+        echo "config: $CONFIG   read-only root: $([ "$READ_ONLY" = 1 ] && echo yes || echo no)"
+        echo "dnspair source: $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)"
+        echo "authentication key: new for this build, the same in every image below ($AUTHKEY_PATH)"
+        echo
+        echo "images:"
+        printf '%s' "$IMG_SIZES"
+        (cd "$OUT" && cat $(for n in $NODES; do echo "$n.img.xz.sha256"; done))
+        echo
+        echo "Python packages in /opt/dnspair (checked against constraints.txt):"
+        printf '%s\n' "$PIP_VERSIONS"
+        echo
+        echo "Debian packages:"
+        dpkg-query --admindir="$ROOT/var/lib/dpkg" -W -f '${Package}=${Version}\n' \
+            'linux-image-*' raspi-firmware bind9 network-manager openssh-server systemd python3 \
+            python3-systemd initramfs-tools 2>/dev/null | grep -v '=$'
+        echo "($(dpkg-query --admindir="$ROOT/var/lib/dpkg" -W -f '${db:Status-Abbrev}\n' | grep -c '^ii') packages in all)"
+    } > "$r"
+    log "report: $r"
+}

@@ -1,0 +1,59 @@
+"""Builds the images once per test session (build.sh, as a user would) and exposes them.
+
+Slow: a cold build makes the Debian base with the kernel under qemu-user; later builds reuse the
+cached base (/var/cache/dnspair-build, or DNSPAIR_CACHE). Needs root, like build.sh.
+"""
+import lzma
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from imagehelpers import EXAMPLE, REPO  # noqa: E402
+
+NODES = ("dns-pm01", "dns-pm02")
+
+
+def pytest_collection_modifyitems(config, items):
+    # Everything that needs a built image (the `built` fixture) is an image test.
+    for item in items:
+        if "built" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.image)
+
+
+class Built:
+    def __init__(self, out, ssh_key, seconds, log):
+        self.out, self.ssh_key, self.seconds, self.log = out, ssh_key, seconds, log
+
+    def raw(self, node, dest):
+        """The node's image, decompressed from the .img.xz the user would flash."""
+        target = Path(dest) / f"{node}.img"
+        if not target.exists():
+            with lzma.open(self.out / f"{node}.img.xz") as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst, 4 << 20)
+        return target
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("image tests run build.sh, which needs root")
+    work = tmp_path_factory.mktemp("image")
+    out = work / "out"
+    key = work / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "image-test", "-f", str(key)], check=True)
+    started = time.monotonic()
+    # xz -1: the test checks what is inside, not how small it packs; saves minutes on 2 cores.
+    proc = subprocess.run([f"{REPO}/build.sh", "--config", EXAMPLE, "--ssh-key", f"{key}.pub",
+                           "--out", str(out), "--xz-level", "1"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=75 * 60)
+    seconds = time.monotonic() - started
+    (work / "build.log").write_text(proc.stdout)
+    assert proc.returncode == 0, f"build.sh failed after {seconds:.0f}s:\n{proc.stdout[-4000:]}"
+    print(f"\nimage build: {seconds:.0f}s", file=sys.stderr)
+    return Built(out, key, seconds, proc.stdout)

@@ -1,0 +1,203 @@
+"""What is inside the built images, read from the .img.xz files build.sh wrote (mounted read-only),
+with the image's own ARM binaries run in a chroot under qemu-user."""
+import hashlib
+import json
+import os
+import re
+import stat
+import subprocess
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from conftest import NODES
+from imagehelpers import REPO, nodesettings
+
+UNIT = "etc/systemd/system/dnspair.service"
+
+
+class Mounted:
+    def __init__(self, raw, loop, root):
+        self.raw, self.loop, self.root = raw, loop, root
+
+    def path(self, rel):
+        return self.root / rel
+
+    def text(self, rel):
+        return self.path(rel).read_text()
+
+    def chroot(self, *cmd):
+        return subprocess.run(["chroot", str(self.root), *cmd], capture_output=True, text=True, timeout=300,
+                              env={"PATH": "/usr/local/bin:/usr/bin:/usr/sbin:/bin:/sbin", "LC_ALL": "C.UTF-8",
+                                   "PYTHONDONTWRITEBYTECODE": "1", "SYSTEMD_LOG_LEVEL": "warning"})
+
+
+def sh(*cmd):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture(scope="module")
+def images(built, tmp_path_factory):
+    """Both nodes' images: loop devices read-only, root at mnt, FAT at mnt/boot/firmware."""
+    undo, mounted = [], {}
+    try:
+        for node in NODES:
+            d = tmp_path_factory.mktemp(node)
+            raw = built.raw(node, d)
+            loop = sh("losetup", "-r", "-P", "-f", "--show", str(raw)).strip()
+            undo.append(["losetup", "-d", loop])
+            subprocess.run(["partx", "-a", loop], capture_output=True)  # no udev here: make p1/p2 appear
+            root = d / "mnt"
+            root.mkdir()
+            sh("mount", "-o", "ro", f"{loop}p2", str(root)); undo.append(["umount", str(root)])
+            sh("mount", "-o", "ro", f"{loop}p1", str(root / "boot/firmware")); undo.append(["umount", str(root / "boot/firmware")])
+            sh("mount", "-t", "proc", "proc", str(root / "proc")); undo.append(["umount", str(root / "proc")])
+            sh("mount", "--bind", "/dev", str(root / "dev")); undo.append(["umount", str(root / "dev")])
+            mounted[node] = Mounted(raw, loop, root)
+        yield mounted
+    finally:
+        for cmd in reversed(undo):
+            subprocess.run(cmd, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def pm01(images):
+    return images["dns-pm01"]
+
+
+def test_outputs_have_checksums_bmaps_and_a_report(built):
+    for node in NODES:
+        xz = built.out / f"{node}.img.xz"
+        digest, name = (built.out / f"{node}.img.xz.sha256").read_text().split()
+        assert name == xz.name
+        assert digest == hashlib.sha256(xz.read_bytes()).hexdigest()
+        bmap = ET.parse(built.out / f"{node}.img.bmap").getroot()
+        assert bmap.tag == "bmap" and int(bmap.findtext("MappedBlocksCount")) > 0
+    report = (built.out / "build-report.txt").read_text()
+    for line in open(os.path.join(REPO, "constraints.txt")):
+        if line.startswith(("dnspython", "pyroute2", "scapy", "gpiozero", "PyYAML", "nagiosplugin")):
+            name, version = line.strip().split("==")
+            assert f"{name.lower()}=={version}" in report
+    assert re.search(r"^linux-image-6\.\S+-arm64=", report, re.M)
+    assert re.search(r"^bind9=1:9\.18", report, re.M)
+    assert "dns-pm01.img:" in report and "MiB xz" in report
+
+
+def test_partitions_are_a_pi_boot_fat_and_an_ext4_root(pm01):
+    table = json.loads(sh("sfdisk", "--json", str(pm01.raw)))["partitiontable"]
+    assert table["label"] == "dos"
+    p1, p2 = table["partitions"]
+    assert p1["type"] == "c" and p1["start"] == 8192  # FAT32 LBA at 4 MiB: what the Pi's boot ROM reads
+    assert p2["type"] == "83" and p2["start"] == p1["start"] + p1["size"]
+    assert "LABEL=\"RASPIFIRM\"" in sh("blkid", "-p", f"{pm01.loop}p1") and "vfat" in sh("blkid", "-p", f"{pm01.loop}p1")
+    assert "LABEL=\"RASPIROOT\"" in sh("blkid", "-p", f"{pm01.loop}p2") and "ext4" in sh("blkid", "-p", f"{pm01.loop}p2")
+    assert sh("e2fsck", "-fn", f"{pm01.loop}p2") is not None  # raises if the file system has errors
+
+
+def test_boot_partition_has_firmware_kernel_and_generated_config(pm01):
+    fw = pm01.root / "boot/firmware"
+    config = pm01.text("boot/firmware/config.txt")
+    kernel = re.search(r"^kernel=(vmlinuz-\S+)$", config, re.M).group(1)
+    initrd = re.search(r"^initramfs (initrd\.img-\S+)$", config, re.M).group(1)
+    assert "arm_64bit=1" in config
+    for f in (kernel, initrd, "bootcode.bin", "start4.elf", "fixup4.dat", "start.elf",
+              "bcm2710-rpi-3-b.dtb", "bcm2711-rpi-4-b.dtb", "dnspair-node.txt"):
+        assert (fw / f).is_file(), f
+    # MODULES=list keeps the initrd small (MODULES=most made 35 MB and took ~20 min under qemu)
+    assert (fw / initrd).stat().st_size < 20 << 20
+    cmdline = pm01.text("boot/firmware/cmdline.txt").split()
+    assert "root=LABEL=RASPIROOT" in cmdline and "net.ifnames=0" in cmdline
+    assert "console=ttyS1,115200" in cmdline and "dnspair.overlayroot" not in cmdline
+    listing = pm01.chroot("lsinitramfs", f"/boot/firmware/{initrd}")
+    assert listing.returncode == 0, listing.stderr
+    for mod in ("sdhci-iproc.ko", "mmc_block.ko", "virtio_blk.ko", "ext4.ko", "overlay.ko"):
+        assert mod in listing.stdout, mod
+    assert "scripts/local-bottom/dnspair-overlayroot" in listing.stdout
+
+
+def test_node_identity_comes_from_the_settings_file(images):
+    for node, img in images.items():
+        s = nodesettings.parse(img.text("boot/firmware/dnspair-node.txt"))
+        assert s["NODE"] == node and s["INTERFACE"] == "eth0"
+        assert img.text("etc/hostname") == f"{node}\n"
+        keyfile = img.path("etc/NetworkManager/system-connections/dnspair-eth0.nmconnection")
+        assert keyfile.read_text() == nodesettings.render_keyfile(s)
+        assert stat.S_IMODE(keyfile.stat().st_mode) == 0o600
+        assert img.text("etc/machine-id") == ""  # made at first boot, one per board
+    assert images["dns-pm01"].text("boot/firmware/dnspair-node.txt").count("ADDRESS=192.0.2.1/24") == 1
+    assert "ADDRESS=192.0.2.2/24" in images["dns-pm02"].text("boot/firmware/dnspair-node.txt")
+
+
+def test_units_are_enabled(pm01):
+    wants = pm01.root / "etc/systemd/system/multi-user.target.wants"
+    for unit in ("named.service", "ssh.service", "NetworkManager.service"):
+        assert (wants / unit).exists(), unit
+    assert (pm01.root / "etc/systemd/system/sysinit.target.wants/dnspair-node-settings.service").exists()
+    if os.path.exists(os.path.join(REPO, "overlays", UNIT)):
+        assert os.readlink(wants / "dnspair.service") == "/" + UNIT
+        assert pm01.text(UNIT) == open(os.path.join(REPO, "overlays", UNIT)).read()
+    assert not (pm01.root / "etc/systemd/system/multi-user.target.wants/systemd-networkd.service").exists()
+
+
+def test_one_fresh_key_per_build_shared_by_the_pair_and_per_node_host_keys(images):
+    a, b = images["dns-pm01"], images["dns-pm02"]
+    key = a.path("etc/dnspair/authkey")
+    st = key.stat()
+    assert st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o600
+    assert re.fullmatch(r"[0-9a-f]{64}\n", key.read_text())
+    assert key.read_text() == b.text("etc/dnspair/authkey")
+    assert a.text("etc/ssh/ssh_host_ed25519_key.pub") != b.text("etc/ssh/ssh_host_ed25519_key.pub")
+    assert a.text("etc/bind/rndc.key") != b.text("etc/bind/rndc.key")
+    assert a.text("etc/dnspair/dnspair.yaml") == open(os.path.join(REPO, "example/dnspair.yaml")).read()
+
+
+def test_ssh_takes_the_users_key_and_no_passwords(built, pm01):
+    assert pm01.text("root/.ssh/authorized_keys") == (built.ssh_key.parent / "id_ed25519.pub").read_text()
+    for line in pm01.text("etc/shadow").splitlines():
+        name, password = line.split(":")[:2]
+        assert password.startswith(("*", "!")), f"{name} has a password"
+    effective = pm01.chroot("sshd", "-T")
+    assert effective.returncode == 0, effective.stderr
+    assert "passwordauthentication no" in effective.stdout
+    assert "kbdinteractiveauthentication no" in effective.stdout
+    assert "permitrootlogin without-password" in effective.stdout
+
+
+def test_sd_card_care(pm01):
+    assert "Storage=volatile" in pm01.text("etc/systemd/journald.conf.d/dnspair.conf")
+    assert re.search(r"^RuntimeWatchdogSec=\d+s$", pm01.text("etc/systemd/system.conf.d/dnspair-watchdog.conf"), re.M)
+    fstab = [line.split() for line in pm01.text("etc/fstab").splitlines() if line and not line.startswith("#")]
+    assert [f[2] for f in fstab if f[1] == "/"] == ["ext4"]
+    assert not [f for f in fstab if f[2] == "swap"]
+    assert not pm01.path("swapfile").exists() and not pm01.path("var/swap").exists()
+
+
+def test_bind_config_checks_in_the_image(pm01):
+    r = pm01.chroot("named-checkconf", "-z")
+    assert r.returncode == 0, r.stdout + r.stderr
+    options = pm01.text("etc/bind/named.conf.options")
+    assert "listen-on { any; };" in options and "allow-recursion { localhost; localnets; };" in options
+
+
+def test_dnspair_accepts_the_config_inside_the_image(pm01):
+    r = pm01.chroot("/usr/local/bin/dnspair", "check-config", "/etc/dnspair/dnspair.yaml")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert pm01.path("usr/local/bin/check_dnspair").exists()
+
+
+def test_image_python_packages_match_constraints(pm01):
+    pins = dict(line.strip().split("==") for line in open(os.path.join(REPO, "constraints.txt"))
+                if "==" in line and not line.startswith("#"))
+    names = ["dnspython", "pyroute2", "scapy", "gpiozero", "PyYAML", "systemd-python", "nagiosplugin", "colorzero"]
+    code = "import importlib.metadata as m, sys; print(' '.join(m.version(n) for n in sys.argv[1:]))"
+    r = pm01.chroot("/opt/dnspair/bin/python", "-c", code, *names)
+    assert r.returncode == 0, r.stderr
+    assert dict(zip(names, r.stdout.split())) == {n: pins[n] for n in names}
+
+
+def test_units_pass_systemd_analyze_verify(pm01):
+    units = ["/etc/systemd/system/dnspair-node-settings.service"]
+    if pm01.path(UNIT).exists():
+        units.append("/" + UNIT)
+    r = pm01.chroot("systemd-analyze", "verify", *units)
+    assert r.returncode == 0, r.stdout + r.stderr
