@@ -125,12 +125,13 @@ class Server:
             self.server.close()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.clients >= MAX_CLIENTS:
-            writer.transport.abort()
-            return
+        busy = self.clients >= MAX_CLIENTS
         self.clients += 1
         try:
-            code, ctype, body = await self._answer(reader)
+            if busy:  # answer at once, without reading: a crowd costs nothing to wait on
+                code, ctype, body = 503, "text/plain", b"busy\n"
+            else:
+                code, ctype, body = await self._answer(reader)
             if code:
                 head = (f"HTTP/1.1 {code} {REASONS[code]}\r\nContent-Type: {ctype}\r\n"
                         f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\n"

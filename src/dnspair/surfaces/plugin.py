@@ -90,8 +90,9 @@ def query(server: str, name: str, qtype: str, timeout: float, port: int = 53):
             if left <= 0:
                 return None, "timeout"
             s.settimeout(left)
+            data = s.recv(65535)
             try:
-                reply = dns.message.from_wire(s.recv(65535))
+                reply = dns.message.from_wire(data)
             except Exception:  # noqa: BLE001 - garbage is no answer, never a crash
                 continue
             if reply.id == q.id:

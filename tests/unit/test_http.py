@@ -1,0 +1,201 @@
+"""The status endpoint on a real socket (127.0.0.1, ephemeral port) inside an asyncio loop."""
+import asyncio
+import json
+import re
+
+import pytest
+
+from dnspair.core.status import build
+from dnspair.shell import http
+from pairsim import KEY, Pair
+
+SAMPLE = re.compile(r'^dnspair_[a-z_]+(\{([a-z_]+="([^"\\]|\\.)*",?)*\})? (NaN|-?[0-9.e+-]+)$')
+
+
+def healthy():
+    p = Pair()
+    p.run(1.0)
+    return p
+
+
+class Endpoint:
+    def __init__(self, st):
+        self.st = st
+        self.calls = 0
+
+    def status(self):
+        self.calls += 1
+        return self.st
+
+
+async def exchange(port, data: bytes, read=True):
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    w.write(data)
+    await w.drain()
+    out = await asyncio.wait_for(r.read(), 10) if read else b""
+    w.close()
+    return out
+
+
+def served(st, *requests):
+    """Start the server, send each raw request, return the raw replies."""
+    async def main():
+        ep = Endpoint(st)
+        srv = await http.serve("127.0.0.1", 0, ep.status)
+        port = srv.server.sockets[0].getsockname()[1]
+        try:
+            return [await exchange(port, req) for req in requests]
+        finally:
+            srv.close()
+    return asyncio.run(main())
+
+
+def parse(raw: bytes):
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    code = int(lines[0].split()[1])
+    headers = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])}
+    assert int(headers["content-length"]) == len(body)
+    return code, headers, body.decode()
+
+
+def get(path):
+    return f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+
+
+def test_status_is_the_status_json_document():
+    st = build(healthy().e["dns-pm01"], 1.0, 1e9, 7)
+    code, h, body = parse(served(st, get("/status"))[0])
+    assert code == 200 and h["content-type"] == "application/json"
+    assert json.loads(body) == json.loads(json.dumps(st))
+    assert KEY.hex() not in body and "key" not in json.loads(body)
+
+
+def test_health_ok_and_503_with_one_line():
+    p = healthy()
+    code, h, body = parse(served(build(p.e["dns-pm01"], p.now, 1e9, 1), get("/health"))[0])
+    assert (code, body) == (200, "OK dns-pm01 holds 192.0.2.11\n")
+    p.dns["dns-pm01"] = False
+    p.run(1.0)
+    code, _, body = parse(served(build(p.e["dns-pm01"], p.now, 1e9, 1), get("/health?x=1"))[0])
+    assert code == 503 and body == "FAIL dns-pm01: DNS failed (refused)\n"
+    p.kill("dns-pm02")
+    p.run(1.0)
+    code, _, body = parse(served(build(p.e["dns-pm01"], p.now, 1e9, 1), get("/health"))[0])
+    assert code == 503 and body.count("\n") == 1, body
+
+
+def test_metrics_are_prometheus_text():
+    p = healthy()
+    p.kill("dns-pm02")
+    p.run(1.0)
+    code, h, body = parse(served(build(p.e["dns-pm01"], p.now, 1e9, 1), get("/metrics"))[0])
+    assert code == 200 and h["content-type"].startswith("text/plain; version=0.0.4")
+    samples = [ln for ln in body.splitlines() if not ln.startswith("#")]
+    bad = [ln for ln in samples if not SAMPLE.match(ln)]
+    assert not bad, bad
+    assert 'dnspair_vip_owner{vip="192.0.2.12",node="dns-pm01"} 1' in samples
+    assert 'dnspair_node_online{node="dns-pm02"} 0' in samples
+    assert "dnspair_failovers_total 1" in samples
+    names = {ln.split()[2] for ln in body.splitlines() if ln.startswith("# TYPE")}
+    assert all(ln.split("{")[0].split()[0] in names for ln in samples)
+
+
+def test_unknown_path_bad_method_bad_request():
+    st = build(healthy().e["dns-pm01"], 1.0, 1e9, 1)
+    raws = served(st, get("/"), b"POST /status HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+                  b"DELETE /status HTTP/1.1\r\n\r\n", b"HEAD /health HTTP/1.1\r\n\r\n",
+                  b"garbage\r\n\r\n")
+    codes = [parse(r)[0] for r in raws]
+    assert codes == [404, 405, 405, 405, 400]
+    assert parse(raws[1])[1]["allow"] == "GET"
+
+
+def test_oversized_request_head_and_any_body_are_refused():
+    st = build(healthy().e["dns-pm01"], 1.0, 1e9, 1)
+    big = b"GET /status HTTP/1.1\r\nX-Junk: " + b"a" * 9000 + b"\r\n\r\n"
+    body = b"GET /status HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
+    chunked = b"GET /status HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    assert [parse(r)[0] for r in served(st, big, body, chunked)] == [431, 413, 413]
+
+
+def test_a_slow_client_is_cut_and_never_holds_up_the_loop(monkeypatch):
+    """Slow clients (slowloris) hold only their own connection: other requests and other
+    loop work go on, and each slow client is dropped after READ_TIMEOUT."""
+    monkeypatch.setattr(http, "READ_TIMEOUT", 0.3)
+    st = build(healthy().e["dns-pm01"], 1.0, 1e9, 1)
+
+    async def main():
+        ep = Endpoint(st)
+        srv = await http.serve("127.0.0.1", 0, ep.status)
+        port = srv.server.sockets[0].getsockname()[1]
+        ticks = 0
+        stop = asyncio.Event()
+
+        async def ticker():  # stands in for the heartbeat loop
+            nonlocal ticks
+            while not stop.is_set():
+                ticks += 1
+                await asyncio.sleep(0.001)
+        t = asyncio.create_task(ticker())
+        slow = []
+        for _ in range(5):
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+            w.write(b"GET /sta")
+            slow.append((r, w))
+        before = ticks
+        fast = await exchange(port, get("/health"))
+        during = ticks
+        cut = [await asyncio.wait_for(r.read(), 10) for r, _ in slow]
+        stop.set()
+        await t
+        srv.close()
+        return before, during, fast, cut
+    before, during, fast, cut = asyncio.run(main())
+    assert parse(fast)[0] == 200, "a normal client is served while slow ones hang"
+    assert during >= before
+    assert all(parse(c)[0] == 408 for c in cut)
+
+
+def test_too_many_clients_are_turned_away_not_queued(monkeypatch):
+    monkeypatch.setattr(http, "MAX_CLIENTS", 2)
+    monkeypatch.setattr(http, "READ_TIMEOUT", 5.0)
+    st = build(healthy().e["dns-pm01"], 1.0, 1e9, 1)
+
+    async def main():
+        srv = await http.serve("127.0.0.1", 0, Endpoint(st).status)
+        port = srv.server.sockets[0].getsockname()[1]
+        hogs = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        await asyncio.sleep(0.05)  # let the server accept them
+        extra = await exchange(port, get("/health"))
+        for _, w in hogs:
+            w.close()
+        srv.close()
+        return extra
+    code, _, body = parse(asyncio.run(main()))
+    assert (code, body) == (503, "busy\n")
+
+
+def test_a_port_in_use_is_logged_and_the_daemon_goes_on(caplog):
+    async def main():
+        first = await http.serve("127.0.0.1", 0, dict)
+        port = first.server.sockets[0].getsockname()[1]
+        second = await http.serve("127.0.0.1", port, dict)
+        first.close()
+        return second
+    assert asyncio.run(main()) is None
+    assert "status endpoint 127.0.0.1:" in caplog.text and "not started" in caplog.text
+
+
+@pytest.mark.parametrize("path", ["/status", "/health", "/metrics"])
+def test_each_path_renders_every_engine_state(path):
+    """No state of the pair breaks a renderer (failover, standby, both DNS down, peer gone)."""
+    p = healthy()
+    steps = [lambda: None, lambda: p.dns.update({"dns-pm01": False}),
+             lambda: p.cmd("dns-pm02", "standby"), lambda: p.dns.update({"dns-pm02": False}),
+             lambda: p.kill("dns-pm02")]
+    for step in steps:
+        step()
+        p.run(1.0)
+        code, _, body = parse(served(build(p.e["dns-pm01"], p.now, 1e9, 1), get(path))[0])
+        assert code in (200, 503) and body
