@@ -200,3 +200,28 @@ def test_button_action_errors_are_logged_not_raised(factory, caplog):
         factory.pin(PINS.button).drive_high()
     assert "button short press failed: the daemon is still starting" in caplog.text
     p.close()
+
+
+def test_button_actions_run_in_the_daemon_loop_not_on_gpio_threads(factory):
+    import asyncio
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        done = asyncio.Event()
+        seen = []
+
+        def command(cmd):
+            seen.append((cmd, threading.get_ident()))
+            done.set()
+            return {"ok": True, "message": "done"}
+        p = leds.Panel(PINS, command, loop.call_soon_threadsafe, factory=factory)
+        assert p.open()
+        pin = factory.pin(PINS.button)
+        t = threading.Thread(target=lambda: (pin.drive_low(), pin.drive_high()))
+        t.start()
+        await asyncio.wait_for(done.wait(), 10)
+        t.join()
+        p.close()
+        return seen, threading.get_ident()
+    seen, loop_thread = asyncio.run(main())
+    assert seen == [("cleanup", loop_thread)]

@@ -173,10 +173,12 @@ class Pair(nagiosplugin.Resource):
             return [nagiosplugin.Metric("daemon", (Unknown, str(e)), context="finding")]
         dns = {}
         if not self.args.no_dns:
-            for v in st["vips"]:
-                if v["owner"] is not None:
-                    ip = v["address"].split("/")[0]
-                    dns[ip] = query(ip, self.args.query, self.args.qtype, self.args.dns_timeout)
+            owned = [v["address"].split("/")[0] for v in st["vips"] if v["owner"] is not None]
+            for k, ip in enumerate(owned):
+                # Share what is left of -t, so our own answer beats nagiosplugin's SIGALRM.
+                left = (self.args.deadline - time.monotonic()) / (len(owned) - k)
+                dns[ip] = query(ip, self.args.query, self.args.qtype,
+                                max(0.05, min(self.args.dns_timeout, left)))
         out = [nagiosplugin.Metric(f"finding{i}", f, context="finding")
                for i, f in enumerate(judge(st, dns))]
         hb, fo = st["heartbeat"], st["failovers"]
@@ -320,8 +322,11 @@ def args_from(argv) -> argparse.Namespace:
         dns.rdatatype.from_text(a.qtype)
     except Exception:  # noqa: BLE001
         p.error(f"--qtype: unknown type {a.qtype!r}")
-    # Leave room inside -t (SIGALRM, whole seconds) for the VIP queries.
-    a.io_timeout = max(0.5, a.timeout - (0 if a.no_dns else 2 * a.dns_timeout) - 0.5)
+    # -t is nagiosplugin's SIGALRM (whole seconds): finish by ourselves a little earlier,
+    # giving the status fetch at most half when VIP queries follow.
+    budget = a.timeout - 0.3
+    a.deadline = time.monotonic() + budget
+    a.io_timeout = budget if a.no_dns else max(0.3, budget / 2)
     return a
 
 
