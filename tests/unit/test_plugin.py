@@ -187,6 +187,7 @@ def test_warning_exit_1_line_under_80_with_count_of_the_rest(daemon):
     text, perf, _ = parse(r.stdout)
     assert text.startswith("DNSPAIR WARNING - ") and len(text) < 80 and "more)" in text, text
     assert int(perf["failovers"].group(2)) >= 1
+    assert perf["dns_dns-pm01"].group(2) == "U", "a failed check has no latency"
     assert perf["failover_age"].group(2) != "U"
     r = run("--socket", sock, "--no-dns", "-v")
     assert r.returncode == 1
@@ -204,7 +205,7 @@ def test_critical_exit_2_when_both_dns_fail(daemon):
 def test_daemon_not_running_is_critical(tmp_path):
     r = run("--socket", tmp_path / "none.sock")
     assert r.returncode == 2, r.stdout
-    assert r.stdout.startswith("DNSPAIR CRITICAL - dnspair daemon is not running")
+    assert r.stdout.startswith("DNSPAIR CRITICAL - dnspair daemon is not running (no control socket)")
     assert len(r.stdout.splitlines()[0]) < 80
 
 

@@ -10,6 +10,7 @@ import argparse
 import http.client
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -39,8 +40,10 @@ def fetch_local(socket_path: str, timeout: float) -> dict:
     try:
         reply = request(socket_path, {"cmd": "status"}, timeout=timeout)
     except ControlError as e:
-        # control.request words a missing socket or refused connect as "is not running"
-        raise (NotRunning if "not running" in str(e) else Unreachable)(str(e)) from None
+        # control.request words a missing socket or refused connect as "is not running";
+        # the path goes, it would push the reason off the status line
+        msg = re.sub(r" (at|on) /[^\s)]+", "", str(e))
+        raise (NotRunning if "not running" in msg else Unreachable)(msg) from None
     if not reply.get("ok") or not isinstance(reply.get("status"), dict):
         raise Unreachable(f"daemon refused: {reply.get('error', 'no status')}")
     return reply["status"]
@@ -185,7 +188,8 @@ class Pair(nagiosplugin.Resource):
         out.append(nagiosplugin.Metric("hb_rtt", hb["rtt_ms"], "ms", 0, context="rtt"))
         out.append(nagiosplugin.Metric("hb_age", hb["last_heard_s"], "s", 0, context="perf"))
         for n in st["nodes"]:
-            out.append(nagiosplugin.Metric(f"dns_{n['name']}", n["dns"]["latency_ms"], "ms", 0, context="perf"))
+            ms = n["dns"]["latency_ms"] if n["dns"]["ok"] else None  # a failed check has no latency
+            out.append(nagiosplugin.Metric(f"dns_{n['name']}", ms, "ms", 0, context="perf"))
         for ip, (ms, _why) in dns.items():
             out.append(nagiosplugin.Metric(f"vip_{ip}", ms, "ms", 0, context="vipdns"))
         out.append(nagiosplugin.Metric("failovers", fo["count"], "c", 0, context="perf"))
