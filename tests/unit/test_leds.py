@@ -225,3 +225,15 @@ def test_button_actions_run_in_the_daemon_loop_not_on_gpio_threads(factory):
         return seen, threading.get_ident()
     seen, loop_thread = asyncio.run(main())
     assert seen == [("cleanup", loop_thread)]
+
+
+def test_close_darkens_the_leds_and_later_updates_are_ignored(factory):
+    b = Board(factory)
+    b.panel.end_lamp_test()
+    b.push()
+    assert b.pin["green"].state
+    b.panel.close()
+    assert b.lit() == {"green": False, "amber": False, "red": False}
+    b.panel.end_lamp_test()  # the lamp-test timer may fire after a quick stop
+    b.push()
+    assert b.lit() == {"green": False, "amber": False, "red": False}

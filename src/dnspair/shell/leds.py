@@ -77,6 +77,8 @@ class Panel:
             self._show()
 
     def _show(self) -> None:
+        if not self.leds:  # closed (stopping), or never opened
+            return
         want = lights(self.last) if self.last else (False, False, False)
         if want != self.shown:
             self._set(*want)
@@ -124,6 +126,8 @@ class Panel:
         for dev in [*self.leds.values(), self.button]:
             try:
                 if dev is not None:
+                    if dev is not self.button:
+                        dev.off()  # a stopped daemon shows dark LEDs, not a stale state
                     dev.close()
             except Exception:  # noqa: BLE001 - closing is best effort
                 pass
