@@ -122,3 +122,21 @@ def test_slow_clients_do_not_delay_failover(lab):
     assert get(lab, "192.0.2.2", "/health")[0] == 200
     st = p.status("node2")
     assert st["failovers"]["count"] >= 1
+
+
+def test_daemon_drives_the_led_panel_on_mock_pins_without_errors(lab, monkeypatch):
+    """gpiozero's mock pins inside the real daemon: the panel opens, follows a failover and a
+    recovery through the status listener, and nothing about it is logged as failing."""
+    monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "mock")
+    p = Pair(lab, extra=HTTP)
+    p.start()
+    p.wait_served(VIP2, "node2")
+    lab.stop_bind("node2")
+    p.wait_served(VIP2, "node1")  # node1 now holds the peer's VIP: amber blinks there
+    lab.restore_bind("node2")
+    assert p.cli("node1", "cleanup").returncode == 0
+    p.wait_served(VIP2, "node2")
+    for node in ("node1", "node2"):
+        log = (lab.workdir / node / "dnspair.log").read_text()
+        for bad in ("no GPIO", "LED error", "status listener failed", "internal error"):
+            assert bad not in log, log
