@@ -316,11 +316,12 @@ def args_from(argv) -> argparse.Namespace:
         p.error("-p must be a port number")
     if not 0 < a.dns_timeout <= 30:
         p.error("--dns-timeout must be in (0, 30] seconds")
-    for opt in ("warning", "critical", "rtt_warning", "rtt_critical"):
+    for opt, flag in (("warning", "-w"), ("critical", "-c"), ("rtt_warning", "--rtt-warning"),
+                      ("rtt_critical", "--rtt-critical")):
         try:
             nagiosplugin.Range(getattr(a, opt))
         except ValueError as e:
-            p.error(f"--{opt.replace('_', '-')}: {e}")
+            p.error(f"{flag}: {e}")
     try:
         import dns.rdatatype
         dns.rdatatype.from_text(a.qtype)
