@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import signal
 import statistics
 import subprocess
@@ -36,7 +37,8 @@ sys.path.insert(0, str(REPO / "tests" / "net"))
 sys.path.insert(0, str(HERE))
 
 import lab as labmod  # noqa: E402
-from lab import ANSWER, NODES, VIP1, VIP2, Lab, proc_tree_usage  # noqa: E402
+from lab import (ANSWER, NODES, VIP1, VIP2, Lab, proc_rss, proc_tree_pids,  # noqa: E402
+                 proc_tree_usage)
 from systems import make_systems  # noqa: E402
 
 FAULTS = ["link_down", "bind_stopped", "bind_hung", "orderly_stop", "planned_move"]
@@ -167,7 +169,9 @@ def one_run(lab: Lab, system, fault: str, outdir: Path, args) -> dict:
         if not client.wait_for(lambda ls: sum(1 for x in ls if x[4] == ANSWER["node1"]) >= 10,
                                30):
             raise RuntimeError("client never answered by node1 before the fault")
-        time.sleep(0.3)
+        # A random phase: otherwise the fault always lands at the same point of the HA
+        # daemon's timers (which start with the run) and the runs are not independent.
+        time.sleep(0.3 + random.uniform(0.0, args.jitter))
         t_fault = time.monotonic()
         inject(lab, system, fault)
         moved = client.wait_for(
@@ -242,12 +246,17 @@ def rest_run(lab: Lab, system, args) -> dict:
     settle(lab, system)
     time.sleep(2.0)
     pid = system.rest_pid("node1")
+    pids0 = proc_tree_pids(pid)
     c0, _ = proc_tree_usage(pid)
     t0 = time.monotonic()
     time.sleep(args.rest_seconds)
-    c1, rss = proc_tree_usage(pid)
+    c1, _ = proc_tree_usage(pid)
     t1 = time.monotonic()
-    return {"cpu_percent": 100.0 * (c1 - c0) / (t1 - t0), "rss_mb": rss / 2**20}
+    # CPU: the whole tree, including reaped children (track scripts). RSS: the long-lived
+    # processes only (present at both ends), not a check script that happened to be running.
+    steady = pids0 & proc_tree_pids(pid)
+    return {"cpu_percent": 100.0 * (c1 - c0) / (t1 - t0), "rss_mb": proc_rss(steady) / 2**20,
+            "processes": len(steady)}
 
 
 def fmt_s(v):
@@ -333,6 +342,8 @@ def main(argv=None):
     ap.add_argument("--interval", type=float, default=0.02, help="client query interval (s)")
     ap.add_argument("--max-wait", type=float, default=15.0,
                     help="give up waiting for node2 after this (s)")
+    ap.add_argument("--jitter", type=float, default=1.0,
+                    help="random extra delay before each fault, s (decorrelates timer phase)")
     ap.add_argument("--tail", type=float, default=1.0, help="keep watching after the move (s)")
     ap.add_argument("--loss", type=int, default=20, help="heartbeat loss percent")
     ap.add_argument("--loss-seconds", type=float, default=20.0)

@@ -827,6 +827,39 @@ def _wait_state(pid: int, states: str, timeout: float = 5.0) -> bool:
     return False
 
 
+def proc_tree_pids(pid: int) -> set[int]:
+    """pid and all its live descendants."""
+    kids: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    st = f.read()
+                kids.setdefault(int(st[st.rindex(")") + 2:].split()[1]), []).append(int(d))
+            except (OSError, ValueError, IndexError):
+                pass
+    out, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        out.add(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def proc_rss(pids) -> int:
+    """Summed resident set size (bytes) of these processes (gone ones count 0)."""
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for ln in f:
+                    if ln.startswith("VmRSS:"):
+                        total += int(ln.split()[1]) * 1024
+        except OSError:
+            pass
+    return total
+
+
 def proc_tree_usage(pid: int) -> tuple[float, int]:
     """(cpu seconds incl. reaped children, RSS bytes) summed over pid and its descendants."""
     tick = os.sysconf("SC_CLK_TCK")
