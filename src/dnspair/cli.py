@@ -45,6 +45,11 @@ def cmd_daemon(args) -> int:
                     f"(nodes: {', '.join(cfg.node_names)}); use --node", 2)
     key = files.load_key(cfg.key_file)
     systemd.setup_logging(args.verbose)
+    # The libraries' objects live as long as the process: keep the collector from walking
+    # them again and again (at rest that walk was most of the daemon's CPU).
+    import gc
+    gc.collect()
+    gc.freeze()
     return asyncio.run(Daemon(cfg, node, key).run())
 
 

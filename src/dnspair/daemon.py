@@ -32,6 +32,10 @@ class Daemon:
                              cfg.heartbeat.port, self._on_datagram)
         self.queue: asyncio.Queue = asyncio.Queue()
         self.stopping = asyncio.Event()
+        self.prober = dnsprobe.Prober(cfg.dns_check, self._on_dns)
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._ticks = 0
+        self._probing = False
         self.witness_kick = asyncio.Event()
         self.ready_sent = False
         self.control_rejected = 0
@@ -42,12 +46,14 @@ class Daemon:
     # --- engine glue ---------------------------------------------------------------------
 
     def feed(self, acts: list) -> None:
-        """Logs at once; network actions in order through one worker."""
+        """Logs at once; network actions in order through one worker; timers re-armed."""
         for a in acts:
             if isinstance(a, Log):
                 log.log(LEVELS.get(a.level, logging.INFO), a.text)
             else:
                 self.queue.put_nowait(a)
+        if self._timers:
+            self._rearm()
 
     async def _actuator(self) -> None:
         while True:
@@ -82,6 +88,8 @@ class Daemon:
 
     def _on_datagram(self, link: int, data: bytes, src: str) -> None:
         self.feed(self.engine.on_datagram(time.monotonic(), link, data, src))
+        if self._probing and not self.engine.peer_suspect(time.monotonic()):
+            self._probing = False
 
     def _after_change(self) -> None:
         e = self.engine
@@ -141,29 +149,54 @@ class Daemon:
 
     # --- loops --------------------------------------------------------------------------------
 
-    async def _heartbeat_loop(self) -> None:
-        hb = self.cfg.heartbeat
-        was_suspect = False
-        while True:
-            now = time.monotonic()
-            suspect = self.engine.peer_suspect(now)
-            if suspect and not was_suspect:
-                self.witness_kick.set()  # ask the witness now, not at its next interval
-            was_suspect = suspect
-            if suspect:
-                self.send(wire.PROBE)
-                await asyncio.sleep(hb.probe_interval)
-            else:
-                self.send()
-                await asyncio.sleep(hb.interval)
+    # Everything periodic hangs off timers, not loops: at rest a Pi should wake only to send
+    # a heartbeat (with the DNS check riding along), to read the peer's, and to read bind's
+    # answer.
 
-    async def _dns_loop(self) -> None:
-        check = self.cfg.dns_check
-        while True:
-            t0 = time.monotonic()
-            r = await dnsprobe.probe(check)
-            self.feed(self.engine.on_dns(time.monotonic(), r.ok, r.latency, r.error))
-            await asyncio.sleep(max(0.0, check.interval - (time.monotonic() - t0)))
+    def _arm(self, name: str, when: float | None, fn) -> None:
+        old = self._timers.pop(name, None)
+        if old is not None:
+            old.cancel()
+        if when is not None:
+            self._timers[name] = self.loop.call_at(when, fn)
+
+    def _rearm(self) -> None:
+        """After any input: wake for the next deadline and for suspicion of the peer."""
+        now = time.monotonic()
+        e = self.engine
+        self._arm("deadline", e.next_wakeup(now), self._on_deadline)
+        if e.peer_alive(now) and not e.peer_suspect(now):
+            self._arm("suspect", e.peer.last_heard + self.cfg.heartbeat.suspect_after + 1e-4,
+                      self._on_suspect)
+
+    def _on_deadline(self) -> None:
+        self.feed(self.engine.tick(time.monotonic()))
+
+    def _on_tick(self) -> None:
+        hb = self.cfg.heartbeat
+        self._ticks += 1
+        if self._ticks % self._dns_every == 0:
+            self.prober.start()  # first: bind answers while we send, so no extra sleep
+        if not self.engine.peer_suspect(time.monotonic()):
+            self.send()
+        if self._watchdog_every and self._ticks % self._watchdog_every == 0:
+            systemd.notify("WATCHDOG=1")
+        self._next_tick += hb.interval
+        self._arm("tick", max(self._next_tick, time.monotonic()), self._on_tick)
+
+    def _on_suspect(self) -> None:
+        """The peer is quieter than usual: probe fast to tell loss from death."""
+        now = time.monotonic()
+        if not self.engine.peer_suspect(now):
+            return
+        if "suspect" in self._timers and not self._probing:
+            self.witness_kick.set()  # ask the witness now, not at its next interval
+        self._probing = True
+        self.send(wire.PROBE)
+        self._arm("suspect", now + self.cfg.heartbeat.probe_interval, self._on_suspect)
+
+    def _on_dns(self, r) -> None:
+        self.feed(self.engine.on_dns(time.monotonic(), r.ok, r.latency, r.error))
 
     async def _witness_loop(self) -> None:
         from .shell import witness
@@ -176,20 +209,6 @@ class Daemon:
                 await asyncio.wait_for(self.witness_kick.wait(), w.interval)
             except asyncio.TimeoutError:
                 pass
-
-    async def _timer_loop(self) -> None:
-        while True:
-            now = time.monotonic()
-            nxt = self.engine.next_wakeup(now)
-            delay = self.cfg.heartbeat.interval if nxt is None else min(max(nxt - now, 0.001),
-                                                                        self.cfg.heartbeat.interval)
-            await asyncio.sleep(delay)
-            self.feed(self.engine.tick(time.monotonic()))
-
-    async def _watchdog_loop(self, every: float) -> None:
-        while True:
-            systemd.notify("WATCHDOG=1")
-            await asyncio.sleep(every)
 
     async def _carrier(self) -> None:
         ifnames = {v.interface for v in self.cfg.vips}
@@ -218,13 +237,17 @@ class Daemon:
         if self.cfg.leds.enabled and panel.open():
             self.listeners.append(panel.update)
             loop.call_later(1.0, panel.end_lamp_test)
-        tasks = [loop.create_task(c) for c in (
-            self._actuator(), self._carrier(), self._heartbeat_loop(), self._dns_loop(), self._timer_loop())]
+        self.loop = loop
+        await self.prober.open()
+        tasks = [loop.create_task(c) for c in (self._actuator(), self._carrier())]
         if self.cfg.witness:
             tasks.append(loop.create_task(self._witness_loop()))
         wd = systemd.watchdog_interval()
-        if wd:
-            tasks.append(loop.create_task(self._watchdog_loop(wd)))
+        hb = self.cfg.heartbeat
+        self._dns_every = max(1, round(self.cfg.dns_check.interval / hb.interval))
+        self._watchdog_every = max(1, int(wd / hb.interval)) if wd else 0
+        self._next_tick = time.monotonic()
+        self._on_tick()
         self.feed(self.engine.adopt(time.monotonic(), held))
         log.info("started as %s in cluster %s (%d VIPs, %d link(s))", self.me, self.cfg.cluster, len(self.cfg.vips), len(self.cfg.nodes[self.me].addresses))
         stop = loop.create_task(self.stopping.wait())
@@ -235,6 +258,9 @@ class Daemon:
                 log.error("internal error, stopping: %s ended: %r", t.get_coro().__name__, t.exception())
                 rc = 1
         systemd.notify("STOPPING=1")
+        for name in list(self._timers):
+            self._arm(name, None, None)
+        self.prober.close()
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

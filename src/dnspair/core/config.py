@@ -65,11 +65,13 @@ class DnsCheck:
 @dataclass(frozen=True)
 class Heartbeat:
     port: int = 7405
-    interval: float = 0.05
+    # Every wakeup costs a Pi CPU time, so heartbeats are not faster than the dead time
+    # needs; a silence past suspect_after starts rapid probing, so random loss cannot fake
+    # a death (it would have to eat dozens of probes in a row).
+    interval: float = 0.1
     dead_time: float = 0.2
-    # Silence longer than this starts rapid probing: random loss then cannot fake a death.
-    suspect_after: float = 0.08
-    probe_interval: float = 0.004
+    suspect_after: float = 0.13
+    probe_interval: float = 0.002
 
 
 @dataclass(frozen=True)
@@ -443,8 +445,9 @@ def parse(text: str, filename: str = "<config>") -> Config:
 
     if c.problems:
         raise ConfigError(c.problems)
-    # Node-local paths may differ between the two nodes; everything else must match.
-    shared = {k: v for k, v in yaml.safe_load(text).items() if k not in ("control", "state_dir")}
+    # Node-local settings may differ between the two nodes; everything else must match.
+    local = ("control", "state_dir", "status_http", "leds")
+    shared = {k: v for k, v in yaml.safe_load(text).items() if k not in local}
     digest = hashlib.sha256(yaml.safe_dump(shared, sort_keys=True).encode()).hexdigest()[:16]
     return Config(
         cluster=cluster, key_file=key_file, nodes=nodes, vips=tuple(vips), dns_check=dns_check,
