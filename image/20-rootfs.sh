@@ -72,6 +72,8 @@ make_rootfs() {
     install -m 0600 "$SSH_KEY" "$ROOT/root/.ssh/authorized_keys"
 
     enable_dnspair_unit "$ROOT"
+    # NRPE's check_dnspair reads the control socket, whose group is adm.
+    if grep -q '^nagios:' "$ROOT/etc/passwd"; then in_chroot "$ROOT" usermod -aG adm nagios; fi
     in_chroot "$ROOT" systemctl enable dnspair-node-settings.service named.service ssh.service \
         NetworkManager.service systemd-timesyncd.service >&2
 

@@ -23,6 +23,10 @@ class Mounted:
     def path(self, rel):
         return self.root / rel
 
+    def link(self, rel):
+        """Where a symlink in the image points (absolute targets mean the image's root, not ours)."""
+        return os.readlink(self.root / rel)
+
     def text(self, rel):
         return self.path(rel).read_text()
 
@@ -38,7 +42,7 @@ def sh(*cmd):
 
 @pytest.fixture(scope="module")
 def images(built, tmp_path_factory):
-    """Both nodes' images: loop devices read-only, root at mnt, FAT at mnt/boot/firmware."""
+    """Both nodes' images: root partition mounted read-only at mnt, the FAT's files at mnt/boot/firmware."""
     undo, mounted = [], {}
     try:
         for node in NODES:
@@ -50,9 +54,15 @@ def images(built, tmp_path_factory):
             root = d / "mnt"
             root.mkdir()
             sh("mount", "-o", "ro", f"{loop}p2", str(root)); undo.append(["umount", str(root)])
-            sh("mount", "-o", "ro", f"{loop}p1", str(root / "boot/firmware")); undo.append(["umount", str(root / "boot/firmware")])
+            # The FAT is read with mtools (build machines' kernels may lack vfat) and bound in place.
+            fat = d / "firmware"
+            fat.mkdir()
+            sh("mcopy", "-s", "-n", "-m", "-i", f"{raw}@@{4 << 20}", "::/*", str(fat))
+            sh("mount", "--bind", "-o", "ro", str(fat), str(root / "boot/firmware")); undo.append(["umount", str(root / "boot/firmware")])
             sh("mount", "-t", "proc", "proc", str(root / "proc")); undo.append(["umount", str(root / "proc")])
             sh("mount", "--bind", "/dev", str(root / "dev")); undo.append(["umount", str(root / "dev")])
+            for scratch in ("run", "tmp"):  # sshd -T and systemd-analyze want somewhere to write
+                sh("mount", "-t", "tmpfs", "tmpfs", str(root / scratch)); undo.append(["umount", str(root / scratch)])
             mounted[node] = Mounted(raw, loop, root)
         yield mounted
     finally:
@@ -99,9 +109,11 @@ def test_boot_partition_has_firmware_kernel_and_generated_config(pm01):
     config = pm01.text("boot/firmware/config.txt")
     kernel = re.search(r"^kernel=(vmlinuz-\S+)$", config, re.M).group(1)
     initrd = re.search(r"^initramfs (initrd\.img-\S+)$", config, re.M).group(1)
-    assert "arm_64bit=1" in config
+    assert "arm_64bit=1" in config and "upstream_kernel=1" in config
     for f in (kernel, initrd, "bootcode.bin", "start4.elf", "fixup4.dat", "start.elf",
-              "bcm2710-rpi-3-b.dtb", "bcm2711-rpi-4-b.dtb", "dnspair-node.txt"):
+              "dnspair-node.txt",
+              # upstream_kernel=1: the firmware looks for the mainline device tree names
+              "bcm2837-rpi-3-b.dtb", "bcm2837-rpi-3-b-plus.dtb", "bcm2711-rpi-4-b.dtb", "bcm2837-rpi-zero-2-w.dtb"):
         assert (fw / f).is_file(), f
     # MODULES=list keeps the initrd small (MODULES=most made 35 MB and took ~20 min under qemu)
     assert (fw / initrd).stat().st_size < 20 << 20
@@ -110,7 +122,8 @@ def test_boot_partition_has_firmware_kernel_and_generated_config(pm01):
     assert "console=ttyS1,115200" in cmdline and "dnspair.overlayroot" not in cmdline
     listing = pm01.chroot("lsinitramfs", f"/boot/firmware/{initrd}")
     assert listing.returncode == 0, listing.stderr
-    for mod in ("sdhci-iproc.ko", "mmc_block.ko", "virtio_blk.ko", "ext4.ko", "overlay.ko"):
+    for mod in ("sdhci-iproc.ko", "/bcm2835.ko", "gpio-regulator.ko", "/fixed.ko", "dwc2.ko", "uas.ko",
+                "virtio_blk.ko", "virtio_pci.ko", "ext4.ko", "overlay.ko"):
         assert mod in listing.stdout, mod
     assert "scripts/local-bottom/dnspair-overlayroot" in listing.stdout
 
@@ -131,12 +144,13 @@ def test_node_identity_comes_from_the_settings_file(images):
 def test_units_are_enabled(pm01):
     wants = pm01.root / "etc/systemd/system/multi-user.target.wants"
     for unit in ("named.service", "ssh.service", "NetworkManager.service"):
-        assert (wants / unit).exists(), unit
-    assert (pm01.root / "etc/systemd/system/sysinit.target.wants/dnspair-node-settings.service").exists()
+        assert pm01.link(wants / unit) == f"/lib/systemd/system/{unit}", unit
+    assert pm01.link("etc/systemd/system/sysinit.target.wants/dnspair-node-settings.service") == \
+        "/etc/systemd/system/dnspair-node-settings.service"
     if os.path.exists(os.path.join(REPO, "overlays", UNIT)):
-        assert os.readlink(wants / "dnspair.service") == "/" + UNIT
+        assert pm01.link(wants / "dnspair.service") == "/" + UNIT
         assert pm01.text(UNIT) == open(os.path.join(REPO, "overlays", UNIT)).read()
-    assert not (pm01.root / "etc/systemd/system/multi-user.target.wants/systemd-networkd.service").exists()
+    assert not os.path.lexists(wants / "systemd-networkd.service")
 
 
 def test_one_fresh_key_per_build_shared_by_the_pair_and_per_node_host_keys(images):
@@ -156,7 +170,7 @@ def test_ssh_takes_the_users_key_and_no_passwords(built, pm01):
     for line in pm01.text("etc/shadow").splitlines():
         name, password = line.split(":")[:2]
         assert password.startswith(("*", "!")), f"{name} has a password"
-    effective = pm01.chroot("sshd", "-T")
+    effective = pm01.chroot("sh", "-c", "mkdir -p /run/sshd && exec sshd -T")
     assert effective.returncode == 0, effective.stderr
     assert "passwordauthentication no" in effective.stdout
     assert "kbdinteractiveauthentication no" in effective.stdout
@@ -182,7 +196,9 @@ def test_bind_config_checks_in_the_image(pm01):
 def test_dnspair_accepts_the_config_inside_the_image(pm01):
     r = pm01.chroot("/usr/local/bin/dnspair", "check-config", "/etc/dnspair/dnspair.yaml")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert pm01.path("usr/local/bin/check_dnspair").exists()
+    for tool in ("dnspair", "check_dnspair"):
+        assert pm01.link(f"usr/local/bin/{tool}") == f"/opt/dnspair/bin/{tool}"
+        assert pm01.path(f"opt/dnspair/bin/{tool}").is_file()
 
 
 def test_image_python_packages_match_constraints(pm01):
@@ -201,3 +217,11 @@ def test_units_pass_systemd_analyze_verify(pm01):
         units.append("/" + UNIT)
     r = pm01.chroot("systemd-analyze", "verify", *units)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_nrpe_serves_the_dnspair_check(pm01):
+    assert pm01.link("etc/systemd/system/multi-user.target.wants/nagios-nrpe-server.service") == \
+        "/lib/systemd/system/nagios-nrpe-server.service"
+    assert "command[check_dnspair]=/usr/local/bin/check_dnspair" in pm01.text("etc/nagios/nrpe.d/dnspair.cfg")
+    adm = [line for line in pm01.text("etc/group").splitlines() if line.startswith("adm:")][0]
+    assert "nagios" in adm.split(":")[3].split(",")

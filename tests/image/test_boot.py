@@ -1,0 +1,150 @@
+"""The built image boots under qemu-system-aarch64 (-M virt, the image's own kernel and initrd):
+systemd reaches its default target, dnspair reports READY, bind answers, `dnspair status` prints.
+
+The VM's network is qemu's user-mode network with restrict=on: the guest reaches nothing, only the
+SSH port forwarded from 127.0.0.1 comes in. The guest keeps the image's own address, 192.0.2.1.
+"""
+import json
+import re
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import NODES  # noqa: F401  (the image fixtures live there)
+
+BOOT_TIMEOUT = 15 * 60  # TCG emulation on 2 shared cores; a boot took 2-4 min when measured
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class VM:
+    def __init__(self, built, workdir, extra_cmdline=""):
+        self.key = built.ssh_key
+        raw = built.raw("dns-pm01", workdir)
+        fat = f"{raw}@@{4 << 20}"
+        config = subprocess.run(["mtype", "-i", fat, "::config.txt"], check=True, capture_output=True, text=True).stdout
+        kernel = re.search(r"^kernel=(\S+)", config, re.M).group(1)
+        initrd = re.search(r"^initramfs (\S+)", config, re.M).group(1)
+        for f in (kernel, initrd):
+            subprocess.run(["mcopy", "-n", "-i", fat, f"::{f}", str(workdir / f)], check=True)
+        cmdline = subprocess.run(["mtype", "-i", fat, "::cmdline.txt"], check=True, capture_output=True, text=True).stdout
+        # The Pi's consoles do not exist on qemu's virt machine; its UART is ttyAMA0.
+        args = [a for a in cmdline.split() if not a.startswith("console=")] + ["console=ttyAMA0"]
+        if extra_cmdline:
+            args.append(extra_cmdline)
+        self.cmdline = " ".join(args)
+        self.port = free_port()
+        self.console = workdir / "console.log"
+        self.proc = subprocess.Popen([
+            "qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a53", "-smp", "2", "-m", "1024",
+            "-display", "none", "-serial", f"file:{self.console}", "-monitor", "none",
+            "-kernel", str(workdir / kernel), "-initrd", str(workdir / initrd), "-append", self.cmdline,
+            "-drive", f"file={raw},format=raw,if=virtio",
+            "-netdev", f"user,id=n0,restrict=on,net=192.0.2.0/24,host=192.0.2.254,"
+                       f"hostfwd=tcp:127.0.0.1:{self.port}-192.0.2.1:22",
+            "-device", "virtio-net-pci,netdev=n0",
+            "-device", "i6300esb",  # a PCI hardware watchdog, standing in for the Pi's bcm2835-wdt
+        ], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def ssh(self, command, timeout=120):
+        return subprocess.run(
+            ["ssh", "-i", str(self.key), "-p", str(self.port), "-o", "BatchMode=yes",
+             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+             "-o", "ConnectTimeout=20", "root@127.0.0.1", command],
+            capture_output=True, text=True, timeout=timeout)
+
+    def wait_for_ssh(self):
+        started = time.monotonic()
+        while time.monotonic() - started < BOOT_TIMEOUT:
+            if self.proc.poll() is not None:
+                pytest.fail(f"qemu exited: {self.proc.stderr.read().decode()[-2000:]}")
+            try:
+                if self.ssh("true", timeout=60).returncode == 0:
+                    return time.monotonic() - started
+            except subprocess.TimeoutExpired:
+                pass
+            time.sleep(5)
+        pytest.fail(f"no SSH after {BOOT_TIMEOUT}s; console:\n{self.console.read_text()[-3000:]}")
+
+    def close(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def vm(built, tmp_path_factory):
+    machine = VM(built, tmp_path_factory.mktemp("boot"))
+    try:
+        seconds = machine.wait_for_ssh()
+        print(f"\nqemu boot to SSH: {seconds:.0f}s", flush=True)
+        yield machine
+    finally:
+        machine.close()
+
+
+def test_systemd_reaches_the_default_target_with_nothing_failed(vm):
+    r = vm.ssh("systemctl is-system-running --wait", timeout=600)
+    failed = vm.ssh("systemctl --failed --no-legend").stdout
+    assert r.stdout.strip() == "running", f"{r.stdout}{failed}"
+    assert vm.ssh("systemctl is-active default.target").stdout.strip() == "active"
+
+
+def test_node_identity_and_address_were_applied(vm):
+    assert vm.ssh("hostname").stdout.strip() == "dns-pm01"
+    assert "inet 192.0.2.1/24" in vm.ssh("ip -4 addr show dev eth0").stdout
+    assert vm.ssh("systemctl is-active dnspair-node-settings NetworkManager").stdout.split() == ["active", "active"]
+    assert "nameserver 127.0.0.1" in vm.ssh("cat /etc/resolv.conf").stdout
+
+
+def test_dnspair_is_ready(vm):
+    # Type=notify: systemd calls the unit active only after the daemon sent READY=1.
+    props = vm.ssh("systemctl show dnspair -p Type -p ActiveState -p SubState -p NRestarts").stdout
+    assert "Type=notify" in props and "ActiveState=active" in props and "SubState=running" in props, props
+    assert "NRestarts=0" in props, props
+
+
+def test_bind_answers_on_the_node_address_and_on_a_vip(vm):
+    r = vm.ssh("dig +short +time=2 +tries=1 @192.0.2.1 localhost A")
+    assert r.stdout.strip() == "127.0.0.1", r.stdout + r.stderr
+    # Alone on its LAN, dns-pm01 holds its preferred VIP; bind answers there as soon as it lands.
+    deadline = time.monotonic() + 60
+    while True:
+        r = vm.ssh("dig +short +time=2 +tries=1 @192.0.2.11 localhost A")
+        if r.stdout.strip() == "127.0.0.1":
+            break
+        assert time.monotonic() < deadline, vm.ssh("ip -4 addr; journalctl -u dnspair --no-pager | tail -30").stdout
+        time.sleep(3)
+
+
+def test_dnspair_status_prints(vm):
+    r = vm.ssh("dnspair status")
+    assert r.returncode in (0, 1, 2), r.stderr  # exit code tells health; the text must be there either way
+    assert "dns-pm01" in r.stdout, r.stdout + r.stderr
+    j = vm.ssh("dnspair status --json")
+    assert "dns-pm01" in json.dumps(json.loads(j.stdout))
+
+
+def test_sd_card_care_at_runtime(vm):
+    assert vm.ssh("swapon --show --noheadings").stdout.strip() == ""
+    assert vm.ssh("test -d /run/log/journal && test ! -d /var/log/journal && echo volatile").stdout.strip() == "volatile"
+    assert vm.ssh("systemctl show -p RuntimeWatchdogUSec").stdout.strip() == "RuntimeWatchdogUSec=14s"
+    assert "Using hardware watchdog" in vm.ssh("journalctl -b -o cat _PID=1 | grep -i watchdog").stdout
+    assert "vfat" in vm.ssh("findmnt -n -o FSTYPE /boot/firmware").stdout
+
+
+def test_no_password_login(vm):
+    r = subprocess.run(["ssh", "-p", str(vm.port), "-o", "BatchMode=yes", "-o", "PubkeyAuthentication=no",
+                        "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                        "-o", "PreferredAuthentications=password,keyboard-interactive", "root@127.0.0.1", "true"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 255 and "Permission denied (publickey)" in r.stderr, r.stderr
