@@ -117,6 +117,16 @@ def test_orderly_stop_hands_over_at_once():
     assert p.holders() == {V1: [B], V2: [B]}
 
 
+def test_after_an_orderly_stop_the_vip_goes_home_on_return():
+    p = Pair()
+    settle(p)
+    p.stop(A)
+    p.addresses[A].clear()
+    settle(p, 0.5)
+    p.restart(A, incarnation=2)
+    assert settle(p, 0.5) == {V1: [A], V2: [B]}, "a planned restart is not a failover"
+
+
 def test_partition_heals_to_one_owner_per_vip_and_owner_announces():
     p = Pair()
     settle(p)

@@ -417,7 +417,10 @@ class Engine:
         why = "preferred here"
         if self.homes[i] != self.me:
             m = self.peer.msg
-            if not peer_alive and self.peer.ever_heard:
+            if not peer_alive and self.peer.left:
+                # An orderly stop is maintenance, not a failure: the VIP goes home on return.
+                why, sticky = f"peer {self.peer_name} stopped", False
+            elif not peer_alive and self.peer.ever_heard:
                 why, sticky = f"peer {self.peer_name} is dead", True
             elif not peer_alive:
                 why, sticky = f"peer {self.peer_name} not heard since start", False
