@@ -204,8 +204,19 @@ class Dnspair(System):
             return f"`{' '.join(cmd)} daemon --help` failed: {tail[0]}"
         return None
 
-    def config_path(self):
-        return self.workdir / "dnspair.yaml"
+    def describe(self):
+        """Label with the shipped defaults read from the code under test."""
+        import sys
+        src = str(Path(__file__).resolve().parents[1] / "src")
+        try:
+            if src not in sys.path:
+                sys.path.insert(0, src)
+            from dnspair.core import config as c  # noqa: PLC0415
+            hb, dc = c.Heartbeat(), c.DnsCheck()
+            return (f"dnspair defaults (heartbeat {hb.interval:g} s, dead {hb.dead_time:g} s, "
+                    f"DNS check {dc.interval:g} s / {dc.timeout:g} s limit)")
+        except Exception:  # noqa: BLE001 - label only
+            return self.label
 
     def prepare(self):
         key = self.lab.write_key(self.workdir / "authkey")
