@@ -37,6 +37,28 @@ Faults: :meth:`Lab.link_down` (carrier cut at the bridge side), :meth:`Lab.stop_
 :meth:`Lab.hang_bind` / :meth:`Lab.resume_bind` (SIGSTOP/SIGCONT), nftables random loss
 (:meth:`Lab.drop_heartbeats`) and :meth:`Lab.partition`.
 
+API (``with Lab(second_link=False) as lab:`` or the pytest fixtures ``lab``/``lab2``)::
+
+    lab.query(server, name="test.example", qtype="A", where="client", timeout=2.0) -> Answer|None
+        Answer(rcode, addresses, elapsed).node -> "node1"/"node2"/None
+    lab.who_answers(server, where="client", timeout=2.0) -> "node1"|"node2"|None
+    lab.wait_answer(server, node_or_None, timeout=30.0) -> bool
+    lab.start_bind(node) / wait_bind(node) / stop_bind(node, sig=SIGTERM) / hang_bind(node)
+    lab.resume_bind(node) / restore_bind(node) / bind_running(node) / bind_log(node)
+    lab.link_down(node, link=0|1|"all") / link_up(node, link) / carrier(node, "eth0") -> bool
+    lab.node_mac(node, link=0) / mac(where, ifname) / arp_entry(where, ip) -> MAC|None
+    lab.arp_owner(ip, where="client") -> node|None / flush_arp(where)
+    lab.addresses(where, ifname) / vips_on(node) / add_address(node, cidr) / del_address / clear_vips()
+    lab.drop_heartbeats(node, percent, port=None, proto=None, link="all") / clear_drops(node)
+    lab.drop_counter(node) -> int / partition(port=None, proto=None) / heal()
+    lab.resolv_conf(nameservers, options=None) / getent(name) -> (seconds, address|None)
+    lab.start_daemon(node, config_path, name=None, log=None, extra_args=()) -> Popen
+    lab.dnspair_cli(node, *args) -> CompletedProcess / write_key(path) -> Path
+    lab.popen(where, cmd, log=None) -> Popen / stop_process(p, grace, sig) / send_signal(p, sig)
+    lab.run(where, *cmd) -> CompletedProcess / socket(where, family, type) -> socket in that netns
+    lab.ns[...] real namespace names, lab.workdir per-lab temp dir
+    constants: NODES, NODE_ADDR, NODE_ADDR2, CLIENT_ADDR, VIP1, VIP2, ANSWER, MAC
+
 Teardown (:meth:`Lab.close`, also registered with ``atexit``) kills only the processes
 this lab started, by PID (and their descendants), then deletes the namespaces, the
 ``/etc/netns/<ns>`` directories it made and its work directory.
