@@ -909,3 +909,43 @@ def proc_tree_usage(pid: int) -> tuple[float, int]:
         rss += int(f[21]) * page
         todo.extend(kids.get(p, []))
     return cpu, rss
+
+
+def stale_labs() -> dict[str, list[int]]:
+    """Namespaces left by labs whose process is gone (e.g. SIGKILLed): {name: [pids in it]}."""
+    import re
+    r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+    out = {}
+    for line in r.stdout.splitlines():
+        name = line.split()[0] if line.strip() else ""
+        m = re.fullmatch(r"dp(\d+)x\d+(br|n1|n2|c)", name)
+        if not m or Path(f"/proc/{m.group(1)}").exists():
+            continue
+        pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True)
+        out[name] = [int(p) for p in pids.stdout.split()]
+    return out
+
+
+def main(argv=None) -> int:
+    """`python3 tests/net/lab.py --cleanup`: delete namespaces of labs whose process died.
+    Processes still inside them are listed, not killed: check them and end them by PID."""
+    import argparse
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--cleanup", action="store_true", help="delete empty stale namespaces")
+    a = ap.parse_args(argv)
+    stale = stale_labs()
+    if not stale:
+        print("no stale lab namespaces")
+    for name, pids in sorted(stale.items()):
+        if pids:
+            print(f"{name}: still has processes {pids}; not deleted")
+        elif a.cleanup:
+            subprocess.run(["ip", "netns", "del", name])
+            print(f"{name}: deleted")
+        else:
+            print(f"{name}: stale (use --cleanup)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
