@@ -174,6 +174,12 @@ class Daemon:
 
     def _on_tick(self) -> None:
         hb = self.cfg.heartbeat
+        now = time.monotonic()
+        if self._ticks and now - self._next_tick > hb.dead_time:
+            # Frozen (SIGSTOP) or starved for longer than the dead time: what we know of
+            # the peer is stale, whatever the timers say.
+            self.feed(self.engine.resync(now, f"stalled for {now - self._next_tick:.2f} s"))
+            self._next_tick = now
         self._ticks += 1
         if self._ticks % self._dns_every == 0:
             self.prober.start()  # first: bind answers while we send, so no extra sleep

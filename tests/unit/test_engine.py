@@ -148,6 +148,31 @@ def test_carrier_loss_releases_and_claims_nothing():
     assert p.addresses[A] == set()
 
 
+def test_carrier_return_listens_before_claiming_the_peers_vip():
+    p = Pair()
+    settle(p)
+    p._apply(A, p.e[A].on_carrier(p.now, "eth0", False))
+    p.link[A] = False
+    assert settle(p, 1.0) == {V1: [B], V2: [B]}
+    p.link[A] = True
+    p._apply(A, p.e[A].on_carrier(p.now, "eth0", True))
+    assert p.addresses[A] == set(), "nothing claimed on the stale view"
+    assert settle(p, 0.5) == {V1: [B], V2: [B]}, "manual failback: the peer keeps them"
+
+
+def test_a_thawed_node_listens_before_claiming():
+    p = Pair()
+    settle(p)
+    p.up[A] = False                       # frozen: no ticks, no sends, no receives
+    p.run(1.0)
+    p.up[A] = True
+    p._apply(A, p.e[A].resync(p.now, "stalled"))
+    assert p.addresses[A] == {V1}, "keeps what it holds, claims nothing new"
+    p.run(0.5)
+    assert p.holders()[V2] == [B]
+    assert not p.double
+
+
 def test_witness_must_answer_after_the_peer_went_quiet():
     p = Pair(EXAMPLE + "\nwitness: 192.0.2.254\n")
     for n in p.names:

@@ -124,6 +124,7 @@ class Engine:
         self.last_rx: tuple[int, float] | None = None  # (peer seq, when) for acks
         self.peer_digest_ok = True
         self.peer_was_alive = False
+        self.listen_until = 0.0
 
     # --- inputs -------------------------------------------------------------------------
 
@@ -161,8 +162,19 @@ class Engine:
         if interface not in self.carrier or self.carrier[interface] == up:
             return []
         self.carrier[interface] = up
+        if up:
+            self._listen(now)  # heartbeats could not flow: the peer's silence means nothing yet
         return [Log(f"carrier {'up' if up else 'DOWN'} on {interface}", "info" if up else "warning")
                 ] + self.decide(now) + [SendNow()]
+
+    def resync(self, now: float, why: str) -> list:
+        """We could not hear the peer for a while (frozen, stalled): listen before claiming."""
+        self._listen(now)
+        return [Log(f"{why}: listening for {self.peer_name} before claiming anything", "warning")
+                ] + self.decide(now) + [SendNow()]  # and tell the peer at once that we are back
+
+    def _listen(self, now: float) -> None:
+        self.listen_until = now + self.cfg.heartbeat.dead_time
 
     def on_witness(self, now: float, ok: bool) -> list:
         if self.cfg.witness is None:
@@ -376,7 +388,8 @@ class Engine:
                 if i in self.yielding:
                     self.yielding.discard(i)
                     changed = True
-                if i not in self.held and (not peer_holds or peer_yields):
+                listening = not alive and now < self.listen_until
+                if i not in self.held and (not peer_holds or peer_yields) and not listening:
                     acts += self._claim(now, i, alive)
                     changed = True
                 elif i in self.held and i in self.contested and not peer_holds:
@@ -457,6 +470,8 @@ class Engine:
         times = []
         if not self.ready:
             times.append(self.started + self.cfg.heartbeat.dead_time)
+        if self.listen_until > now:
+            times.append(self.listen_until)
         if self.peer_alive(now):
             times.append(self.peer.last_heard + self.cfg.heartbeat.dead_time + 1e-6)
             if self.cfg.failback == "auto" and self.sticky and self.peer.good_since is not None:
