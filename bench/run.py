@@ -50,7 +50,8 @@ FAULT_LABEL = {
     "planned_move": "planned move (standby / maintenance)",
 }
 SYSTEMS = ["keepalived-default", "keepalived-tuned", "dnspair"]
-CLIENT_PY = "/usr/bin/python3"  # stdlib-only helpers run with the system python
+# The client helpers are stdlib-only: the system python if there is one.
+CLIENT_PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
 
 def log(msg):
