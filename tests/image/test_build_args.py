@@ -1,0 +1,86 @@
+"""build.sh refuses bad input with one clear line and a non-zero exit, and a failed build leaves
+nothing behind (no mounts, no work directory, no partial images)."""
+import glob
+import os
+import subprocess
+
+import pytest
+
+from imagehelpers import EXAMPLE, REPO
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="build.sh needs root")
+
+
+def build(*args, timeout=120):
+    return subprocess.run([f"{REPO}/build.sh", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def one_error_line(r):
+    assert r.returncode != 0
+    errors = [line for line in r.stderr.splitlines() if line.startswith("build.sh: error: ")]
+    assert len(errors) == 1, r.stderr
+    return errors[0]
+
+
+@pytest.fixture
+def pubkey(tmp_path):
+    key = tmp_path / "id"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    return str(key)
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "--config FILE is required"),
+    (["--config", "/nonexistent.yaml", "--ssh-key", "K"], "config not found: /nonexistent.yaml"),
+    (["--config", EXAMPLE], "--ssh-key FILE is required"),
+    (["--config", EXAMPLE, "--ssh-key", "/nonexistent.pub"], "SSH public key not found"),
+    (["--config", EXAMPLE, "--ssh-key", "PUB", "--arch", "i386"], "--arch must be arm64 or armhf"),
+    (["--config", EXAMPLE, "--ssh-key", "PUB", "--xz-level", "fast"], "--xz-level must be 0-9"),
+    (["--config", EXAMPLE, "--ssh-key", "PUB", "--base", EXAMPLE], "--base needs --base-sha256"),
+    (["--config", EXAMPLE, "--ssh-key", "PUB", "--frobnicate"], "unknown argument: --frobnicate"),
+    (["--config", EXAMPLE, "--ssh-key", "PUB", "--node"], "--node needs a value"),
+])
+def test_bad_arguments(args, message, pubkey):
+    args = [f"{pubkey}.pub" if a == "PUB" else a for a in args]
+    assert message in one_error_line(build(*args))
+
+
+def test_a_private_key_is_not_taken_for_a_public_one(pubkey):
+    assert "does not look like an SSH public key" in one_error_line(build("--config", EXAMPLE, "--ssh-key", pubkey))
+
+
+def test_config_the_image_cannot_place_is_refused_before_building(pubkey, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(open(EXAMPLE).read().replace("addresses: [192.0.2.2]", "addresses: [198.51.100.2]"))
+    line = one_error_line(build("--config", str(bad), "--ssh-key", f"{pubkey}.pub", "--out", str(tmp_path / "out")))
+    assert "node dns-pm02 address 198.51.100.2 is in no VIP's network" in line
+    assert "node 'nope' is not in the config" in one_error_line(
+        build("--config", EXAMPLE, "--ssh-key", f"{pubkey}.pub", "--node", "nope", "--out", str(tmp_path / "out")))
+
+
+def test_base_image_with_wrong_checksum_is_refused(pubkey, tmp_path):
+    fake = tmp_path / "raspios.img.xz"
+    fake.write_bytes(b"not an image")
+    line = one_error_line(build("--config", EXAMPLE, "--ssh-key", f"{pubkey}.pub", "--base", str(fake),
+                                "--base-sha256", "0" * 64, "--out", str(tmp_path / "out")))
+    assert "SHA-256 does not match" in line
+
+
+def mounts():
+    with open("/proc/mounts") as f:
+        return [line.split()[1] for line in f if "dnspair-build." in line]
+
+
+@pytest.mark.image
+def test_a_build_failing_inside_the_chroot_cleans_up(pubkey, tmp_path):
+    """dnspair check-config rejects this config in step 30, while /proc, /sys, /dev are mounted
+    in the ARM chroot: afterwards nothing is mounted, no work directory and no output remain."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(open(EXAMPLE).read().replace("failback: manual", "failback: sometimes"))
+    before = set(glob.glob("/var/tmp/dnspair-build.*"))
+    out = tmp_path / "out"
+    r = build("--config", str(bad), "--ssh-key", f"{pubkey}.pub", "--out", str(out), timeout=3600)
+    assert "dnspair check-config rejected" in one_error_line(r)
+    assert mounts() == []
+    assert set(glob.glob("/var/tmp/dnspair-build.*")) == before
+    assert os.listdir(out) == []
