@@ -73,7 +73,8 @@ def test_one_of_two_heartbeat_links_cut_is_no_failover_but_warns(lab2):
     assert held(lab, "node1") == {VIP1} and held(lab, "node2") == {VIP2}
     for node in labmod.NODES:
         st = p.status(node)
-        assert st["failovers"]["count"] == 0 and all(n["online"] for n in st["nodes"]), st
+        assert st["failovers"]["count"] == 0 and all(n["online"] for n in st["nodes"]), \
+            (node, st["failovers"], st["failed_actions"], p.logs())
         peer = next(n for n in st["nodes"] if not n["self"])
         assert [link["up"] for link in peer["links"]] == [True, False], peer["links"]
         text = p.cli(node, "status").stdout
