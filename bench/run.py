@@ -308,7 +308,7 @@ def table(results: dict, labels: dict) -> str:
             cells.append(f"{fmt_s(f['outage_median'])} / {fmt_s(f['outage_worst'])}{never}{err}"
                          f"; lost {f['lost_median']:g}/{f['lost_worst']}"
                          + (f"; getent {f['getent_worst']:.1f} s ({f['getent_slow_runs']}/"
-                            f"{f["runs"]} runs > 0.5 s)" if f["getent_worst"] is not None else ""))
+                            f"{f['runs']} runs > 0.5 s)" if f["getent_worst"] is not None else ""))
         rows.append(f"| {FAULT_LABEL[fault]} | " + " | ".join(cells) + " |")
     cells = []
     for n in names:
