@@ -3,6 +3,7 @@
 No timing assertions here (the machine is shared); speed belongs in bench/.
 """
 
+import shutil
 import signal
 import socket
 import subprocess
@@ -203,3 +204,26 @@ def test_refuses_addresses_outside_test_net(lab):
 def test_daemon_command_is_found(lab):
     cmd = lab.dnspair_command()
     assert cmd and isinstance(cmd, list)
+
+
+def test_bench_smoke(tmp_path):
+    """The benchmark runs end to end on the lab (one keepalived run, no timing asserted)."""
+    why = labmod.requirements_missing()
+    if why:
+        pytest.skip(why)
+    if not shutil.which("keepalived", path="/usr/sbin:/usr/bin") or not shutil.which("dig"):
+        pytest.skip("needs keepalived and dig (apt-get install keepalived bind9-dnsutils)")
+    import json
+    import sys
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[2]
+    out = tmp_path / "bench.json"
+    r = subprocess.run([sys.executable, "-m", "bench", "--runs", "1", "--systems",
+                        "keepalived-tuned", "--faults", "orderly_stop", "--no-loss",
+                        "--no-rest", "--json", str(out)], cwd=repo, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "| orderly stop of the HA daemon |" in r.stdout
+    res = json.loads(out.read_text())["results"]["keepalived-tuned"]["faults"]["orderly_stop"]
+    assert "error" not in res[0], res
+    assert res[0]["outage"] is not None
