@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 import time
 
@@ -39,7 +40,7 @@ class Daemon:
         self.witness_kick = asyncio.Event()
         self.ready_sent = False
         self.control_rejected = 0
-        self._last_reject = ""
+        self._reject_kinds_logged: set[str] = set()
         self.listeners = []      # called with the status dict after every change (LEDs)
         self._status_line = ""
 
@@ -121,10 +122,16 @@ class Daemon:
     # --- control socket ----------------------------------------------------------------------
 
     def _reject(self, why: str) -> None:
+        """Count every rejected request; log the first of each kind only. The kind is the
+        reason without its detail ("malformed request: Expecting value: line 1 ..." ->
+        "malformed request", "unknown command 'x'" -> "unknown command"): details vary with
+        the input, so keying on them would log junk once per request."""
         self.control_rejected += 1
-        if self.control_rejected == 1 or why != self._last_reject:
-            log.warning("control socket: rejected a request (%s)", why)
-        self._last_reject = why
+        kind = re.split(r":|\s['\"]", why, maxsplit=1)[0].strip()
+        if kind not in self._reject_kinds_logged:
+            self._reject_kinds_logged.add(kind)
+            log.warning("control socket: rejected a request (%s; further %s are counted in "
+                        "status, not logged)", why, kind)
 
     def handle(self, req: dict) -> dict:
         cmd = req.get("cmd")

@@ -1,0 +1,53 @@
+"""Fixes for defects the fault suite (tests/net/test_faults_*.py) found, pinned without a network."""
+import logging
+from types import SimpleNamespace
+
+from dnspair.daemon import Daemon
+
+
+def _stub():
+    return SimpleNamespace(control_rejected=0, _reject_kinds_logged=set())
+
+
+def test_control_rejects_are_all_counted_but_each_kind_logged_once(caplog):
+    d = _stub()
+    reasons = [
+        "malformed request: Expecting value: line 1 column 1 (char 0)",
+        "unknown command 'reboot'",
+        "malformed request: Extra data: line 1 column 5 (char 4)",
+        "request too long or not one line",
+        "unknown command 'x'",
+        "client dropped: ValueError",
+        "malformed request: 'utf-8' codec can't decode byte 0x87 in position 0: invalid start byte",
+        "client dropped: TimeoutError",
+        "request too long or not one line",
+    ]
+    with caplog.at_level(logging.WARNING, logger="dnspair"):
+        for _ in range(3):
+            for why in reasons:
+                Daemon._reject(d, why)
+    assert d.control_rejected == 3 * len(reasons)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 4, lines
+    assert lines[0].startswith("control socket: rejected a request (malformed request: Expecting value")
+    assert any("(unknown command 'reboot'" in ln for ln in lines)
+    assert any("(request too long or not one line" in ln for ln in lines)
+    assert any("(client dropped: ValueError" in ln for ln in lines)
+
+
+def test_random_junk_cannot_flood_the_log(caplog):
+    import random
+    import json
+    rng = random.Random(1)
+    d = _stub()
+    with caplog.at_level(logging.WARNING, logger="dnspair"):
+        for _ in range(500):
+            junk = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 60)))
+            try:
+                json.loads(junk)
+                why = "malformed request: a request is a JSON object with a 'cmd' string"
+            except ValueError as e:
+                why = f"malformed request: {e}"
+            Daemon._reject(d, why)
+    assert d.control_rejected == 500
+    assert len(caplog.records) == 1
