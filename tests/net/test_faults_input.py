@@ -190,6 +190,7 @@ def test_malformed_control_requests_are_refused_counted_and_logged_once(lab):
     assert "Traceback" not in log
     dup = {r for r in rejects if rejects.count(r) > 1}
     assert not dup, f"each reason logged once; repeated: {sorted(dup)[:5]} ({len(rejects)} lines)"
+    assert len(rejects) <= 6, f"one line per kind of rejection, not per request: {rejects[:10]}"
     r = p.cli("node1", "status")
     assert r.returncode == 0, "the socket still serves real requests"
 
