@@ -80,6 +80,11 @@ class Daemon:
                     if isinstance(a, Claim):
                         self.feed(self.engine.on_claim_failed(time.monotonic(), a.vip, str(e)))
             if send:
+                if any(isinstance(a, Announce) for a in batch):
+                    # Let the ARP burst's first frames out before the heartbeat that says we
+                    # hold the VIP: the old holder drops it on that heartbeat, and the client
+                    # must already be pointed here, or a query in the gap is lost.
+                    await asyncio.sleep(0)
                 self.send()
             self._after_change()
 

@@ -51,3 +51,48 @@ def test_random_junk_cannot_flood_the_log(caplog):
             Daemon._reject(d, why)
     assert d.control_rejected == 500
     assert len(caplog.records) == 1
+
+
+def test_a_claim_is_announced_by_arp_before_the_heartbeat_that_reports_it():
+    """In a hand-over the old holder drops the VIP as soon as a heartbeat says the new owner
+    holds it; the client must already have been pointed at the new owner by then, or a query
+    in that gap is lost (seen in the fault suite at the auto-failback hand-back)."""
+    import asyncio
+    from pathlib import Path
+
+    from dnspair.core.config import parse
+    from dnspair.core.engine import Announce, Claim, SendNow
+
+    cfg = parse((Path(__file__).resolve().parents[2] / "example" / "dnspair.yaml").read_text())
+    events = []
+
+    class Netlink:
+        async def add(self, *a):
+            events.append("add")
+
+        async def remove(self, *a):
+            events.append("remove")
+
+    class Sock:
+        def send(self, frame):
+            events.append("garp")
+
+    async def scenario():
+        d = Daemon(cfg, "dns-pm01", bytes(range(32)))
+        d.nl = Netlink()
+        d.announcer._socket = lambda ifname: Sock()
+        d.announcer._mac = lambda ifname: "02:00:5e:00:01:00"
+        d.hb = SimpleNamespace(send=lambda data: events.append("heartbeat"))
+        task = asyncio.get_running_loop().create_task(d._actuator())
+        for a in (Claim(0), Announce(0), SendNow()):
+            d.queue.put_nowait(a)
+        for _ in range(50):
+            await asyncio.sleep(0)
+            if "heartbeat" in events and "garp" in events:
+                break
+        task.cancel()
+        d.announcer.close()
+
+    asyncio.run(scenario())
+    assert "garp" in events and "heartbeat" in events, events
+    assert events.index("add") < events.index("garp") < events.index("heartbeat"), events
