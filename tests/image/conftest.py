@@ -20,9 +20,10 @@ NODES = ("dns-pm01", "dns-pm02")
 
 
 def pytest_collection_modifyitems(config, items):
-    # Everything that needs a built image (the `built` fixture) is an image test.
+    # Everything here that needs a built image (the `built` fixture) is an image test.
+    here = Path(__file__).resolve().parent
     for item in items:
-        if "built" in getattr(item, "fixturenames", ()):
+        if Path(str(item.fspath)).resolve().parent == here and "built" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.image)
 
 

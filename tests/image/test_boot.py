@@ -5,7 +5,9 @@ The VM's network is qemu's user-mode network with restrict=on: the guest reaches
 SSH port forwarded from 127.0.0.1 comes in. The guest keeps the image's own address, 192.0.2.1.
 """
 import json
+import os
 import re
+import shutil
 import socket
 import subprocess
 import time
@@ -48,7 +50,7 @@ class VM:
             "-drive", f"file={raw},format=raw,if=virtio",
             "-netdev", f"user,id=n0,restrict=on,net=192.0.2.0/24,host=192.0.2.254,"
                        f"hostfwd=tcp:127.0.0.1:{self.port}-192.0.2.1:22",
-            "-device", "virtio-net-pci,netdev=n0",
+            "-device", "virtio-net-pci,netdev=n0,romfile=",  # no option ROM: the kernel is loaded directly
             "-device", "i6300esb",  # a PCI hardware watchdog, standing in for the Pi's bcm2835-wdt
         ], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -81,15 +83,27 @@ class VM:
             self.proc.wait()
 
 
-@pytest.fixture(scope="module")
-def vm(built, tmp_path_factory):
-    machine = VM(built, tmp_path_factory.mktemp("boot"))
+def qemu_installed():
+    if not shutil.which("qemu-system-aarch64"):  # like build.sh: install what is missing
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "qemu-system-arm"],
+                       capture_output=True, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    assert shutil.which("qemu-system-aarch64"), "qemu-system-aarch64 missing and apt-get could not install qemu-system-arm"
+
+
+def booted(built, workdir, extra_cmdline=""):
+    qemu_installed()
+    machine = VM(built, workdir, extra_cmdline)
     try:
         seconds = machine.wait_for_ssh()
-        print(f"\nqemu boot to SSH: {seconds:.0f}s", flush=True)
+        print(f"\nqemu boot to SSH{' (' + extra_cmdline + ')' if extra_cmdline else ''}: {seconds:.0f}s", flush=True)
         yield machine
     finally:
         machine.close()
+
+
+@pytest.fixture(scope="module")
+def vm(built, tmp_path_factory):
+    yield from booted(built, tmp_path_factory.mktemp("boot"))
 
 
 def test_systemd_reaches_the_default_target_with_nothing_failed(vm):
@@ -136,7 +150,9 @@ def test_dnspair_status_prints(vm):
 
 def test_sd_card_care_at_runtime(vm):
     assert vm.ssh("swapon --show --noheadings").stdout.strip() == ""
-    assert vm.ssh("test -d /run/log/journal && test ! -d /var/log/journal && echo volatile").stdout.strip() == "volatile"
+    # Storage=volatile: the journal's files are in /run, none on the card
+    assert vm.ssh("journalctl --header -n0 | grep -c '^File path: /run/log/journal/'").stdout.strip() != "0"
+    assert vm.ssh("find /var/log/journal -type f 2>/dev/null | wc -l").stdout.strip() == "0"
     assert vm.ssh("systemctl show -p RuntimeWatchdogUSec").stdout.strip() == "RuntimeWatchdogUSec=14s"
     assert "Using hardware watchdog" in vm.ssh("journalctl -b -o cat _PID=1 | grep -i watchdog").stdout
     assert "vfat" in vm.ssh("findmnt -n -o FSTYPE /boot/firmware").stdout
@@ -148,3 +164,21 @@ def test_no_password_login(vm):
                         "-o", "PreferredAuthentications=password,keyboard-interactive", "root@127.0.0.1", "true"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 255 and "Permission denied (publickey)" in r.stderr, r.stderr
+
+
+@pytest.fixture(scope="module")
+def ro_vm(built, tmp_path_factory, vm):
+    """The same image booted with what --read-only-root adds to cmdline.txt (after `vm` is gone)."""
+    vm.close()
+    yield from booted(built, tmp_path_factory.mktemp("boot-ro"), "dnspair.overlayroot")
+
+
+def test_read_only_root_keeps_the_card_untouched(ro_vm):
+    assert ro_vm.ssh("findmnt -n -o FSTYPE /").stdout.strip() == "overlay"
+    assert ro_vm.ssh("findmnt -n -o OPTIONS /media/root-ro").stdout.startswith("ro,")
+    r = ro_vm.ssh("echo x > /etc/written-at-runtime && test -e /etc/written-at-runtime "
+                  "&& test ! -e /media/root-ro/etc/written-at-runtime && echo in-ram")
+    assert r.stdout.strip() == "in-ram", r.stdout + r.stderr
+    assert ro_vm.ssh("systemctl is-system-running --wait", timeout=600).stdout.strip() == "running", \
+        ro_vm.ssh("systemctl --failed --no-legend").stdout
+    assert ro_vm.ssh("systemctl is-active dnspair named").stdout.split() == ["active", "active"]
