@@ -97,6 +97,36 @@ def test_sigstop_past_the_dead_time_peer_takes_over_and_thaw_yields_within_a_hea
     assert held(lab, "node1") == {VIP1} and held(lab, "node2") == {VIP2}
 
 
+def test_short_freezes_just_past_the_dead_time_never_claim_the_peers_vip(lab):
+    """Freezes of 0.22-0.3 s: just past the 0.2 s dead time, so the peer takes over, but short
+    enough that the thawed daemon's heartbeat tick is late by less than a dead time. The silence
+    it then finds is still its own: it must not claim the peer's VIP."""
+    p = Pair(lab)
+    p.start()
+    p.wait_served(VIP1, "node1")
+    p.wait_served(VIP2, "node2")
+    proc = p.procs["node1"]
+    with Watcher(lab) as w, AddrSampler(lab) as a:
+        t0 = time.monotonic()
+        for freeze in (0.22, 0.25, 0.28, 0.3) * 2:
+            lab.send_signal(proc, signal.SIGSTOP)
+            time.sleep(freeze)
+            t_cont = time.monotonic()
+            lab.send_signal(proc, signal.SIGCONT)
+            p.wait(lambda: held(lab, "node1") == {VIP1} and held(lab, "node2") == {VIP2},
+                   "one owner each again")
+            time.sleep(1.0)
+        t1 = time.monotonic()
+    stolen = [ln for ln in dnspair_log(lab, "node1").splitlines() if "claimed VIP 192.0.2.12/24" in ln]
+    sampled = [round(t - t0, 3) for t, hs in a.samples if "node1" in hs[VIP2]]
+    print(f"\nshort freezes x8: node1 claimed VIP2 {len(stolen)} times (log), seen in address "
+          f"samples at {sampled[:8]}; {w.summary(t0, t1)}")
+    assert w.answerers(VIP2, t0, t1) == ["node2"], w.summary(t0, t1)
+    assert w.lost(VIP2, t0, t1) == 0, f"the peer's VIP is untouched by the freeze: {w.summary(t0, t1)}"
+    assert not stolen and not sampled, \
+        f"the thawed node claimed its peer's VIP: {stolen}\n{p.logs()}"
+
+
 def _reboot(lab, p, node, planned=True):
     """A node reboots. planned: the unit stops on shutdown (SIGTERM: release, bye), its
     ExecStopPost releases, bind stops. Not planned (power cut): everything dies at once, silently,
