@@ -182,6 +182,7 @@ class Daemon:
                       self._on_suspect)
 
     def _on_deadline(self) -> None:
+        self.hb.drain()  # the peer's heartbeats may be waiting unread: hear them first
         self.feed(self.engine.tick(time.monotonic()))
 
     def _on_tick(self) -> None:
@@ -190,6 +191,7 @@ class Daemon:
         if self._ticks and now - self._next_tick > hb.dead_time:
             # Frozen (SIGSTOP) or starved for longer than the dead time: what we know of
             # the peer is stale, whatever the timers say.
+            self.hb.drain()
             self.feed(self.engine.resync(now, f"stalled for {now - self._next_tick:.2f} s"))
             self._next_tick = now
         self._ticks += 1
@@ -214,6 +216,7 @@ class Daemon:
         self._arm("suspect", now + self.cfg.heartbeat.probe_interval, self._on_suspect)
 
     def _on_dns(self, r) -> None:
+        self.hb.drain()  # a timeout may fire first after a stall: hear the peer before deciding
         self.feed(self.engine.on_dns(time.monotonic(), r.ok, r.latency, r.error))
 
     async def _witness_loop(self) -> None:

@@ -32,6 +32,7 @@ class Heartbeats:
         self.local, self.peer, self.port = local, peer, port
         self.on_datagram = on_datagram
         self.links: list[_Link] = []
+        self.socks: list[socket.socket] = []
         self.send_errors = 0
 
     async def open(self):
@@ -45,6 +46,21 @@ class Heartbeats:
             _, proto = await loop.create_datagram_endpoint(
                 lambda k=k: _Link(k, self.on_datagram), sock=sock)
             self.links.append(proto)
+            self.socks.append(sock)
+
+    def drain(self) -> None:
+        """Read what is already queued, now. Before judging the peer dead: after a stall the
+        loop may run expired timers before it looks at the sockets (epoll_wait gave EINTR)."""
+        for k, sock in enumerate(self.socks):
+            for _ in range(256):
+                try:
+                    data, addr = sock.recvfrom(MAX_DATAGRAM + 1)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as e:
+                    log.debug("heartbeat link %d: %s", k, e)
+                    break
+                self.on_datagram(k, data, addr[0])
 
     def send(self, data: bytes) -> None:
         for k, link in enumerate(self.links):
