@@ -186,3 +186,10 @@ def dnspair_log(lab, node: str) -> str:
         return (lab.workdir / node / "dnspair.log").read_text(errors="replace")
     except OSError:
         return ""
+
+
+def failovers(p) -> dict:
+    """{lab node: status failovers.count}. Take it after start-up and compare: a daemon that
+    starts more than a dead time before its peer (a loaded machine) takes both VIPs at first,
+    and that counts as a takeover."""
+    return {n: p.status(n)["failovers"]["count"] for n in labmod.NODES}

@@ -10,7 +10,7 @@ import pytest
 
 import lab as labmod
 from pair import Pair
-from test_faults_common import Watcher, held
+from test_faults_common import Watcher, failovers, held
 
 VIP1, VIP2 = labmod.VIP1, labmod.VIP2
 DURATION = 60.0
@@ -24,6 +24,7 @@ def test_random_heartbeat_loss_is_no_failover_and_no_flap(lab, percent):
     p.wait_served(VIP1, "node1")
     p.wait_served(VIP2, "node2")
     owners0 = p.owners("node1")
+    f0 = failovers(p)
     assert owners0 == {VIP1: "dns-pm01", VIP2: "dns-pm02"}
     for node in labmod.NODES:
         lab.drop_heartbeats(node, percent, port=7405)
@@ -54,7 +55,7 @@ def test_random_heartbeat_loss_is_no_failover_and_no_flap(lab, percent):
             f"DNS traffic is not dropped, so nearly every query is answered: {w.summary(t0, t1)}"
     assert bad_holds == [], f"each node held exactly its own VIP all along: {bad_holds[:10]}"
     for node, st in sts.items():
-        assert st["failovers"]["count"] == 0, (node, st["failovers"], p.logs())
+        assert st["failovers"]["count"] == f0[node], (node, f0, st["failovers"], p.logs())
         assert not [f for f in st["failed_actions"] if f["what"] == "peer_lost"], \
             (node, st["failed_actions"], p.logs())
         assert all(n["online"] for n in st["nodes"]), st["nodes"]
