@@ -439,7 +439,7 @@ def main(argv=None):
     print(f"client resolv.conf: nameserver {VIP1}, nameserver {VIP2}"
           + (f", options {args.resolv_options}" if args.resolv_options else
              " (glibc defaults: timeout 5 s, attempts 2)") + "\n")
-    print(table(ran, labels))
+    print(table(ran, labels) if ran else "(no system ran)")
     for k, v in results.items():
         if "skipped" in v:
             print(f"\n{k}: skipped: {v['skipped']}")
