@@ -16,6 +16,7 @@ usage: build.sh --config dnspair.yaml --ssh-key KEY.pub [options]
   --base-sha256 HEX      required with --base: the image's published SHA-256
   --node NAME            build only this node (repeatable); default: every node in the config
   --gateway IP           default gateway in the per-node settings (default: derived, see docs)
+  --authkey FILE         reuse this pair's key (to rebuild one node); default: a new key per build
   --read-only-root       root file system read-only, writes go to RAM (overlay root)
   --out DIR              output directory (default: out/)
   --cache DIR            base rootfs cache (default: /var/cache/dnspair-build)
@@ -23,16 +24,16 @@ usage: build.sh --config dnspair.yaml --ssh-key KEY.pub [options]
 USAGE
 }
 
-CONFIG="" SSH_KEY="" ARCH=arm64 BASE_IMG="" BASE_SHA="" NODES="" GATEWAY="" READ_ONLY=0
+CONFIG="" SSH_KEY="" AUTHKEY_FILE="" ARCH=arm64 BASE_IMG="" BASE_SHA="" NODES="" GATEWAY="" READ_ONLY=0
 OUT="$REPO/out" CACHE_DIR=${DNSPAIR_CACHE:-/var/cache/dnspair-build} XZ_LEVEL=6
 SUITE=bookworm MIRROR=http://deb.debian.org/debian SECURITY_MIRROR=http://deb.debian.org/debian-security
 
 while [ $# -gt 0 ]; do
     case "$1" in
-        --config|--ssh-key|--arch|--base|--base-sha256|--node|--gateway|--out|--cache|--xz-level)
+        --config|--ssh-key|--authkey|--arch|--base|--base-sha256|--node|--gateway|--out|--cache|--xz-level)
             [ $# -ge 2 ] || die "$1 needs a value"
             case "$1" in
-                --config) CONFIG=$2 ;; --ssh-key) SSH_KEY=$2 ;; --arch) ARCH=$2 ;;
+                --config) CONFIG=$2 ;; --ssh-key) SSH_KEY=$2 ;; --authkey) AUTHKEY_FILE=$2 ;; --arch) ARCH=$2 ;;
                 --base) BASE_IMG=$2 ;; --base-sha256) BASE_SHA=$2 ;; --node) NODES="$NODES $2" ;;
                 --gateway) GATEWAY=$2 ;; --out) OUT=$2 ;; --cache) CACHE_DIR=$2 ;; --xz-level) XZ_LEVEL=$2 ;;
             esac
@@ -51,6 +52,12 @@ done
 [ -f "$SSH_KEY" ] || die "SSH public key not found: $SSH_KEY"
 grep -q -E '^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh.com) ' "$SSH_KEY" \
     || die "$SSH_KEY does not look like an SSH public key (.pub)"
+if [ -n "$AUTHKEY_FILE" ]; then
+    [ -f "$AUTHKEY_FILE" ] || die "key file not found: $AUTHKEY_FILE"
+    grep -q -x -E '[0-9a-f]{64}' "$AUTHKEY_FILE" && [ "$(wc -l < "$AUTHKEY_FILE")" = 1 ] \
+        || die "$AUTHKEY_FILE is not a dnspair key (one line of 64 hex digits, as dnspair keygen writes)"
+    AUTHKEY_FILE=$(readlink -f "$AUTHKEY_FILE")
+fi
 case "$ARCH" in arm64|armhf) ;; *) die "--arch must be arm64 or armhf, not $ARCH" ;; esac
 case "$XZ_LEVEL" in [0-9]) ;; *) die "--xz-level must be 0-9" ;; esac
 if [ -n "$BASE_IMG" ]; then
@@ -71,6 +78,10 @@ done
 
 WORK=$(mktemp -d /var/tmp/dnspair-build.XXXXXX)
 on_exit "rm -rf --one-file-system '$WORK'"
+# Outputs are staged and published together at the end: a failed build must not leave one
+# new node image next to an old one whose key differs.
+STAGE=$(mktemp -d "$OUT/.partial.XXXXXX")
+on_exit "rm -rf '$STAGE'"
 trap 'run_cleanup' EXIT
 trap 'exit 130' INT TERM
 
@@ -79,4 +90,5 @@ make_rootfs
 verify_rootfs
 for n in $NODES; do make_node "$n"; done
 write_report
-log "done in $(( $(date +%s) - START ))s: $(cd "$OUT" && ls $(for n in $NODES; do echo "$n.img.xz"; done) | tr '\n' ' ')"
+for f in "$STAGE"/*; do mv -f "$f" "$OUT/"; done
+log "done in $(( $(date +%s) - START ))s: $(for n in $NODES; do printf '%s ' "$OUT/$n.img.xz"; done)"

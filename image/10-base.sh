@@ -41,7 +41,8 @@ build_base() {
         --format=tar "$SUITE" "$partial" \
         "deb $MIRROR $SUITE $BASE_COMPONENTS" \
         "deb $MIRROR $SUITE-updates $BASE_COMPONENTS" \
-        "deb $SECURITY_MIRROR $SUITE-security $BASE_COMPONENTS" >&2
+        "deb $SECURITY_MIRROR $SUITE-security $BASE_COMPONENTS" >&2 \
+        || die "mmdebstrap could not build the $ARCH base (its messages are above)"
     set +f
     mv "$partial" "$BASE_TAR"
     # Older bases for this arch are dead weight (~800 MB each).

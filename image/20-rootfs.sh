@@ -61,11 +61,17 @@ make_rootfs() {
     chroot_mount "$ROOT"
     install_dnspair "$ROOT"
 
-    # The pair's config and its key: one key per build, the same in every node's image.
+    # The pair's config and its key: one key per build (or --authkey's), the same in every node's image.
     install -D -m 0644 "$CONFIG" "$ROOT/etc/dnspair/dnspair.yaml"
     AUTHKEY_PATH=$("$HOST_PY" "$REPO/image/nodeplan.py" key-file "$CONFIG")
     mkdir -p "$ROOT$(dirname "$AUTHKEY_PATH")"
-    (umask 077 && "$HOST_PY" "$REPO/image/nodeplan.py" authkey > "$ROOT$AUTHKEY_PATH")
+    if [ -n "$AUTHKEY_FILE" ]; then
+        (umask 077 && cat "$AUTHKEY_FILE" > "$ROOT$AUTHKEY_PATH")
+        AUTHKEY_ORIGIN="from $AUTHKEY_FILE"
+    else
+        (umask 077 && "$HOST_PY" "$REPO/image/nodeplan.py" authkey > "$ROOT$AUTHKEY_PATH")
+        AUTHKEY_ORIGIN="new for this build"
+    fi
     chown 0:0 "$ROOT$AUTHKEY_PATH"; chmod 0600 "$ROOT$AUTHKEY_PATH"
 
     install -d -m 0700 "$ROOT/root/.ssh"

@@ -47,7 +47,7 @@ verify_rootfs() {
         || die "the image's Python packages differ from constraints.txt (see above)"
     rm -f "$ROOT/tmp/constraints.txt"
     in_chroot "$ROOT" named-checkconf -z >&2 || die "named-checkconf failed inside the image"
-    in_chroot "$ROOT" /usr/local/bin/dnspair check-config /etc/dnspair/dnspair.yaml >&2 \
+    in_chroot "$ROOT" /usr/local/bin/dnspair check-config --key /etc/dnspair/dnspair.yaml >&2 \
         || die "dnspair check-config rejected $CONFIG inside the image"
     units=/etc/systemd/system/dnspair-node-settings.service
     [ -f "$ROOT/etc/systemd/system/dnspair.service" ] && units="$units /etc/systemd/system/dnspair.service"

@@ -2,7 +2,7 @@
 # host name, static address, SSH host keys, rndc key) and writes out/NODE.img.xz, .bmap, .sha256.
 # The disk is assembled in a plain file: mkfs.vfat/mtools and mke2fs -d write the partitions at
 # their offsets, so nothing is mounted and no loop device is used.
-# In: ROOT WORK OUT CONFIG GATEWAY XZ_LEVEL.
+# In: ROOT WORK STAGE CONFIG GATEWAY XZ_LEVEL. Out: files in STAGE, IMG_SIZES.
 
 FAT_MIB=256
 ROOT_HEADROOM_MIB=512
@@ -48,22 +48,19 @@ make_disk() {  # $1 tree, $2 firmware dir, $3 image file
 make_node() {
     node=$1
     log "node $node: image"
-    tree=$WORK/node-$node fw=$WORK/firmware-$node img=$OUT/$node.img
+    tree=$WORK/node-$node fw=$WORK/firmware-$node img=$STAGE/$node.img
     on_exit "rm -rf --one-file-system '$tree' '$fw'"
-    on_exit "rm -f '$img' '$img.xz.partial'"   # only partial files: finished ones are renamed below
     cp -a "$ROOT" "$tree"
     node_identity "$node" "$tree"
     # /boot/firmware is the FAT partition's mount point: its files go to the FAT, not to ext4.
     mkdir -p "$fw"; mv "$tree"/boot/firmware/* "$fw/"
     make_disk "$tree" "$fw" "$img"
     rm -rf --one-file-system "$tree" "$fw"
-    bmaptool -q create -o "$img.bmap.partial" "$img"
+    bmaptool -q create -o "$img.bmap" "$img"
     log "node $node: xz -$XZ_LEVEL"
-    xz -T0 "-$XZ_LEVEL" -c "$img" > "$img.xz.partial"
-    mv "$img.bmap.partial" "$img.bmap"
-    mv "$img.xz.partial" "$img.xz"
-    (cd "$OUT" && sha256sum "$node.img.xz" > "$node.img.xz.sha256")
+    xz -T0 "-$XZ_LEVEL" -c "$img" > "$img.xz"
+    (cd "$STAGE" && sha256sum "$node.img.xz" > "$node.img.xz.sha256")
     IMG_SIZES="$IMG_SIZES$node.img: $(du -m --apparent-size "$img" | cut -f1) MiB raw, $(du -m "$img.xz" | cut -f1) MiB xz
 "
-    [ "${KEEP_RAW:-0}" = 1 ] || rm -f "$img"
+    rm -f "$img"
 }

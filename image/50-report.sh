@@ -2,17 +2,18 @@
 # check the download; the key itself is never printed.
 
 write_report() {
-    r=$OUT/build-report.txt
+    r=$STAGE/build-report.txt
     {
         echo "dnspair image build $(date -u +%Y-%m-%dT%H:%M:%SZ), $(( $(date +%s) - START )) s"
         echo "arch: $ARCH   base: Debian $SUITE (mmdebstrap), cached as $(basename "$BASE_TAR")"
         echo "config: $CONFIG   read-only root: $([ "$READ_ONLY" = 1 ] && echo yes || echo no)"
         echo "dnspair source: $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)"
-        echo "authentication key: new for this build, the same in every image below ($AUTHKEY_PATH)"
+        echo "authentication key $AUTHKEY_PATH: $AUTHKEY_ORIGIN, the same in every image below;"
+        echo "  key id (SHA-256 of the key, first 16 hex digits): $(sha256sum "$ROOT$AUTHKEY_PATH" | cut -c1-16)"
         echo
         echo "images:"
         printf '%s' "$IMG_SIZES"
-        (cd "$OUT" && cat $(for n in $NODES; do echo "$n.img.xz.sha256"; done))
+        (cd "$STAGE" && cat $(for n in $NODES; do echo "$n.img.xz.sha256"; done))
         echo
         echo "Python packages in /opt/dnspair (checked against constraints.txt):"
         printf '%s\n' "$PIP_VERSIONS"
@@ -23,5 +24,5 @@ write_report() {
             python3-systemd initramfs-tools 2>/dev/null | grep -v '=$'
         echo "($(dpkg-query --admindir="$ROOT/var/lib/dpkg" -W -f '${db:Status-Abbrev}\n' | grep -c '^ii') packages in all)"
     } > "$r"
-    log "report: $r"
+    log "report: $OUT/build-report.txt"
 }

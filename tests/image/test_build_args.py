@@ -37,6 +37,8 @@ def pubkey(tmp_path):
     (["--config", EXAMPLE, "--ssh-key", "PUB", "--arch", "i386"], "--arch must be arm64 or armhf"),
     (["--config", EXAMPLE, "--ssh-key", "PUB", "--xz-level", "fast"], "--xz-level must be 0-9"),
     (["--config", EXAMPLE, "--ssh-key", "PUB", "--base", EXAMPLE], "--base needs --base-sha256"),
+    (["--config", EXAMPLE, "--ssh-key", "PUB", "--authkey", EXAMPLE], "is not a dnspair key"),
+    (["--config", EXAMPLE, "--ssh-key", "PUB", "--authkey", "/nonexistent.key"], "key file not found"),
     (["--config", EXAMPLE, "--ssh-key", "PUB", "--frobnicate"], "unknown argument: --frobnicate"),
     (["--config", EXAMPLE, "--ssh-key", "PUB", "--node"], "--node needs a value"),
 ])

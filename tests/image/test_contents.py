@@ -194,7 +194,7 @@ def test_bind_config_checks_in_the_image(pm01):
 
 
 def test_dnspair_accepts_the_config_inside_the_image(pm01):
-    r = pm01.chroot("/usr/local/bin/dnspair", "check-config", "/etc/dnspair/dnspair.yaml")
+    r = pm01.chroot("/usr/local/bin/dnspair", "check-config", "--key", "/etc/dnspair/dnspair.yaml")
     assert r.returncode == 0, r.stdout + r.stderr
     for tool in ("dnspair", "check_dnspair"):
         assert pm01.link(f"usr/local/bin/{tool}") == f"/opt/dnspair/bin/{tool}"
