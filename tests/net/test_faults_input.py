@@ -99,6 +99,10 @@ def test_fuzzed_forged_and_replayed_heartbeats_change_nothing(lab):
     assert p.procs["node2"].poll() is None and p.procs["node1"].poll() is None, "nothing crashed"
     assert {n: p.owners(n) for n in labmod.NODES} == owners
     assert held(lab, "node1") == {VIP1} and held(lab, "node2") == {VIP2}
+    # What decides whether this holds on a Pi (about ten times slower than this machine):
+    # junk from a host that is not the peer must cost the daemon (almost) nothing.
+    assert cpu < 0.1 * seconds, \
+        f"node2's daemon spent {cpu:.2f} s of CPU in {seconds:g} s reading junk from a non-peer host"
     assert w.answerers(VIP1, t0, t1) == ["node1"] and w.answerers(VIP2, t0, t1) == ["node2"]
     assert w.lost(VIP1, t0, t1) + w.lost(VIP2, t0, t1) == 0, w.summary(t0, t1)
     for node in labmod.NODES:
@@ -328,9 +332,10 @@ print(n)
 def test_a_garbage_flood_from_a_lan_host_causes_no_failover(lab):
     """Any host on the LAN can send to the heartbeat port. Junk from an address that is not the
     peer's must be dropped without starving the real heartbeats: no failover, no flap.
-    (One Python sender in the client namespace, about 300 000 datagrams/s; the receiving
-    daemon reads about 45 000/s, so its socket queue overflows and real heartbeats are lost
-    with the junk unless the kernel drops the junk before it is queued.)"""
+    (One Python sender in the client namespace, about 300 000 datagrams/s. The daemon reads
+    them one by one; where it cannot keep up — a busy machine here, any Pi — its socket queue
+    overflows and the real heartbeats are lost with the junk. So the test also bounds the CPU
+    the daemon spends on the junk.)"""
     import sys
     p = Pair(lab)
     p.start()
@@ -338,17 +343,20 @@ def test_a_garbage_flood_from_a_lan_host_causes_no_failover(lab):
     p.wait_served(VIP2, "node2")
     seconds = 6.0
     f0 = failovers(p)
+    daemon = p.procs["node2"].pid
+    cpu0, _ = labmod.proc_tree_usage(daemon)
     with Watcher(lab) as w:
         t0 = time.monotonic()
         flood = lab.popen("client", [sys.executable, "-c", FLOOD, str(seconds)],
                           log=lab.workdir / "flood.out", what="flood")
         flood.wait(seconds + 30)
+        cpu = labmod.proc_tree_usage(daemon)[0] - cpu0
         time.sleep(1.0)
         t1 = time.monotonic()
     sent = int((lab.workdir / "flood.out").read_text().split()[-1])
     sts = {n: p.status(n) for n in labmod.NODES}
-    print(f"\nflood from the client: {sent} datagrams in {seconds:g} s ({sent / seconds:.0f}/s); node2 "
-          f"dropped {sts['node2']['heartbeat']['dropped']}; failovers "
+    print(f"\nflood from the client: {sent} datagrams in {seconds:g} s ({sent / seconds:.0f}/s); node2's "
+          f"daemon used {cpu:.2f} s of CPU, dropped {sts['node2']['heartbeat']['dropped']}; failovers "
           f"{ {n: s['failovers']['count'] for n, s in sts.items()} }; {w.summary(t0, t1)}")
     assert p.procs["node2"].poll() is None
     for node, st in sts.items():
@@ -358,3 +366,7 @@ def test_a_garbage_flood_from_a_lan_host_causes_no_failover(lab):
     assert w.answerers(VIP1, t0, t1) == ["node1"] and w.answerers(VIP2, t0, t1) == ["node2"], \
         w.summary(t0, t1)
     assert held(lab, "node1") == {VIP1} and held(lab, "node2") == {VIP2}
+    # What decides whether this holds on a Pi (about ten times slower than this machine):
+    # junk from a host that is not the peer must cost the daemon (almost) nothing.
+    assert cpu < 0.1 * seconds, \
+        f"node2's daemon spent {cpu:.2f} s of CPU in {seconds:g} s reading junk from a non-peer host"
