@@ -162,7 +162,7 @@ class _Checker:
 
     def err(self, node: yaml.Node | None, key: str, msg: str) -> None:
         line = f"{node.start_mark.line + 1}" if node is not None else "?"
-        self.problems.append(f"{self.filename}:{line}: {key}: {msg}")
+        self.problems.append(f"{self.filename}:{line}: {key}: {_short(msg, 300)}")
 
     def mapping(self, node, key, allowed: dict[str, bool]) -> dict[str, tuple[yaml.Node, yaml.Node]]:
         """{name: (key_node, value_node)}; unknown and missing-required keys are problems."""
@@ -171,7 +171,7 @@ class _Checker:
             return {}
         out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
         for k, v in node.value:
-            name = k.value if isinstance(k, yaml.ScalarNode) else str(k.value)
+            name = _short(k.value, 64) if isinstance(k, yaml.ScalarNode) else "<complex key>"
             path = f"{key}.{name}" if key else name
             if allowed and name not in allowed:
                 self.err(k, path, f"unknown key (allowed: {', '.join(sorted(allowed))})")
@@ -208,7 +208,8 @@ class _Checker:
                 value = raw
         except ValueError:
             self.err(node, key, f"must be {'an' if kind is int else 'a'} "
-                                f"{ {int: 'integer', float: 'number', bool: 'boolean'}.get(kind, 'string')}, got {raw!r}")
+                                f"{ {int: 'integer', float: 'number', bool: 'boolean'}.get(kind, 'string')}, "
+                                f"got {_short(repr(raw))}")
             return None
         if check is not None:
             problem = check(value)
@@ -283,15 +284,47 @@ def _sub(c: _Checker, root, key, cls, spec):
 
 
 def parse(text: str, filename: str = "<config>") -> Config:
-    c = _Checker(filename)
     try:
         tree = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = mark.line + 1 if mark else "?"
-        raise ConfigError([f"{filename}:{line}: not valid YAML: {getattr(e, 'problem', e)}"])
+        raise ConfigError([f"{filename}:{_yaml_line(e, text)}: not valid YAML: {_yaml_problem(e)}"])
+    except RecursionError:
+        raise ConfigError([f"{filename}:?: nested too deeply to be a dnspair config"])
     if tree is None:
         raise ConfigError([f"{filename}:1: the file is empty"])
+    try:
+        return _check(tree, text, filename)
+    except RecursionError:
+        raise ConfigError([f"{filename}:?: nested too deeply to be a dnspair config"])
+
+
+MAX_PROBLEMS = 50
+
+
+def _yaml_line(e: yaml.YAMLError, text: str):
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    if mark is not None:
+        return mark.line + 1
+    position = getattr(e, "position", None)  # ReaderError: a character YAML does not allow
+    return text.count("\n", 0, position) + 1 if position is not None else "?"
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    if isinstance(e, yaml.reader.ReaderError):
+        return f"character {e.character!r} is not allowed"
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    return _short(problem)
+
+
+def _short(v, limit: int = 80) -> str:
+    """For messages: one line, bounded, whatever a hostile file holds."""
+    text = v if isinstance(v, str) else repr(v)
+    text = text.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _check(tree, text: str, filename: str) -> Config:
+    c = _Checker(filename)
     root = c.mapping(tree, "", {
         "cluster": True, "key_file": False, "nodes": True, "vips": True, "dns_check": False,
         "heartbeat": False, "failure_threshold": False, "failback": False, "hold_down": False,
@@ -444,7 +477,9 @@ def parse(text: str, filename: str = "<config>") -> Config:
     hold_down = top("hold_down", float, _range(0, 86400, " s"), 30.0)
 
     if c.problems:
-        raise ConfigError(c.problems)
+        more = len(c.problems) - MAX_PROBLEMS
+        raise ConfigError(c.problems[:MAX_PROBLEMS]
+                          + ([f"{filename}: ... and {more} more problems"] if more > 0 else []))
     # Node-local settings may differ between the two nodes; everything else must match.
     local = ("control", "state_dir", "status_http", "leds")
     shared = {k: v for k, v in yaml.safe_load(text).items() if k not in local}

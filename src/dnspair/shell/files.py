@@ -8,12 +8,22 @@ import stat
 from ..core.config import Config, ConfigError, parse, parse_key
 
 
+MAX_CONFIG = 1 << 20
+
+
 def load_config(path: str) -> Config:
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read(1 << 20)
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG + 1)
     except OSError as e:
         raise ConfigError([f"{path}: cannot read: {e.strerror}"])
+    if len(data) > MAX_CONFIG:
+        raise ConfigError([f"{path}: larger than {MAX_CONFIG >> 20} MiB: not a dnspair config"])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ConfigError([f"{path}:{line}: not UTF-8 text (byte {e.start})"])
     return parse(text, path)
 
 

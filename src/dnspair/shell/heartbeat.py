@@ -42,7 +42,11 @@ class Heartbeats:
             sock.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.setsockopt(socket.SOL_IP, socket.IP_TOS, 0xB8)  # EF: ahead of bulk traffic
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
             sock.bind((addr, self.port))
+            # Connected: the kernel drops datagrams from anyone but the peer's heartbeat
+            # socket, so a flood from another LAN host never reaches (or starves) us.
+            sock.connect((self.peer[k], self.port))
             _, proto = await loop.create_datagram_endpoint(
                 lambda k=k: _Link(k, self.on_datagram), sock=sock)
             self.links.append(proto)
@@ -65,7 +69,7 @@ class Heartbeats:
     def send(self, data: bytes) -> None:
         for k, link in enumerate(self.links):
             try:
-                link.transport.sendto(data, (self.peer[k], self.port))
+                link.transport.sendto(data)
             except OSError as e:
                 self.send_errors += 1
                 log.debug("heartbeat send on link %d: %s", k, e)
