@@ -26,9 +26,9 @@ def free_port():
 
 
 class VM:
-    def __init__(self, built, workdir, extra_cmdline=""):
+    def __init__(self, built, workdir, extra_cmdline="", node="dns-pm01", smp="2", wrap=()):
         self.key = built.ssh_key
-        raw = built.raw("dns-pm01", workdir)
+        raw = built.raw(node, workdir)
         fat = f"{raw}@@{4 << 20}"
         config = subprocess.run(["mtype", "-i", fat, "::config.txt"], check=True, capture_output=True, text=True).stdout
         kernel = re.search(r"^kernel=(\S+)", config, re.M).group(1)
@@ -41,16 +41,19 @@ class VM:
         if extra_cmdline:
             args.append(extra_cmdline)
         self.cmdline = " ".join(args)
-        self.port = free_port()
         self.console = workdir / "console.log"
+        if not hasattr(self, "netdev"):  # qemu's user network, restricted: only SSH comes in
+            self.port = free_port()
+            self.netdev = [
+                "-netdev", f"user,id=n0,restrict=on,net=192.0.2.0/24,host=192.0.2.254,"
+                           f"hostfwd=tcp:127.0.0.1:{self.port}-192.0.2.1:22",
+                "-device", "virtio-net-pci,netdev=n0,romfile=",  # no option ROM: the kernel is loaded directly
+            ]
         self.proc = subprocess.Popen([
-            "qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a53", "-smp", "2", "-m", "1024",
+            *wrap, "qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a53", "-smp", smp, "-m", "1024",
             "-display", "none", "-serial", f"file:{self.console}", "-monitor", "none",
             "-kernel", str(workdir / kernel), "-initrd", str(workdir / initrd), "-append", self.cmdline,
-            "-drive", f"file={raw},format=raw,if=virtio",
-            "-netdev", f"user,id=n0,restrict=on,net=192.0.2.0/24,host=192.0.2.254,"
-                       f"hostfwd=tcp:127.0.0.1:{self.port}-192.0.2.1:22",
-            "-device", "virtio-net-pci,netdev=n0,romfile=",  # no option ROM: the kernel is loaded directly
+            "-drive", f"file={raw},format=raw,if=virtio", *self.netdev,
             "-device", "i6300esb",  # a PCI hardware watchdog, standing in for the Pi's bcm2835-wdt
         ], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 

@@ -1,0 +1,88 @@
+"""Stretch: both images boot under qemu on one virtual LAN and a VIP moves when a node goes down.
+
+The LAN is a bridge inside a network namespace this test makes (TEST-NET-1 only): each VM's eth0
+is a tap on it, and the namespace itself is the client at 192.0.2.100. Nothing leaves it.
+"""
+import os
+import subprocess
+import time
+
+import pytest
+
+from test_boot import BOOT_TIMEOUT, VM, qemu_installed
+
+NS = f"dpimg{os.getpid()}"
+NODES = {"dns-pm01": ("192.0.2.1", "52:54:00:d5:00:01"), "dns-pm02": ("192.0.2.2", "52:54:00:d5:00:02")}
+
+
+def ns(*cmd, check=True, timeout=120):
+    return subprocess.run(["ip", "netns", "exec", NS, *cmd], capture_output=True, text=True,
+                          check=check, timeout=timeout)
+
+
+class LanVM(VM):
+    """A node on the namespace's bridge, reached over SSH at its own address."""
+
+    def __init__(self, built, workdir, node):
+        self.address, mac = NODES[node]
+        self.tap = f"tap{node[-1]}"
+        subprocess.run(["ip", "-n", NS, "tuntap", "add", "dev", self.tap, "mode", "tap"], check=True)
+        subprocess.run(["ip", "-n", NS, "link", "set", self.tap, "master", "br0", "up"], check=True)
+        self.netdev = ["-netdev", f"tap,id=n0,ifname={self.tap},script=no,downscript=no",
+                       "-device", f"virtio-net-pci,netdev=n0,romfile=,mac={mac}"]
+        super().__init__(built, workdir, node=node, smp="1", wrap=["ip", "netns", "exec", NS])
+
+    def ssh(self, command, timeout=120):
+        return ns("ssh", "-i", str(self.key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+                  "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=20",
+                  f"root@{self.address}", command, check=False, timeout=timeout)
+
+
+def dig(vip):
+    return ns("dig", "+short", "+time=1", "+tries=1", f"@{vip}", "localhost", "A", check=False, timeout=30).stdout.strip()
+
+
+def wait_until(what, predicate, seconds):
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, f"not within {seconds}s: {what}"
+        time.sleep(1)
+    return seconds - (deadline - time.monotonic())
+
+
+@pytest.fixture(scope="module")
+def lan(built, tmp_path_factory):
+    qemu_installed()
+    subprocess.run(["ip", "netns", "add", NS], check=True)
+    vms = {}
+    try:
+        for cmd in (["link", "set", "lo", "up"], ["link", "add", "br0", "type", "bridge"],
+                    ["link", "set", "br0", "up"], ["addr", "add", "192.0.2.100/24", "dev", "br0"]):
+            subprocess.run(["ip", "-n", NS, *cmd], check=True)
+        for node in NODES:
+            vms[node] = LanVM(built, tmp_path_factory.mktemp(f"lan-{node}"), node)
+        for vm in vms.values():
+            vm.wait_for_ssh()
+        yield vms
+    finally:
+        for vm in vms.values():
+            vm.close()
+        subprocess.run(["ip", "netns", "del", NS], capture_output=True)
+
+
+def test_each_node_holds_its_preferred_vip_and_both_answer(lan):
+    wait_until("both VIPs answer from the client", lambda: dig("192.0.2.11") == "127.0.0.1" == dig("192.0.2.12"),
+               BOOT_TIMEOUT)
+    wait_until("each VIP on its preferred node",
+               lambda: "192.0.2.11/" in lan["dns-pm01"].ssh("ip -4 -o addr show dev eth0").stdout
+               and "192.0.2.12/" in lan["dns-pm02"].ssh("ip -4 -o addr show dev eth0").stdout, 120)
+
+
+def test_the_vip_moves_when_its_node_goes_down(lan):
+    test_each_node_holds_its_preferred_vip_and_both_answer(lan)
+    lan["dns-pm02"].close()  # the whole OS gone, like pulling the plug
+    took = wait_until("192.0.2.12 answered by dns-pm01", lambda: dig("192.0.2.12") == "127.0.0.1", 60)
+    print(f"\nVIP 192.0.2.12 answered again {took:.1f}s after dns-pm02 stopped (emulated, TCG)")
+    assert "192.0.2.12/" in lan["dns-pm01"].ssh("ip -4 -o addr show dev eth0").stdout
+    status = lan["dns-pm01"].ssh("dnspair status")
+    assert "dns-pm02" in status.stdout, status.stdout + status.stderr
