@@ -129,11 +129,13 @@ def test_forged_and_replayed_heartbeats_are_ignored(lab):
     p.start()
     p.wait_served(VIP1, "node1")
     before = p.owners("node2")
-    # Capture-free replay: send node2 garbage, a wrong-key message and a stale copy from node1's address.
+    # Send node2 garbage and a wrong-key message from node1's own heartbeat address and port.
     from dnspair.core import wire
     forged = wire.encode(wire.Message(cluster="clst-01", sender="dns-pm01", incarnation=2**62, seq=1,
                                       nvips=2, held=0, dns_ok=False), b"x" * 32)
     s = lab.socket("node1")
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("192.0.2.1", 7405))  # only the peer's heartbeat address and port get in
     try:
         for data in (b"\x00" * 50, forged, b"DP" + b"\xff" * 300):
             s.sendto(data, ("192.0.2.2", 7405))
