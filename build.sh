@@ -15,7 +15,7 @@ usage: build.sh --config dnspair.yaml --ssh-key KEY.pub [options]
   --base FILE.img.xz     start from an official Raspberry Pi OS Lite image instead of Debian's
   --base-sha256 HEX      required with --base: the image's published SHA-256
   --node NAME            build only this node (repeatable); default: every node in the config
-  --gateway IP           default gateway in the per-node settings (default: derived, see docs)
+  --gateway IP|none      default gateway in the per-node settings (default: derived, see docs)
   --authkey FILE         reuse this pair's key (to rebuild one node); default: a new key per build
   --read-only-root       root file system read-only, writes go to RAM (overlay root)
   --out DIR              output directory (default: out/)
@@ -76,14 +76,14 @@ for n in $NODES; do  # every node's settings must derive cleanly before the slow
     "$HOST_PY" "$REPO/image/nodeplan.py" settings "$CONFIG" "$n" ${GATEWAY:+--gateway "$GATEWAY"} >/dev/null || exit 1
 done
 
+trap 'run_cleanup' EXIT
+trap 'exit 130' INT TERM
 WORK=$(mktemp -d /var/tmp/dnspair-build.XXXXXX)
 on_exit "rm -rf --one-file-system '$WORK'"
 # Outputs are staged and published together at the end: a failed build must not leave one
 # new node image next to an old one whose key differs.
 STAGE=$(mktemp -d "$OUT/.partial.XXXXXX")
 on_exit "rm -rf '$STAGE'"
-trap 'run_cleanup' EXIT
-trap 'exit 130' INT TERM
 
 if [ -n "$BASE_IMG" ]; then base_from_image; else build_base; fi
 make_rootfs

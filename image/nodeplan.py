@@ -120,7 +120,7 @@ def main(argv):
         elif a.cmd == "key-file":
             print(key_file(config))
         else:
-            s = node_settings(config, a.node, a.gateway)
+            s = node_settings(config, a.node, "" if a.gateway == "none" else a.gateway)
             sys.stdout.write(nodesettings.render_settings(
                 s, f"Built for node {a.node}. ADDRESS must stay listed under nodes.{a.node}.addresses\n"
                    f"in /etc/dnspair/dnspair.yaml on both nodes."))

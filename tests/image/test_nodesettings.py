@@ -120,3 +120,11 @@ def test_authkey_is_32_random_bytes_in_hex(capsys):
         bytes.fromhex(key.strip())
         keys.add(key)
     assert len(keys) == 3
+
+
+def test_gateway_none_on_the_command_line_means_no_gateway(capsys):
+    from imagehelpers import EXAMPLE
+    assert nodeplan.main(["settings", EXAMPLE, "dns-pm01", "--gateway", "none"]) == 0
+    assert "GATEWAY=\r\n" in capsys.readouterr().out
+    assert nodeplan.main(["settings", EXAMPLE, "dns-pm01", "--gateway", "192.0.2.1"]) == 1
+    assert "not another host" in capsys.readouterr().err
