@@ -26,10 +26,14 @@ def free_port():
 
 
 class VM:
-    def __init__(self, built, workdir, extra_cmdline="", node="dns-pm01", smp="2", wrap=()):
+    def __init__(self, built, workdir, extra_cmdline="", node="dns-pm01", smp="2", wrap=(), settings=None,
+                 guest="192.0.2.1"):
         self.key = built.ssh_key
         raw = built.raw(node, workdir)
         fat = f"{raw}@@{4 << 20}"
+        if settings is not None:  # what a user does from any computer before first boot
+            (workdir / "dnspair-node.txt").write_text(settings)
+            subprocess.run(["mcopy", "-o", "-i", fat, str(workdir / "dnspair-node.txt"), "::dnspair-node.txt"], check=True)
         config = subprocess.run(["mtype", "-i", fat, "::config.txt"], check=True, capture_output=True, text=True).stdout
         kernel = re.search(r"^kernel=(\S+)", config, re.M).group(1)
         initrd = re.search(r"^initramfs (\S+)", config, re.M).group(1)
@@ -46,7 +50,7 @@ class VM:
             self.port = free_port()
             self.netdev = [
                 "-netdev", f"user,id=n0,restrict=on,net=192.0.2.0/24,host=192.0.2.254,"
-                           f"hostfwd=tcp:127.0.0.1:{self.port}-192.0.2.1:22",
+                           f"hostfwd=tcp:127.0.0.1:{self.port}-{guest}:22",
                 "-device", "virtio-net-pci,netdev=n0,romfile=",  # no option ROM: the kernel is loaded directly
             ]
         self.proc = subprocess.Popen([
@@ -93,9 +97,9 @@ def qemu_installed():
     assert shutil.which("qemu-system-aarch64"), "qemu-system-aarch64 missing and apt-get could not install qemu-system-arm"
 
 
-def booted(built, workdir, extra_cmdline=""):
+def booted(built, workdir, extra_cmdline="", **kw):
     qemu_installed()
-    machine = VM(built, workdir, extra_cmdline)
+    machine = VM(built, workdir, extra_cmdline, **kw)
     try:
         seconds = machine.wait_for_ssh()
         print(f"\nqemu boot to SSH{' (' + extra_cmdline + ')' if extra_cmdline else ''}: {seconds:.0f}s", flush=True)
@@ -185,3 +189,22 @@ def test_read_only_root_keeps_the_card_untouched(ro_vm):
     assert ro_vm.ssh("systemctl is-system-running --wait", timeout=600).stdout.strip() == "running", \
         ro_vm.ssh("systemctl --failed --no-legend").stdout
     assert ro_vm.ssh("systemctl is-active dnspair named").stdout.split() == ["active", "active"]
+
+
+EDITED = "NODE=dns-pm01\r\nINTERFACE=eth0\r\nADDRESS=192.0.2.9/24\r\nGATEWAY=192.0.2.254\r\nDNS=127.0.0.1\r\n"
+
+
+@pytest.fixture(scope="module")
+def edited_vm(built, tmp_path_factory, ro_vm):
+    """A fresh copy of the image whose dnspair-node.txt was edited on the FAT before its first boot."""
+    ro_vm.close()
+    yield from booted(built, tmp_path_factory.mktemp("boot-edited"), settings=EDITED, guest="192.0.2.9")
+
+
+def test_settings_edited_on_the_boot_partition_apply_at_first_boot(edited_vm):
+    assert "inet 192.0.2.9/24" in edited_vm.ssh("ip -4 addr show dev eth0").stdout
+    assert "192.0.2.1/" not in edited_vm.ssh("ip -4 addr show dev eth0").stdout
+    keyfile = edited_vm.ssh("cat /etc/NetworkManager/system-connections/dnspair-eth0.nmconnection").stdout
+    assert "address1=192.0.2.9/24,192.0.2.254" in keyfile
+    log = edited_vm.ssh("journalctl -b -o cat -u dnspair-node-settings").stdout
+    assert "applied /boot/firmware/dnspair-node.txt" in log and "nmconnection" in log, log
