@@ -78,7 +78,7 @@ done
 
 trap 'run_cleanup' EXIT
 trap 'exit 130' INT TERM
-WORK=$(mktemp -d /var/tmp/dnspair-build.XXXXXX)
+WORK=$(mktemp -d "${DNSPAIR_WORKDIR:-/var/tmp}/dnspair-build.XXXXXX")  # ~3 GB while building
 on_exit "rm -rf --one-file-system '$WORK'"
 # Outputs are staged and published together at the end: a failed build must not leave one
 # new node image next to an old one whose key differs.
