@@ -15,41 +15,17 @@ import struct
 import sys
 import time
 
-
-def packet(name, qid):
-    q = struct.pack("!HHHHHH", qid, 0, 1, 0, 0, 0)
-    for label in name.rstrip(".").split("."):
-        q += bytes([len(label)]) + label.encode()
-    return q + b"\x00\x00\x01\x00\x01"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "net"))
+from lab import dns_parse_response, dns_query_packet  # noqa: E402  (stdlib only)
 
 
 def first_a(buf):
-    if len(buf) < 12:
-        return None
-    qid, flags, qd, an = struct.unpack("!HHHH", buf[:8])
-    off = 12
-
-    def skip(off):
-        while True:
-            n = buf[off]
-            if n == 0:
-                return off + 1
-            if n & 0xC0 == 0xC0:
-                return off + 2
-            off += 1 + n
+    """(id, first A address or "rcodeN") of a response, None if it does not parse."""
     try:
-        for _ in range(qd):
-            off = skip(off) + 4
-        for _ in range(an):
-            off = skip(off)
-            rtype, _c, _t, rdlen = struct.unpack("!HHIH", buf[off:off + 10])
-            off += 10
-            if rtype == 1 and rdlen == 4:
-                return qid, socket.inet_ntoa(buf[off:off + 4])
-            off += rdlen
-    except (IndexError, struct.error):
+        qid, rcode, addrs = dns_parse_response(buf)
+    except (ValueError, IndexError, struct.error):
         return None
-    return qid, "rcode%d" % (flags & 0xF)
+    return qid, addrs[0] if addrs else "rcode%d" % rcode
 
 
 def main():
@@ -83,7 +59,7 @@ def main():
             for sk, srv in socks.items():
                 qid = (qid + 1) & 0xFFFF
                 try:
-                    sk.sendto(packet(a.name, qid), (srv, 53))
+                    sk.sendto(dns_query_packet(a.name, "A", qid), (srv, 53))
                 except OSError:
                     pass  # e.g. no route / EHOSTUNREACH: counts as lost
                 pending[(srv, qid)] = (seq, now)
