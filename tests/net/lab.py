@@ -364,23 +364,7 @@ class Lab:
         return p
 
     def _descendants(self, pid: int) -> list[int]:
-        kids: dict[int, list[int]] = {}
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    st = f.read()
-                ppid = int(st[st.rindex(")") + 2:].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            kids.setdefault(ppid, []).append(int(d))
-        out, todo = [], [pid]
-        while todo:
-            for c in kids.get(todo.pop(), []):
-                out.append(c)
-                todo.append(c)
-        return out
+        return sorted(proc_tree_pids(pid) - {pid})
 
     def _terminate(self, p: subprocess.Popen, grace: float = 5.0, sig=signal.SIGTERM):
         """SIGTERM (then SIGKILL) a process we started, plus any descendants it left."""
@@ -849,23 +833,36 @@ def _wait_state(pid: int, states: str, timeout: float = 5.0) -> bool:
     return False
 
 
-def proc_tree_pids(pid: int) -> set[int]:
-    """pid and all its live descendants."""
-    kids: dict[int, list[int]] = {}
+def _proc_stats() -> dict[int, list[str]]:
+    """{pid: /proc/PID/stat fields after the command name} of every process now."""
+    stats = {}
     for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    st = f.read()
-                kids.setdefault(int(st[st.rindex(")") + 2:].split()[1]), []).append(int(d))
-            except (OSError, ValueError, IndexError):
-                pass
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+            stats[int(d)] = st[st.rindex(")") + 2:].split()
+        except (OSError, ValueError):
+            continue
+    return stats
+
+
+def _tree(pid: int, stats: dict[int, list[str]]) -> set[int]:
+    kids: dict[int, list[int]] = {}
+    for p, fields in stats.items():
+        kids.setdefault(int(fields[1]), []).append(p)
     out, todo = set(), [pid]
     while todo:
         p = todo.pop()
         out.add(p)
         todo.extend(kids.get(p, []))
     return out
+
+
+def proc_tree_pids(pid: int) -> set[int]:
+    """pid and all its descendants."""
+    return _tree(pid, _proc_stats())
 
 
 def proc_rss(pids) -> int:
@@ -884,30 +881,15 @@ def proc_rss(pids) -> int:
 
 def proc_tree_usage(pid: int) -> tuple[float, int]:
     """(cpu seconds incl. reaped children, RSS bytes) summed over pid and its descendants."""
-    tick = os.sysconf("SC_CLK_TCK")
-    kids: dict[int, list[int]] = {}
-    stats: dict[int, list[str]] = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                st = f.read()
-        except OSError:
-            continue
-        fields = st[st.rindex(")") + 2:].split()
-        stats[int(d)] = fields
-        kids.setdefault(int(fields[1]), []).append(int(d))
-    cpu, rss, todo = 0.0, 0, [pid]
-    page = os.sysconf("SC_PAGE_SIZE")
-    while todo:
-        p = todo.pop()
+    tick, page = os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE")
+    stats = _proc_stats()
+    cpu, rss = 0.0, 0
+    for p in _tree(pid, stats):
         f = stats.get(p)
         if f is None:
             continue
         cpu += sum(int(x) for x in f[11:15]) / tick  # utime stime cutime cstime
         rss += int(f[21]) * page
-        todo.extend(kids.get(p, []))
     return cpu, rss
 
 
