@@ -81,7 +81,11 @@ make_rootfs() {
     # NRPE's check_dnspair reads the control socket, whose group is adm.
     if grep -q '^nagios:' "$ROOT/etc/passwd"; then in_chroot "$ROOT" usermod -aG adm nagios; fi
     in_chroot "$ROOT" systemctl enable dnspair-node-settings.service named.service ssh.service \
-        NetworkManager.service systemd-timesyncd.service >&2
+        NetworkManager.service systemd-timesyncd.service dnspair-dns-clock.path >&2
+    # No real-time clock on a Pi: systemd moves a clock that is behind this file's mtime forward
+    # to it at boot, so a fresh card starts at the build's date rather than the distant past.
+    # After that the clock is NTP's (systemd-timesyncd also keeps the last one across reboots).
+    touch "$ROOT/usr/lib/clock-epoch"
 
     # Kernel command line and config.txt come from raspi-firmware's own hook, fed by
     # overlays/etc/default/raspi-firmware (and the read-only switch below).

@@ -27,7 +27,7 @@ def free_port():
 
 class VM:
     def __init__(self, built, workdir, extra_cmdline="", node="dns-pm01", smp="2", wrap=(), settings=None,
-                 guest="192.0.2.1"):
+                 guest="192.0.2.1", qemu_args=()):
         self.key = built.ssh_key
         raw = built.raw(node, workdir)
         fat = f"{raw}@@{4 << 20}"
@@ -59,6 +59,7 @@ class VM:
             "-kernel", str(workdir / kernel), "-initrd", str(workdir / initrd), "-append", self.cmdline,
             "-drive", f"file={raw},format=raw,if=virtio", *self.netdev,
             "-device", "i6300esb",  # a PCI hardware watchdog, standing in for the Pi's bcm2835-wdt
+            *qemu_args,
         ], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def ssh(self, command, timeout=120):
@@ -196,9 +197,11 @@ EDITED = "NODE=dns-pm01\r\nINTERFACE=eth0\r\nADDRESS=192.0.2.9/24\r\nGATEWAY=192
 
 @pytest.fixture(scope="module")
 def edited_vm(built, tmp_path_factory, ro_vm):
-    """A fresh copy of the image whose dnspair-node.txt was edited on the FAT before its first boot."""
+    """A fresh copy of the image whose dnspair-node.txt was edited on the FAT before its first boot,
+    on a board whose clock starts in the past (a Pi has no real-time clock)."""
     ro_vm.close()
-    yield from booted(built, tmp_path_factory.mktemp("boot-edited"), settings=EDITED, guest="192.0.2.9")
+    yield from booted(built, tmp_path_factory.mktemp("boot-edited"), settings=EDITED, guest="192.0.2.9",
+                      qemu_args=("-rtc", "base=2020-01-01T00:00:00"))
 
 
 def test_settings_edited_on_the_boot_partition_apply_at_first_boot(edited_vm):
@@ -208,3 +211,19 @@ def test_settings_edited_on_the_boot_partition_apply_at_first_boot(edited_vm):
     assert "address1=192.0.2.9/24,192.0.2.254" in keyfile
     log = edited_vm.ssh("journalctl -b -o cat -u dnspair-node-settings").stdout
     assert "applied /boot/firmware/dnspair-node.txt" in log and "nmconnection" in log, log
+
+
+def test_a_board_without_a_clock_starts_at_the_build_date_and_flushes_bind_once_ntp_syncs(edited_vm):
+    epoch = int(edited_vm.ssh("stat -c %Y /usr/lib/clock-epoch").stdout)
+    now = int(edited_vm.ssh("date +%s").stdout)
+    assert epoch <= now < epoch + BOOT_TIMEOUT + 3600, (epoch, now)  # not 2020, not the host's time
+    assert edited_vm.ssh("systemctl is-active dnspair-dns-clock.path").stdout.strip() == "active"
+    assert edited_vm.ssh("systemctl is-active dnspair-dns-clock.service").stdout.strip() == "inactive"
+    # What systemd-timesyncd does on a successful sync (its man page); the guest reaches no NTP server.
+    edited_vm.ssh("touch /run/systemd/timesync/synchronized")
+    deadline = time.monotonic() + 60
+    while edited_vm.ssh("systemctl is-active dnspair-dns-clock.service").stdout.strip() != "active":
+        assert time.monotonic() < deadline, edited_vm.ssh("systemctl status dnspair-dns-clock.service").stdout
+        time.sleep(2)
+    log = edited_vm.ssh("journalctl -b -o cat -u named").stdout
+    assert "flushing caches in all views succeeded" in log, log[-2000:]

@@ -193,6 +193,20 @@ def test_bind_config_checks_in_the_image(pm01):
     assert "listen-on { any; };" in options and "allow-recursion { localhost; localnets; };" in options
 
 
+def test_a_board_without_a_clock_can_still_set_it(built, pm01):
+    # systemd moves the clock forward to clock-epoch's mtime at boot: the build's date.
+    epoch = pm01.path("usr/lib/clock-epoch").stat().st_mtime
+    image_written = (built.out / "dns-pm01.img.xz").stat().st_mtime
+    assert image_written - built.seconds - 60 <= epoch <= image_written
+    # With that clock DNSSEC fails, so the NTP pool's names are not validated ...
+    options = pm01.text("etc/bind/named.conf.options")
+    assert re.search(r'^\s*validate-except \{ "ntp\.org"; \};$', options, re.M), options
+    # ... and the first NTP sync flushes what was cached under the wrong time.
+    assert pm01.link("etc/systemd/system/multi-user.target.wants/dnspair-dns-clock.path") == \
+        "/etc/systemd/system/dnspair-dns-clock.path"
+    assert "ExecStart=/usr/sbin/rndc flush" in pm01.text("etc/systemd/system/dnspair-dns-clock.service")
+
+
 def test_dnspair_accepts_the_config_inside_the_image(pm01):
     r = pm01.chroot("/usr/local/bin/dnspair", "check-config", "--key", "/etc/dnspair/dnspair.yaml")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -212,7 +226,8 @@ def test_image_python_packages_match_constraints(pm01):
 
 
 def test_units_pass_systemd_analyze_verify(pm01):
-    units = ["/etc/systemd/system/dnspair-node-settings.service"]
+    units = ["/etc/systemd/system/dnspair-node-settings.service", "/etc/systemd/system/dnspair-dns-clock.path",
+             "/etc/systemd/system/dnspair-dns-clock.service"]
     if pm01.path(UNIT).exists():
         units.append("/" + UNIT)
     r = pm01.chroot("systemd-analyze", "verify", *units)
