@@ -23,7 +23,9 @@ host_tools() {
     if [ -n "$missing" ]; then
         log "installing build tools: $missing"
         export DEBIAN_FRONTEND=noninteractive
-        { apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing; } >/dev/null 2>&1 || true
+        # Waits for another apt (unattended-upgrades, a second build) instead of failing at once.
+        { apt-get -o DPkg::Lock::Timeout=600 update -qq &&
+          apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $missing; } >/dev/null 2>&1 || true
         missing=$(host_missing)
         [ -z "$missing" ] || die "missing build tools and apt-get could not install them: $missing"
     fi

@@ -10,8 +10,8 @@ install_deps() {
     done
     if [ -n "$missing" ]; then
         export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq
-        apt-get install -y -qq $missing >/dev/null
+        apt-get -o DPkg::Lock::Timeout=600 update -qq
+        apt-get -o DPkg::Lock::Timeout=600 install -y -qq $missing >/dev/null
     fi
     # bind9's own service is not wanted on the test machine: the tests start named themselves.
     [ -x .venv/bin/python ] || /usr/bin/python3 -m venv .venv
