@@ -12,6 +12,7 @@ usage: build.sh --config dnspair.yaml --ssh-key KEY.pub [options]
   --config FILE          the pair's dnspair.yaml (the same file goes on both nodes)
   --ssh-key FILE         public key allowed to log in as root (no passwords exist)
   --arch arm64|armhf     arm64 (default): Pi 3, 4, Zero 2 W; armhf: Pi 2B (linux-image-armmp)
+  --arch NODE=ARCH       this node's arch only (repeatable), e.g. --arch dns-pm02=armhf for a Pi 2B
   --base FILE.img.xz     start from an official Raspberry Pi OS Lite image instead of Debian's
   --base-sha256 HEX      required with --base: the image's published SHA-256
   --node NAME            build only this node (repeatable); default: every node in the config
@@ -24,7 +25,7 @@ usage: build.sh --config dnspair.yaml --ssh-key KEY.pub [options]
 USAGE
 }
 
-CONFIG="" SSH_KEY="" AUTHKEY_FILE="" ARCH=arm64 BASE_IMG="" BASE_SHA="" NODES="" GATEWAY="" READ_ONLY=0
+CONFIG="" SSH_KEY="" AUTHKEY_FILE="" ARCH=arm64 NODE_ARCHS="" BASE_IMG="" BASE_SHA="" NODES="" GATEWAY="" READ_ONLY=0
 OUT="$REPO/out" CACHE_DIR=${DNSPAIR_CACHE:-/var/cache/dnspair-build} XZ_LEVEL=6
 SUITE=bookworm MIRROR=http://deb.debian.org/debian SECURITY_MIRROR=http://deb.debian.org/debian-security
 
@@ -33,7 +34,8 @@ while [ $# -gt 0 ]; do
         --config|--ssh-key|--authkey|--arch|--base|--base-sha256|--node|--gateway|--out|--cache|--xz-level)
             [ $# -ge 2 ] || die "$1 needs a value"
             case "$1" in
-                --config) CONFIG=$2 ;; --ssh-key) SSH_KEY=$2 ;; --authkey) AUTHKEY_FILE=$2 ;; --arch) ARCH=$2 ;;
+                --config) CONFIG=$2 ;; --ssh-key) SSH_KEY=$2 ;; --authkey) AUTHKEY_FILE=$2 ;;
+                --arch) case "$2" in *=*) NODE_ARCHS="$NODE_ARCHS $2" ;; *) ARCH=$2 ;; esac ;;
                 --base) BASE_IMG=$2 ;; --base-sha256) BASE_SHA=$2 ;; --node) NODES="$NODES $2" ;;
                 --gateway) GATEWAY=$2 ;; --out) OUT=$2 ;; --cache) CACHE_DIR=$2 ;; --xz-level) XZ_LEVEL=$2 ;;
             esac
@@ -58,11 +60,14 @@ if [ -n "$AUTHKEY_FILE" ]; then
         || die "$AUTHKEY_FILE is not a dnspair key (one line of 64 hex digits, as dnspair keygen writes)"
     AUTHKEY_FILE=$(readlink -f "$AUTHKEY_FILE")
 fi
-case "$ARCH" in arm64|armhf) ;; *) die "--arch must be arm64 or armhf, not $ARCH" ;; esac
+for a in "$ARCH" $(for na in $NODE_ARCHS; do printf '%s ' "${na#*=}"; done); do
+    case "$a" in arm64|armhf) ;; *) die "--arch must be arm64 or armhf (or NODE=arm64|armhf), not $a" ;; esac
+done
 case "$XZ_LEVEL" in [0-9]) ;; *) die "--xz-level must be 0-9" ;; esac
 if [ -n "$BASE_IMG" ]; then
     [ -f "$BASE_IMG" ] || die "base image not found: $BASE_IMG"
     printf '%s' "$BASE_SHA" | grep -q -E '^[0-9a-fA-F]{64}$' || die "--base needs --base-sha256 with the image's 64-hex-digit SHA-256"
+    [ "$ARCH" = arm64 ] && [ -z "$NODE_ARCHS" ] || die "--base takes a 64-bit Raspberry Pi OS image: it cannot be combined with --arch armhf"
 fi
 CONFIG=$(readlink -f "$CONFIG") SSH_KEY=$(readlink -f "$SSH_KEY")
 mkdir -p "$OUT"; OUT=$(readlink -f "$OUT")
@@ -71,10 +76,16 @@ for step in "$REPO"/image/[0-9][0-9]-*.sh; do . "$step"; done
 
 START=$(date +%s) IMG_SIZES=""
 host_tools
-[ -n "$NODES" ] || NODES=$("$HOST_PY" "$REPO/image/nodeplan.py" nodes "$CONFIG") || exit 1
+ALL_NODES=$("$HOST_PY" "$REPO/image/nodeplan.py" nodes "$CONFIG") || exit 1
+[ -n "$NODES" ] || NODES=$ALL_NODES
 for n in $NODES; do  # every node's settings must derive cleanly before the slow part
     "$HOST_PY" "$REPO/image/nodeplan.py" settings "$CONFIG" "$n" ${GATEWAY:+--gateway "$GATEWAY"} >/dev/null || exit 1
 done
+for na in $NODE_ARCHS; do
+    printf '%s\n' $ALL_NODES | grep -q -x -F "${na%%=*}" || die "--arch $na: ${na%%=*} is not a node in $CONFIG"
+done
+ARCHES=$(for n in $NODES; do arch_of "$n"; done | awk '!seen[$0]++')
+for a in $ARCHES; do host_can_run "$a"; done
 
 trap 'run_cleanup' EXIT
 trap 'exit 130' INT TERM
@@ -85,10 +96,16 @@ on_exit "rm -rf --one-file-system '$WORK'"
 STAGE=$(mktemp -d "$OUT/.partial.XXXXXX")
 on_exit "rm -rf '$STAGE'"
 
-if [ -n "$BASE_IMG" ]; then base_from_image; else build_base; fi
-make_rootfs
-verify_rootfs
-for n in $NODES; do make_node "$n"; done
+make_authkey
+# One root file system per arch (base, dnspair, checks), then that arch's nodes from it.
+for ARCH in $ARCHES; do
+    if [ -n "$BASE_IMG" ]; then base_from_image; else build_base; fi
+    make_rootfs
+    verify_rootfs
+    for n in $NODES; do if [ "$(arch_of "$n")" = "$ARCH" ]; then make_node "$n"; fi; done
+    report_arch
+    rm -rf --one-file-system "$ROOT"
+done
 write_report
 for f in "$STAGE"/*; do mv -f "$f" "$OUT/"; done
 log "done in $(( $(date +%s) - START ))s: $(for n in $NODES; do printf '%s ' "$OUT/$n.img.xz"; done)"

@@ -31,7 +31,10 @@ host_tools() {
     fi
     # ARM binaries run through qemu-user via binfmt_misc; containers often lack the mount.
     [ -e /proc/sys/fs/binfmt_misc/status ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || true
-    case "$ARCH" in arm64) q=qemu-aarch64 ;; armhf) q=qemu-arm ;; esac
-    arch-test "$ARCH" >/dev/null 2>&1 || update-binfmts --enable "$q" >/dev/null 2>&1 || true
-    arch-test "$ARCH" >/dev/null 2>&1 || die "this machine cannot run $ARCH binaries: needs binfmt_misc with $q (qemu-user-static, binfmt-support)"
+}
+
+host_can_run() {  # $1 arch
+    case "$1" in arm64) q=qemu-aarch64 ;; armhf) q=qemu-arm ;; esac
+    arch-test "$1" >/dev/null 2>&1 || update-binfmts --enable "$q" >/dev/null 2>&1 || true
+    arch-test "$1" >/dev/null 2>&1 || die "this machine cannot run $1 binaries: needs binfmt_misc with $q (qemu-user-static, binfmt-support)"
 }

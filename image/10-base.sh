@@ -22,8 +22,9 @@ build_base() {
     [ -f "$REPO/image/packages.$ARCH" ] || die "no package list image/packages.$ARCH (supported: arm64, armhf)"
     BASE_TAR="$CACHE_DIR/base-$ARCH-$(base_key).tar"
     mkdir -p "$CACHE_DIR"
-    # One builder at a time per cache: a second build waits, then finds the tarball made.
-    exec 9>"$CACHE_DIR/.lock"
+    # One builder per arch at a time: a second build waits, then finds the tarball made. The
+    # lock is held until make_rootfs has unpacked the tarball (so no build deletes it meanwhile).
+    exec 9>"$CACHE_DIR/.lock-$ARCH"
     flock 9
     if [ -s "$BASE_TAR" ]; then
         log "base rootfs from cache: $BASE_TAR"

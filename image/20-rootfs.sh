@@ -1,6 +1,6 @@
 # Step 20: the root filesystem both nodes share: base + overlays/ + dnspair in /opt/dnspair
 # (exact versions from constraints.txt) + the pair's config and a fresh authentication key.
-# In: BASE_TAR WORK REPO CONFIG SSH_KEY READ_ONLY. Out: ROOT, AUTHKEY_PATH.
+# In: ARCH BASE_TAR WORK REPO CONFIG SSH_KEY READ_ONLY. Out: ROOT, AUTHKEY_PATH, AUTHKEY_ID.
 
 lay_overlays() {
     # Owned by root whatever the checkout's owner; modes come from git (hooks are executable).
@@ -52,27 +52,32 @@ enable_dnspair_unit() {
     fi
 }
 
+# One key per build (or --authkey's), the same in every node's image whatever its arch.
+make_authkey() {
+    AUTHKEY_PATH=$("$HOST_PY" "$REPO/image/nodeplan.py" key-file "$CONFIG")
+    if [ -n "$AUTHKEY_FILE" ]; then
+        (umask 077 && cat "$AUTHKEY_FILE" > "$WORK/authkey")
+        AUTHKEY_ORIGIN="from $AUTHKEY_FILE"
+    else
+        (umask 077 && "$HOST_PY" "$REPO/image/nodeplan.py" authkey > "$WORK/authkey")
+        AUTHKEY_ORIGIN="new for this build"
+    fi
+    AUTHKEY_ID=$(sha256sum "$WORK/authkey" | cut -c1-16)
+}
+
 make_rootfs() {
-    ROOT=$WORK/rootfs
+    ROOT=$WORK/rootfs-$ARCH
     mkdir -p "$ROOT"
-    log "unpacking base rootfs"
+    log "unpacking base rootfs ($ARCH)"
     tar -C "$ROOT" --xattrs --xattrs-include='*' --numeric-owner -xpf "$BASE_TAR"
+    exec 9>&-  # build_base's cache lock: the tarball is no longer needed
     lay_overlays "$ROOT"
     chroot_mount "$ROOT"
     install_dnspair "$ROOT"
 
-    # The pair's config and its key: one key per build (or --authkey's), the same in every node's image.
+    # The pair's config and the build's key.
     install -D -m 0644 "$CONFIG" "$ROOT/etc/dnspair/dnspair.yaml"
-    AUTHKEY_PATH=$("$HOST_PY" "$REPO/image/nodeplan.py" key-file "$CONFIG")
-    mkdir -p "$ROOT$(dirname "$AUTHKEY_PATH")"
-    if [ -n "$AUTHKEY_FILE" ]; then
-        (umask 077 && cat "$AUTHKEY_FILE" > "$ROOT$AUTHKEY_PATH")
-        AUTHKEY_ORIGIN="from $AUTHKEY_FILE"
-    else
-        (umask 077 && "$HOST_PY" "$REPO/image/nodeplan.py" authkey > "$ROOT$AUTHKEY_PATH")
-        AUTHKEY_ORIGIN="new for this build"
-    fi
-    chown 0:0 "$ROOT$AUTHKEY_PATH"; chmod 0600 "$ROOT$AUTHKEY_PATH"
+    install -D -m 0600 -o 0 -g 0 "$WORK/authkey" "$ROOT$AUTHKEY_PATH"
 
     install -d -m 0700 "$ROOT/root/.ssh"
     install -m 0600 "$SSH_KEY" "$ROOT/root/.ssh/authorized_keys"

@@ -60,7 +60,7 @@ make_node() {
     log "node $node: xz -$XZ_LEVEL"
     xz -T0 "-$XZ_LEVEL" -c "$img" > "$img.xz"
     (cd "$STAGE" && sha256sum "$node.img.xz" > "$node.img.xz.sha256")
-    IMG_SIZES="$IMG_SIZES$node.img: $(du -m --apparent-size "$img" | cut -f1) MiB raw, $(du -m "$img.xz" | cut -f1) MiB xz
+    IMG_SIZES="$IMG_SIZES$node.img ($ARCH): $(du -m --apparent-size "$img" | cut -f1) MiB raw, $(du -m "$img.xz" | cut -f1) MiB xz
 "
     rm -f "$img"
 }

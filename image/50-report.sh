@@ -1,28 +1,35 @@
 # Step 50: out/build-report.txt, what went into the images. The SHA-256 lines let the user
 # check the download; the key itself is never printed.
 
-write_report() {
-    r=$STAGE/build-report.txt
+# Per arch, while its root file system still exists: base, Python and Debian package versions.
+report_arch() {
     {
-        echo "dnspair image build $(date -u +%Y-%m-%dT%H:%M:%SZ), $(( $(date +%s) - START )) s"
-        echo "arch: $ARCH   base: Debian $SUITE (mmdebstrap), cached as $(basename "$BASE_TAR")"
-        echo "config: $CONFIG   read-only root: $([ "$READ_ONLY" = 1 ] && echo yes || echo no)"
-        echo "dnspair source: $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)"
-        echo "authentication key $AUTHKEY_PATH: $AUTHKEY_ORIGIN, the same in every image below;"
-        echo "  key id (SHA-256 of the key, first 16 hex digits): $(sha256sum "$ROOT$AUTHKEY_PATH" | cut -c1-16)"
         echo
-        echo "images:"
-        printf '%s' "$IMG_SIZES"
-        (cd "$STAGE" && cat $(for n in $NODES; do echo "$n.img.xz.sha256"; done))
-        echo
+        echo "== arch $ARCH: $(for n in $NODES; do if [ "$(arch_of "$n")" = "$ARCH" ]; then printf '%s ' "$n"; fi; done)"
+        echo "base: Debian $SUITE (mmdebstrap), cached as $(basename "$BASE_TAR")"
         echo "Python packages in /opt/dnspair (checked against constraints.txt):"
         printf '%s\n' "$PIP_VERSIONS"
-        echo
         echo "Debian packages:"
         dpkg-query --admindir="$ROOT/var/lib/dpkg" -W -f '${Package}=${Version}\n' \
             'linux-image-*' raspi-firmware bind9 network-manager openssh-server systemd python3 \
             python3-systemd initramfs-tools 2>/dev/null | grep -v '=$'
         echo "($(dpkg-query --admindir="$ROOT/var/lib/dpkg" -W -f '${db:Status-Abbrev}\n' | grep -c '^ii') packages in all)"
+    } >> "$WORK/report-arches"
+}
+
+write_report() {
+    r=$STAGE/build-report.txt
+    {
+        echo "dnspair image build $(date -u +%Y-%m-%dT%H:%M:%SZ), $(( $(date +%s) - START )) s"
+        echo "config: $CONFIG   read-only root: $([ "$READ_ONLY" = 1 ] && echo yes || echo no)"
+        echo "dnspair source: $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)"
+        echo "authentication key $AUTHKEY_PATH: $AUTHKEY_ORIGIN, the same in every image below;"
+        echo "  key id (SHA-256 of the key, first 16 hex digits): $AUTHKEY_ID"
+        echo
+        echo "images:"
+        printf '%s' "$IMG_SIZES"
+        (cd "$STAGE" && cat $(for n in $NODES; do echo "$n.img.xz.sha256"; done))
+        cat "$WORK/report-arches"
     } > "$r"
     log "report: $OUT/build-report.txt"
 }

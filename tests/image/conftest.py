@@ -23,13 +23,18 @@ def pytest_collection_modifyitems(config, items):
     # Everything here that needs a built image (the `built` fixture) is an image test.
     here = Path(__file__).resolve().parent
     for item in items:
-        if Path(str(item.fspath)).resolve().parent == here and "built" in getattr(item, "fixturenames", ()):
+        names = getattr(item, "fixturenames", ())
+        if Path(str(item.fspath)).resolve().parent == here and ("built" in names or "built_mixed" in names):
             item.add_marker(pytest.mark.image)
 
 
 class Built:
-    def __init__(self, out, ssh_key, seconds, log):
+    def __init__(self, out, ssh_key, seconds, log, archs=None):
         self.out, self.ssh_key, self.seconds, self.log = out, ssh_key, seconds, log
+        self.archs = archs or {}
+
+    def arch(self, node):
+        return self.archs.get(node, "arm64")
 
     def raw(self, node, dest):
         """The node's image, decompressed from the .img.xz the user would flash."""
@@ -40,21 +45,33 @@ class Built:
         return target
 
 
-@pytest.fixture(scope="session")
-def built(tmp_path_factory):
+def build(tmp_path_factory, name, archs=None):
+    """build.sh as a user runs it; archs maps a node to --arch NODE=ARCH."""
     if os.geteuid() != 0:
         pytest.skip("image tests run build.sh, which needs root")
-    work = tmp_path_factory.mktemp("image")
+    work = tmp_path_factory.mktemp(name)
     out = work / "out"
     key = work / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "image-test", "-f", str(key)], check=True)
     started = time.monotonic()
     # xz -1: the test checks what is inside, not how small it packs; saves minutes on 2 cores.
     proc = subprocess.run([f"{REPO}/build.sh", "--config", EXAMPLE, "--ssh-key", f"{key}.pub",
-                           "--out", str(out), "--xz-level", "1"],
+                           "--out", str(out), "--xz-level", "1",
+                           *[a for node, arch in (archs or {}).items() for a in ("--arch", f"{node}={arch}")]],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=75 * 60)
     seconds = time.monotonic() - started
     (work / "build.log").write_text(proc.stdout)
     assert proc.returncode == 0, f"build.sh failed after {seconds:.0f}s:\n{proc.stdout[-4000:]}"
-    print(f"\nimage build: {seconds:.0f}s", file=sys.stderr)
-    return Built(out, key, seconds, proc.stdout)
+    print(f"\nimage build ({name}): {seconds:.0f}s", file=sys.stderr)
+    return Built(out, key, seconds, proc.stdout, archs)
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory):
+    return build(tmp_path_factory, "image")
+
+
+@pytest.fixture(scope="session")
+def built_mixed(tmp_path_factory):
+    """The seed's pair: dns-pm01 a Pi 3B (arm64), dns-pm02 a Pi 2B (armhf), one build, one key."""
+    return build(tmp_path_factory, "mixed", {"dns-pm02": "armhf"})

@@ -19,6 +19,12 @@ from conftest import NODES  # noqa: F401  (the image fixtures live there)
 BOOT_TIMEOUT = 15 * 60  # TCG emulation on 2 shared cores; a boot took 2-4 min when measured
 
 
+# qemu's virt machine for each image arch: a Pi 3's cores (Cortex-A53), a Pi 2B's (Cortex-A7). The
+# armmp kernel has no LPAE, so its PCI host must sit below 4 GiB (highmem=off).
+QEMU = {"arm64": ("qemu-system-aarch64", "virt", "cortex-a53"),
+        "armhf": ("qemu-system-arm", "virt,highmem=off", "cortex-a7")}
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -53,8 +59,9 @@ class VM:
                            f"hostfwd=tcp:127.0.0.1:{self.port}-{guest}:22",
                 "-device", "virtio-net-pci,netdev=n0,romfile=",  # no option ROM: the kernel is loaded directly
             ]
+        qemu, machine, cpu = QEMU[built.arch(node)]
         self.proc = subprocess.Popen([
-            *wrap, "qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a53", "-smp", smp, "-m", "1024",
+            *wrap, qemu, "-M", machine, "-cpu", cpu, "-smp", smp, "-m", "1024",
             "-display", "none", "-serial", f"file:{self.console}", "-monitor", "none",
             "-kernel", str(workdir / kernel), "-initrd", str(workdir / initrd), "-append", self.cmdline,
             "-drive", f"file={raw},format=raw,if=virtio", *self.netdev,
@@ -92,10 +99,11 @@ class VM:
 
 
 def qemu_installed():
-    if not shutil.which("qemu-system-aarch64"):  # like build.sh: install what is missing
+    if not (shutil.which("qemu-system-aarch64") and shutil.which("qemu-system-arm")):  # like build.sh
         subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "qemu-system-arm"],
                        capture_output=True, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
-    assert shutil.which("qemu-system-aarch64"), "qemu-system-aarch64 missing and apt-get could not install qemu-system-arm"
+    assert shutil.which("qemu-system-aarch64") and shutil.which("qemu-system-arm"), \
+        "qemu-system-aarch64/-arm missing and apt-get could not install qemu-system-arm"
 
 
 def booted(built, workdir, extra_cmdline="", **kw):

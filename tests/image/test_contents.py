@@ -40,8 +40,7 @@ def sh(*cmd):
     return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
 
 
-@pytest.fixture(scope="module")
-def images(built, tmp_path_factory):
+def mount_images(built, tmp_path_factory):
     """Both nodes' images: root partition mounted read-only at mnt, the FAT's files at mnt/boot/firmware."""
     undo, mounted = [], {}
     try:
@@ -71,6 +70,11 @@ def images(built, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def images(built, tmp_path_factory):
+    yield from mount_images(built, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
 def pm01(images):
     return images["dns-pm01"]
 
@@ -90,7 +94,8 @@ def test_outputs_have_checksums_bmaps_and_a_report(built):
             assert f"{name.lower()}=={version}" in report
     assert re.search(r"^linux-image-6\.\S+-arm64=", report, re.M)
     assert re.search(r"^bind9=1:9\.18", report, re.M)
-    assert "dns-pm01.img:" in report and "MiB xz" in report
+    assert "dns-pm01.img (arm64):" in report and "MiB xz" in report
+    assert "== arch arm64: dns-pm01 dns-pm02" in report
 
 
 def test_partitions_are_a_pi_boot_fat_and_an_ext4_root(pm01):

@@ -1,5 +1,9 @@
 """Stretch: both images boot under qemu on one virtual LAN and a VIP moves when a node goes down.
 
+The pair is the seed's: dns-pm01 an arm64 image (Pi 3B), dns-pm02 an armhf image (Pi 2B), from one
+build (`--arch dns-pm02=armhf`), so this also proves the two arches share the key and speak the
+same protocol.
+
 The LAN is a bridge inside a network namespace this test makes (TEST-NET-1 only): each VM's eth0
 is a tap on it, and the namespace itself is the client at 192.0.2.100. Nothing leaves it.
 """
@@ -51,7 +55,7 @@ def wait_until(what, predicate, seconds):
 
 
 @pytest.fixture(scope="module")
-def lan(built, tmp_path_factory):
+def lan(built_mixed, tmp_path_factory):
     qemu_installed()
     subprocess.run(["ip", "netns", "add", NS], check=True)
     vms = {}
@@ -60,7 +64,7 @@ def lan(built, tmp_path_factory):
                     ["link", "set", "br0", "up"], ["addr", "add", "192.0.2.100/24", "dev", "br0"]):
             subprocess.run(["ip", "-n", NS, *cmd], check=True)
         for node in NODES:
-            vms[node] = LanVM(built, tmp_path_factory.mktemp(f"lan-{node}"), node)
+            vms[node] = LanVM(built_mixed, tmp_path_factory.mktemp(f"lan-{node}"), node)
         for vm in vms.values():
             vm.wait_for_ssh()
         yield vms
@@ -76,6 +80,15 @@ def test_each_node_holds_its_preferred_vip_and_both_answer(lan):
     wait_until("each VIP on its preferred node",
                lambda: "192.0.2.11/" in lan["dns-pm01"].ssh("ip -4 -o addr show dev eth0").stdout
                and "192.0.2.12/" in lan["dns-pm02"].ssh("ip -4 -o addr show dev eth0").stdout, 120)
+
+
+def test_each_node_runs_its_own_arch_with_nothing_failed(lan):
+    for node, machine in (("dns-pm01", "aarch64"), ("dns-pm02", "armv7l")):
+        vm = lan[node]
+        assert vm.ssh("uname -m").stdout.strip() == machine
+        state = vm.ssh("systemctl is-system-running --wait", timeout=BOOT_TIMEOUT)
+        assert state.stdout.strip() == "running", vm.ssh("systemctl --failed --no-legend").stdout
+        assert vm.ssh("systemctl is-active dnspair named").stdout.split() == ["active", "active"]
 
 
 def test_the_vip_moves_when_its_node_goes_down(lan):
