@@ -25,7 +25,7 @@ usage: build.sh --config dnspair.yaml --ssh-key KEY.pub [options]
 USAGE
 }
 
-CONFIG="" SSH_KEY="" AUTHKEY_FILE="" ARCH=arm64 NODE_ARCHS="" BASE_IMG="" BASE_SHA="" NODES="" GATEWAY="" READ_ONLY=0
+CONFIG="" SSH_KEY="" AUTHKEY_FILE="" DEFAULT_ARCH=arm64 NODE_ARCHS="" BASE_IMG="" BASE_SHA="" NODES="" GATEWAY="" READ_ONLY=0
 OUT="$REPO/out" CACHE_DIR=${DNSPAIR_CACHE:-/var/cache/dnspair-build} XZ_LEVEL=6
 SUITE=bookworm MIRROR=http://deb.debian.org/debian SECURITY_MIRROR=http://deb.debian.org/debian-security
 
@@ -35,7 +35,7 @@ while [ $# -gt 0 ]; do
             [ $# -ge 2 ] || die "$1 needs a value"
             case "$1" in
                 --config) CONFIG=$2 ;; --ssh-key) SSH_KEY=$2 ;; --authkey) AUTHKEY_FILE=$2 ;;
-                --arch) case "$2" in *=*) NODE_ARCHS="$NODE_ARCHS $2" ;; *) ARCH=$2 ;; esac ;;
+                --arch) case "$2" in *=*) NODE_ARCHS="$NODE_ARCHS $2" ;; *) DEFAULT_ARCH=$2 ;; esac ;;
                 --base) BASE_IMG=$2 ;; --base-sha256) BASE_SHA=$2 ;; --node) NODES="$NODES $2" ;;
                 --gateway) GATEWAY=$2 ;; --out) OUT=$2 ;; --cache) CACHE_DIR=$2 ;; --xz-level) XZ_LEVEL=$2 ;;
             esac
@@ -60,14 +60,14 @@ if [ -n "$AUTHKEY_FILE" ]; then
         || die "$AUTHKEY_FILE is not a dnspair key (one line of 64 hex digits, as dnspair keygen writes)"
     AUTHKEY_FILE=$(readlink -f "$AUTHKEY_FILE")
 fi
-for a in "$ARCH" $(for na in $NODE_ARCHS; do printf '%s ' "${na#*=}"; done); do
+for a in "$DEFAULT_ARCH" $(for na in $NODE_ARCHS; do printf '%s ' "${na#*=}"; done); do
     case "$a" in arm64|armhf) ;; *) die "--arch must be arm64 or armhf (or NODE=arm64|armhf), not $a" ;; esac
 done
 case "$XZ_LEVEL" in [0-9]) ;; *) die "--xz-level must be 0-9" ;; esac
 if [ -n "$BASE_IMG" ]; then
     [ -f "$BASE_IMG" ] || die "base image not found: $BASE_IMG"
     printf '%s' "$BASE_SHA" | grep -q -E '^[0-9a-fA-F]{64}$' || die "--base needs --base-sha256 with the image's 64-hex-digit SHA-256"
-    [ "$ARCH" = arm64 ] && [ -z "$NODE_ARCHS" ] || die "--base takes a 64-bit Raspberry Pi OS image: it cannot be combined with --arch armhf"
+    case " $DEFAULT_ARCH $NODE_ARCHS " in *armhf*) die "--base takes a 64-bit Raspberry Pi OS image: it cannot be combined with --arch armhf" ;; esac
 fi
 CONFIG=$(readlink -f "$CONFIG") SSH_KEY=$(readlink -f "$SSH_KEY")
 mkdir -p "$OUT"; OUT=$(readlink -f "$OUT")

@@ -38,5 +38,5 @@ sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
 # The arch a node's image is built for: its --arch NODE=ARCH, else --arch's (arm64 by default).
 arch_of() {
     for na in $NODE_ARCHS; do [ "${na%%=*}" = "$1" ] && { printf '%s\n' "${na#*=}"; return; }; done
-    printf '%s\n' "$ARCH"
+    printf '%s\n' "$DEFAULT_ARCH"  # not $ARCH: build.sh's loop sets that to the arch being built
 }

@@ -20,6 +20,7 @@ def pm02(mixed):
 def test_report_names_each_nodes_arch_and_one_key(built_mixed):
     report = (built_mixed.out / "build-report.txt").read_text()
     assert "dns-pm01.img (arm64):" in report and "dns-pm02.img (armhf):" in report
+    assert report.count("dns-pm01.img (") == report.count("dns-pm02.img (") == 1
     assert "== arch arm64: dns-pm01" in report and "== arch armhf: dns-pm02" in report
     assert re.search(r"^linux-image-6\.\S+-armmp=", report, re.M)
     assert len(re.findall(r"key id \(", report)) == 1
