@@ -187,6 +187,8 @@ def test_sd_card_care(pm01):
     assert re.search(r"^RuntimeWatchdogSec=\d+s$", pm01.text("etc/systemd/system.conf.d/dnspair-watchdog.conf"), re.M)
     fstab = [line.split() for line in pm01.text("etc/fstab").splitlines() if line and not line.startswith("#")]
     assert [f[2] for f in fstab if f[1] == "/"] == ["ext4"]
+    # a slow or missing FAT must not send the node to emergency mode (no console login exists)
+    assert "nofail" in [f[3] for f in fstab if f[1] == "/boot/firmware"][0].split(",")
     assert not [f for f in fstab if f[2] == "swap"]
     assert not pm01.path("swapfile").exists() and not pm01.path("var/swap").exists()
 

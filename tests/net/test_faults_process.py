@@ -130,7 +130,8 @@ def test_short_freezes_just_past_the_dead_time_never_claim_the_peers_vip(lab):
 def _reboot(lab, p, node, planned=True):
     """A node reboots. planned: the unit stops on shutdown (SIGTERM: release, bye), its
     ExecStopPost releases, bind stops. Not planned (power cut): everything dies at once, silently,
-    and the addresses vanish with the OS. Then bind and the daemon start again."""
+    and the addresses vanish with the OS. Then bind and the daemon start again. Returns the
+    time the daemon was started: nothing it times (hold-down) can begin before that."""
     if planned:
         assert p.stop(node) == 0
     else:
@@ -140,7 +141,9 @@ def _reboot(lab, p, node, planned=True):
     lab.stop_bind(node, sig=signal.SIGTERM if planned else signal.SIGKILL)
     time.sleep(1.0)
     lab.restore_bind(node)
+    started = time.monotonic()
     p.start(node)
+    return started
 
 
 def test_planned_reboot_is_maintenance_vips_go_home_at_once(lab):
@@ -202,7 +205,7 @@ def test_power_cut_reboot_with_auto_failback_vip_returns_after_hold_down(lab):
     with Watcher(lab) as w:
         time.sleep(0.1)
         t0 = time.monotonic()
-        _reboot(lab, p, "node1", planned=False)
+        t_start = _reboot(lab, p, "node1", planned=False)
         t_up = time.monotonic()
         p.wait_served(VIP1, "node1", timeout=hold_down + 10)
         t_back = time.monotonic()
@@ -212,7 +215,9 @@ def test_power_cut_reboot_with_auto_failback_vip_returns_after_hold_down(lab):
           f"after the daemon was ready; {w.summary(0, t1)}")
     print("unanswered VIP1 queries (s from the daemon's restart):",
           [round(x.t - t_up, 3) for x in w.of(VIP1, t0, t1) if x.node is None])
-    assert t_back - t_up >= hold_down - 0.5, "not before the hold-down"
+    # From the daemon's start, not from when the test saw it ready: on a loaded machine that can
+    # come seconds later, while the hold-down already runs (CI once saw 2.2 s from "ready").
+    assert t_back - t_start >= hold_down, "not before the hold-down"
     assert w.answerers(VIP1, 0, t1) == ["node1", "node2", "node1"], w.summary(0, t1)
     assert w.answerers(VIP2, t0, t1) == ["node2"], w.summary(0, t1)
     assert w.lost(VIP1, t_up, t1) == 0, "the hand-back loses no query"
