@@ -199,8 +199,11 @@ class Daemon:
             self.prober.start()  # first: bind answers while we send, so no extra sleep
         if not self.engine.peer_suspect(time.monotonic()):
             self.send()
-        if self._watchdog_every and self._ticks % self._watchdog_every == 0:
+        # By the clock, not by tick count: a starved loop ticks less often than it should, and
+        # the watchdog is for a hung loop, not a slow one (a count let systemd kill a busy node).
+        if self._watchdog_interval and now - self._watchdog_sent >= self._watchdog_interval:
             systemd.notify("WATCHDOG=1")
+            self._watchdog_sent = now
         self._next_tick += hb.interval
         self._arm("tick", max(self._next_tick, time.monotonic()), self._on_tick)
 
@@ -266,7 +269,7 @@ class Daemon:
         wd = systemd.watchdog_interval()
         hb = self.cfg.heartbeat
         self._dns_every = max(1, round(self.cfg.dns_check.interval / hb.interval))
-        self._watchdog_every = max(1, int(wd / hb.interval)) if wd else 0
+        self._watchdog_interval, self._watchdog_sent = wd, float("-inf")
         self._next_tick = time.monotonic()
         self._on_tick()
         self.feed(self.engine.adopt(time.monotonic(), held))

@@ -1,5 +1,6 @@
 """What systemd, the operator and a second link see of a running daemon."""
 import os
+import signal
 import socket
 import stat
 import time
@@ -37,6 +38,48 @@ def test_notify_ready_status_and_watchdog(lab):
     assert statuses and "holding 192.0.2.11" in statuses[-1] and "\n" not in statuses[-1], statuses
     # READY comes once the first decision is applied: the VIP is already there.
     assert VIP1 in lab.vips_on("node1")
+
+
+def test_watchdog_is_fed_by_the_clock_while_the_daemon_is_starved(lab):
+    """A slow node (here: stopped 0.5 s of every 0.55 s) ticks far less often than its heartbeat
+    interval, but its loop still turns: systemd's watchdog must not kill it. Only a loop that
+    stops turning for the whole watchdog time should miss a WATCHDOG=1 (a count of ticks did)."""
+    p = Pair(lab)
+    path = str(lab.workdir / "notify-starved.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(0.05)
+    limit = 2.0  # WATCHDOG_USEC: the daemon pings every half of it
+    try:
+        p.start("node2", wait=False)
+        env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC=str(int(limit * 1e6)), PYTHONUNBUFFERED="1")
+        daemon = lab.popen("node1", [*lab.dnspair_command(), "daemon", "--config", p.configs["node1"],
+                                     "--node", "dns-pm01"], log=lab.workdir / "node1" / "dnspair.log", env=env)
+
+        def recv_for(seconds, starve=False):
+            got, end, next_stop = [], time.monotonic() + seconds, 0.0
+            while time.monotonic() < end:
+                if starve and time.monotonic() >= next_stop:
+                    os.kill(daemon.pid, signal.SIGSTOP)
+                    time.sleep(0.5)
+                    os.kill(daemon.pid, signal.SIGCONT)
+                    next_stop = time.monotonic() + 0.05
+                try:
+                    got.append((time.monotonic(), sock.recv(4096).decode()))
+                except socket.timeout:
+                    pass
+            return got
+
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(m == "READY=1" for _, m in recv_for(0.5)):
+            pass
+        pings = [t for t, m in recv_for(10, starve=True) if m == "WATCHDOG=1"]
+    finally:
+        sock.close()
+    assert len(pings) >= 4, pings
+    gaps = [b - a for a, b in zip(pings, pings[1:])]
+    assert max(gaps) < limit, f"watchdog gaps {gaps}"
+    assert daemon.poll() is None
 
 
 def test_control_socket_is_not_world_accessible_and_move_works(lab):
