@@ -45,7 +45,7 @@ class Built:
         return target
 
 
-def build(tmp_path_factory, name, archs=None):
+def build(tmp_path_factory, name, archs=None, config=EXAMPLE):
     """build.sh as a user runs it; archs maps a node to --arch NODE=ARCH."""
     if os.geteuid() != 0:
         pytest.skip("image tests run build.sh, which needs root")
@@ -55,7 +55,7 @@ def build(tmp_path_factory, name, archs=None):
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "image-test", "-f", str(key)], check=True)
     started = time.monotonic()
     # xz -1: the test checks what is inside, not how small it packs; saves minutes on 2 cores.
-    proc = subprocess.run([f"{REPO}/build.sh", "--config", EXAMPLE, "--ssh-key", f"{key}.pub",
+    proc = subprocess.run([f"{REPO}/build.sh", "--config", str(config), "--ssh-key", f"{key}.pub",
                            "--out", str(out), "--xz-level", "1",
                            *[a for node, arch in (archs or {}).items() for a in ("--arch", f"{node}={arch}")]],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=75 * 60)
@@ -73,5 +73,17 @@ def built(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def built_mixed(tmp_path_factory):
-    """The seed's pair: dns-pm01 a Pi 3B (arm64), dns-pm02 a Pi 2B (armhf), one build, one key."""
-    return build(tmp_path_factory, "mixed", {"dns-pm02": "armhf"})
+    """The seed's pair: dns-pm01 a Pi 3B (arm64), dns-pm02 a Pi 2B (armhf), one build, one key.
+
+    Its config is the example's with timings for emulation: qemu's TCG runs these CPUs many times
+    slower than the boards (an armhf node under load stalled 0.2-1 s at a time), so the
+    example's 0.2 s dead time and 0.25 s DNS timeout would read every stall as a failure.
+    """
+    import yaml
+    config = yaml.safe_load(open(EXAMPLE))
+    config["heartbeat"] = {"interval": 0.5, "dead_time": 5.0, "suspect_after": 1.0}
+    config["dns_check"].update(interval=1.0, timeout=3.0)
+    config["failure_threshold"] = 3
+    path = tmp_path_factory.mktemp("mixed-config") / "dnspair.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return build(tmp_path_factory, "mixed", {"dns-pm02": "armhf"}, path)
