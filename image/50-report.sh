@@ -5,7 +5,11 @@ write_report() {
     r=$STAGE/build-report.txt
     {
         echo "dnspair image build $(date -u +%Y-%m-%dT%H:%M:%SZ), $(( $(date +%s) - START )) s"
-        echo "arch: $ARCH   base: Debian $SUITE (mmdebstrap), cached as $(basename "$BASE_TAR")"
+        if [ -n "$BASE_IMG" ]; then
+            echo "arch: $ARCH   base: $BASE_DESC, with Debian $SUITE packages added (not cached)"
+        else
+            echo "arch: $ARCH   base: Debian $SUITE (mmdebstrap), cached as $(basename "$BASE_TAR")"
+        fi
         echo "config: $CONFIG   read-only root: $([ "$READ_ONLY" = 1 ] && echo yes || echo no)"
         echo "dnspair source: $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)"
         echo "authentication key $AUTHKEY_PATH: $AUTHKEY_ORIGIN, the same in every image below;"
