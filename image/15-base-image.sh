@@ -11,7 +11,10 @@ not_pios() { die "$BASE_IMG is not Raspberry Pi OS Lite 64-bit bookworm: $*"; }
 pios_partitions() {
     sfdisk --json "$1" 2>/dev/null | "$HOST_PY" -c '
 import json, sys
-t = json.load(sys.stdin)["partitiontable"]
+try:
+    t = json.load(sys.stdin)["partitiontable"]
+except ValueError:  # sfdisk found no partition table at all
+    sys.exit()
 if t.get("label") == "dos":
     for p in t["partitions"]:
         print(p["start"], p["size"], p["type"])'
