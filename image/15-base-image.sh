@@ -71,7 +71,8 @@ base_from_image() {
     mkdir -p "$PIOS_ROOT"
     cp -a "$mnt/." "$PIOS_ROOT/" || die "could not copy the root partition of $BASE_IMG"
     umount "$mnt"
-    mkdir -p "$PIOS_ROOT/boot/firmware"
+    # The FAT's own files only (anything hidden under the mount point on ext4 stays out).
+    rm -rf "$PIOS_ROOT/boot/firmware"; mkdir -p "$PIOS_ROOT/boot/firmware"
     MTOOLS_SKIP_CHECK=1 mcopy -s -p -m -n -i "$fat" '::/*' "$PIOS_ROOT/boot/firmware/" \
         || die "could not copy the boot partition of $BASE_IMG"
     rm -f "$img"

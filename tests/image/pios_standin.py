@@ -160,6 +160,9 @@ def shape_root(root, work):
         "Generated using pi-gen, https://github.com/RPi-Distro/pi-gen, stage2\n"
         "dnspair test stand-in: Debian's arm64 packages shaped like Raspberry Pi OS Lite, not Raspberry Pi OS\n")
     in_root("etc/fstab").write_text(FSTAB)
+    # dnspair's initramfs settings are baked into the Debian base; Pi OS has none of them.
+    for rel in ("conf.d/dnspair", "hooks/dnspair-modules", "scripts/local-bottom/dnspair-overlayroot"):
+        in_root(f"etc/initramfs-tools/{rel}").unlink()
     in_root("etc/apt/sources.list").write_text(SOURCES)
     in_root("etc/apt/sources.list.d").mkdir(parents=True, exist_ok=True)
     in_root("etc/apt/sources.list.d/raspi.list").write_text(RASPI_LIST)
@@ -173,6 +176,8 @@ def shape_root(root, work):
             unit(f"stand-in for Pi OS's {name}",
                  f"/bin/sh -c 'mkdir -p /{UNIT_MARKERS} && touch /{UNIT_MARKERS}/{name}-ran'"))
         (wants / f"{name}.service").symlink_to(f"/usr/lib/systemd/system/{name}.service")
+    shutil.rmtree(in_root("boot/firmware"), ignore_errors=True)  # the FAT's mount point: empty on ext4
+    in_root("boot/firmware").mkdir()
     kernel = sorted(in_root("boot").glob("vmlinuz-*"))[-1]
     initrd = sorted(in_root("boot").glob("initrd.img-*"))[-1]
     return kernel, initrd

@@ -250,6 +250,9 @@ def test_apt_sources_are_pi_os_own_and_packages_came_from_debian(pm01):
     assert pm01.text("etc/apt/sources.list.d/raspi.list") == pios_standin.RASPI_LIST
     assert pm01.text("etc/apt/sources.list") == pios_standin.SOURCES
     assert not pm01.path("usr/sbin/policy-rc.d").exists()
+    # Pi OS builds its own initramfs8: none of the Debian base's initramfs or raspi-firmware settings
+    assert not pm01.path("etc/initramfs-tools/conf.d/dnspair").exists()
+    assert not pm01.path("etc/default/raspi-firmware").exists()
     r = pm01.chroot("dpkg-query", "-W", "-f", "${Package} ${db:Status-Abbrev}\n", *pios_standin.PURGED[:-1])
     assert sorted(r.stdout.split("\n")[:-1]) == sorted(f"{p} ii " for p in pios_standin.PURGED[:-1]), r.stdout
 
