@@ -76,6 +76,7 @@ base_from_image() {
     MTOOLS_SKIP_CHECK=1 mcopy -s -p -m -n -i "$fat" '::/*' "$PIOS_ROOT/boot/firmware/" \
         || die "could not copy the boot partition of $BASE_IMG"
     rm -f "$img"
+    FAT_MIB=512 FAT_LABEL=bootfs ROOT_LABEL=rootfs  # Pi OS's shape for step 40's make_disk
 }
 
 # --- Customising it (called from steps 20 and 40) ---
