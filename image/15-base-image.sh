@@ -124,7 +124,7 @@ pios_packages() {
 pios_first_boot() {
     root=$1
     for u in $PIOS_FIRSTBOOT_UNITS; do
-        if [ -e "$root/usr/lib/systemd/system/$u" ] || [ -e "$root/etc/systemd/system/$u" ]; then
+        if [ -e "$root/usr/lib/systemd/system/$u" ] || [ -e "$root/lib/systemd/system/$u" ] || [ -e "$root/etc/systemd/system/$u" ]; then
             in_chroot "$root" systemctl disable "$u" >&2
         fi
     done
