@@ -13,7 +13,7 @@ usage: build.sh --config dnspair.yaml --ssh-key KEY.pub [options]
   --ssh-key FILE         public key allowed to log in as root (no passwords exist)
   --arch arm64|armhf     arm64 (default): Pi 3, 4, Zero 2 W; armhf: Pi 2B (linux-image-armmp)
   --arch NODE=ARCH       this node's arch only (repeatable), e.g. --arch dns-pm02=armhf for a Pi 2B
-  --base FILE.img.xz     start from an official Raspberry Pi OS Lite image instead of Debian's
+  --base FILE.img.xz     start from an official Raspberry Pi OS Lite 64-bit (bookworm) image instead of Debian's
   --base-sha256 HEX      required with --base: the image's published SHA-256
   --node NAME            build only this node (repeatable); default: every node in the config
   --gateway IP|none      default gateway in the per-node settings (default: derived, see docs)
@@ -67,7 +67,10 @@ case "$XZ_LEVEL" in [0-9]) ;; *) die "--xz-level must be 0-9" ;; esac
 if [ -n "$BASE_IMG" ]; then
     [ -f "$BASE_IMG" ] || die "base image not found: $BASE_IMG"
     printf '%s' "$BASE_SHA" | grep -q -E '^[0-9a-fA-F]{64}$' || die "--base needs --base-sha256 with the image's 64-hex-digit SHA-256"
-    case " $DEFAULT_ARCH $NODE_ARCHS " in *armhf*) die "--base takes a 64-bit Raspberry Pi OS image: it cannot be combined with --arch armhf" ;; esac
+    # 32-bit Pi OS (Raspbian) needs raspbian.raspberrypi.com's armhf archive, not Debian's armhf.
+    case " $DEFAULT_ARCH $NODE_ARCHS " in *armhf*) die "--base takes the 64-bit Raspberry Pi OS Lite image only (--arch arm64); 32-bit Pi OS needs raspbian.raspberrypi.com, which is not Debian's armhf" ;; esac
+    # Pi OS's own initramfs8 lacks the overlay-root script, and rebuilding it is not done here.
+    [ "$READ_ONLY" = 0 ] || die "--read-only-root is not supported with --base (Pi OS's initramfs has no overlay-root script); use the Debian base"
 fi
 CONFIG=$(readlink -f "$CONFIG") SSH_KEY=$(readlink -f "$SSH_KEY")
 mkdir -p "$OUT"; OUT=$(readlink -f "$OUT")

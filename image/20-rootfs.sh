@@ -1,10 +1,11 @@
 # Step 20: the root filesystem both nodes share: base + overlays/ + dnspair in /opt/dnspair
 # (exact versions from constraints.txt) + the pair's config and a fresh authentication key.
-# In: ARCH BASE_TAR WORK REPO CONFIG SSH_KEY READ_ONLY. Out: ROOT, AUTHKEY_PATH, AUTHKEY_ID.
+# In: ARCH, BASE_TAR or PIOS_ROOT (--base), WORK REPO CONFIG SSH_KEY READ_ONLY. Out: ROOT, AUTHKEY_PATH, AUTHKEY_ID.
 
-lay_overlays() {
+lay_overlays() {  # $1 tree, then tar --exclude options
+    root=$1; shift
     # Owned by root whatever the checkout's owner; modes come from git (hooks are executable).
-    tar -C "$REPO/overlays" --owner=0 --group=0 --numeric-owner -cf - . | tar -C "$1" -xpf -
+    tar -C "$REPO/overlays" --owner=0 --group=0 --numeric-owner "$@" -cf - . | tar -C "$root" -xpf -
 }
 
 # A wheel of the working tree (the code the tests ran), built from a copy so the checkout
@@ -67,12 +68,19 @@ make_authkey() {
 
 make_rootfs() {
     ROOT=$WORK/rootfs-$ARCH
-    mkdir -p "$ROOT"
-    log "unpacking base rootfs ($ARCH)"
-    tar -C "$ROOT" --xattrs --xattrs-include='*' --numeric-owner -xpf "$BASE_TAR"
-    exec 9>&-  # build_base's cache lock: the tarball is no longer needed
-    lay_overlays "$ROOT"
-    chroot_mount "$ROOT"
+    if [ -n "$BASE_IMG" ]; then
+        mv "$PIOS_ROOT" "$ROOT"
+        lay_overlays "$ROOT" $PIOS_OVERLAY_SKIP
+        chroot_mount "$ROOT"
+        pios_packages "$ROOT"
+    else
+        mkdir -p "$ROOT"
+        log "unpacking base rootfs ($ARCH)"
+        tar -C "$ROOT" --xattrs --xattrs-include='*' --numeric-owner -xpf "$BASE_TAR"
+        exec 9>&-  # build_base's cache lock: the tarball is no longer needed
+        lay_overlays "$ROOT"
+        chroot_mount "$ROOT"
+    fi
     install_dnspair "$ROOT"
 
     # The pair's config and the build's key.
@@ -92,13 +100,17 @@ make_rootfs() {
     # After that the clock is NTP's (systemd-timesyncd also keeps the last one across reboots).
     touch "$ROOT/usr/lib/clock-epoch"
 
-    # Kernel command line and config.txt come from raspi-firmware's own hook, fed by
-    # overlays/etc/default/raspi-firmware (and the read-only switch below).
-    if [ "$READ_ONLY" = 1 ]; then
-        echo "dnspair.overlayroot" > "$ROOT/etc/default/raspi-extra-cmdline"
+    if [ -n "$BASE_IMG" ]; then
+        pios_first_boot "$ROOT"  # Pi OS keeps its kernel, config.txt; cmdline.txt is per node
+    else
+        # Kernel command line and config.txt come from raspi-firmware's own hook, fed by
+        # overlays/etc/default/raspi-firmware (and the read-only switch below).
+        if [ "$READ_ONLY" = 1 ]; then
+            echo "dnspair.overlayroot" > "$ROOT/etc/default/raspi-extra-cmdline"
+        fi
+        kver=$(basename "$(ls -1 "$ROOT"/boot/vmlinuz-* | sort -V | tail -1)")
+        in_chroot "$ROOT" env DEB_MAINT_PARAMS=configure /etc/kernel/postinst.d/z50-raspi-firmware "${kver#vmlinuz-}" >&2
     fi
-    kver=$(basename "$(ls -1 "$ROOT"/boot/vmlinuz-* | sort -V | tail -1)")
-    in_chroot "$ROOT" env DEB_MAINT_PARAMS=configure /etc/kernel/postinst.d/z50-raspi-firmware "${kver#vmlinuz-}" >&2
 
     # Nothing of the build machine or of the cached base stays: per-node identity is made later.
     rm -f "$ROOT"/etc/ssh/ssh_host_*_key* "$ROOT/etc/bind/rndc.key" "$ROOT/var/lib/dbus/machine-id" \

@@ -4,7 +4,8 @@
 # their offsets, so nothing is mounted and no loop device is used.
 # In: ROOT WORK STAGE CONFIG GATEWAY XZ_LEVEL. Out: files in STAGE, IMG_SIZES.
 
-FAT_MIB=256
+# The disk's shape; --base (15-base-image.sh) sets Pi OS's: 512 MiB FAT, bootfs/rootfs, a disk id.
+FAT_MIB=256 FAT_LABEL=RASPIFIRM ROOT_LABEL=RASPIROOT DISK_ID=""
 ROOT_HEADROOM_MIB=512
 FIRST_MIB=4
 
@@ -33,15 +34,17 @@ make_disk() {  # $1 tree, $2 firmware dir, $3 image file
     rm -f "$3"; truncate -s "${total_mib}M" "$3"
     # MBR (the Pi 3's boot ROM reads nothing else): 1 = FAT32 LBA (type c), 2 = Linux.
     # sfdisk rather than parted: parted calls udevadm, which build machines may lack.
-    printf 'start=%s, size=%s, type=c\nstart=%s, type=83\n' $(( FIRST_MIB * 2048 )) $(( FAT_MIB * 2048 )) \
-        $(( (FIRST_MIB + FAT_MIB) * 2048 )) | sfdisk -q --no-reread --no-tell-kernel "$3" >/dev/null \
+    # Without DISK_ID sfdisk picks a random disk id.
+    { [ -z "$DISK_ID" ] || printf 'label: dos\nlabel-id: 0x%s\n' "$DISK_ID"
+      printf 'start=%s, size=%s, type=c\nstart=%s, type=83\n' $(( FIRST_MIB * 2048 )) $(( FAT_MIB * 2048 )) \
+        $(( (FIRST_MIB + FAT_MIB) * 2048 )); } | sfdisk -q --no-reread --no-tell-kernel "$3" >/dev/null \
         || die "sfdisk could not partition $3"
     # 1 KiB clusters: enough of them for a real FAT32, which mtools and the Pi firmware expect.
-    mkfs.vfat -F 32 -s 2 -n RASPIFIRM --offset $(( FIRST_MIB * 2048 )) "$3" $(( FAT_MIB * 1024 )) >/dev/null 2>&1 \
+    mkfs.vfat -F 32 -s 2 -n "$FAT_LABEL" --offset $(( FIRST_MIB * 2048 )) "$3" $(( FAT_MIB * 1024 )) >/dev/null 2>&1 \
         || die "mkfs.vfat failed on $3"
     MTOOLS_SKIP_CHECK=1 mcopy -s -p -m -i "$3@@$(( FIRST_MIB * 1048576 ))" "$2"/* ::/ \
         || die "mcopy could not fill the boot partition of $3"
-    mke2fs -q -t ext4 -L RASPIROOT -d "$1" -E "offset=$(( (FIRST_MIB + FAT_MIB) * 1048576 )),root_owner=0:0" \
+    mke2fs -q -t ext4 -L "$ROOT_LABEL" -d "$1" -E "offset=$(( (FIRST_MIB + FAT_MIB) * 1048576 )),root_owner=0:0" \
         "$3" "$(( root_mib * 1024 ))k" || die "mke2fs could not write the root file system of $3"
 }
 
@@ -54,6 +57,7 @@ make_node() {
     node_identity "$node" "$tree"
     # /boot/firmware is the FAT partition's mount point: its files go to the FAT, not to ext4.
     mkdir -p "$fw"; mv "$tree"/boot/firmware/* "$fw/"
+    if [ -n "$BASE_IMG" ]; then pios_node_boot "$tree" "$fw"; fi
     make_disk "$tree" "$fw" "$img"
     rm -rf --one-file-system "$tree" "$fw"
     bmaptool -q create -o "$img.bmap" "$img"

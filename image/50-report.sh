@@ -6,7 +6,11 @@ report_arch() {
     {
         echo
         echo "== arch $ARCH: $(for n in $NODES; do if [ "$(arch_of "$n")" = "$ARCH" ]; then printf '%s ' "$n"; fi; done)"
-        echo "base: Debian $SUITE (mmdebstrap), cached as $(basename "$BASE_TAR")"
+        if [ -n "$BASE_IMG" ]; then
+            echo "base: $BASE_DESC, with Debian $SUITE packages added (not cached)"
+        else
+            echo "base: Debian $SUITE (mmdebstrap), cached as $(basename "$BASE_TAR")"
+        fi
         echo "Python packages in /opt/dnspair (checked against constraints.txt):"
         printf '%s\n' "$PIP_VERSIONS"
         echo "Debian packages:"

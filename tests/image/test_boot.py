@@ -41,8 +41,13 @@ class VM:
             (workdir / "dnspair-node.txt").write_text(settings)
             subprocess.run(["mcopy", "-o", "-i", fat, str(workdir / "dnspair-node.txt"), "::dnspair-node.txt"], check=True)
         config = subprocess.run(["mtype", "-i", fat, "::config.txt"], check=True, capture_output=True, text=True).stdout
-        kernel = re.search(r"^kernel=(\S+)", config, re.M).group(1)
-        initrd = re.search(r"^initramfs (\S+)", config, re.M).group(1)
+        # What the Pi's firmware loads: config.txt's kernel=/initramfs lines (Debian's raspi-firmware),
+        # else kernel8.img and, with auto_initramfs=1, initramfs8 (Raspberry Pi OS).
+        kernel = re.search(r"^kernel=(\S+)", config, re.M)
+        kernel = kernel.group(1) if kernel else "kernel8.img"
+        initrd = re.search(r"^initramfs (\S+)", config, re.M)
+        initrd = initrd.group(1) if initrd else "initramfs8" if re.search(r"^auto_initramfs=1", config, re.M) else None
+        assert initrd, "config.txt names no initramfs"
         for f in (kernel, initrd):
             subprocess.run(["mcopy", "-n", "-i", fat, f"::{f}", str(workdir / f)], check=True)
         cmdline = subprocess.run(["mtype", "-i", fat, "::cmdline.txt"], check=True, capture_output=True, text=True).stdout
