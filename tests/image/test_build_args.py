@@ -37,7 +37,7 @@ def pubkey(tmp_path):
     (["--config", EXAMPLE, "--ssh-key", "PUB", "--arch", "dns-pm02=i386"], "--arch must be arm64 or armhf"),
     (["--config", EXAMPLE, "--ssh-key", "PUB", "--arch", "dns-pm09=armhf"], "--arch dns-pm09=armhf: dns-pm09 is not a node"),
     (["--config", EXAMPLE, "--ssh-key", "PUB", "--arch", "armhf", "--base", EXAMPLE, "--base-sha256", "0" * 64],
-     "cannot be combined with --arch armhf"),
+     "--base takes the 64-bit Raspberry Pi OS Lite image only"),
     (["--config", EXAMPLE, "--ssh-key", "PUB", "--xz-level", "fast"], "--xz-level must be 0-9"),
     (["--config", EXAMPLE, "--ssh-key", "PUB", "--base", EXAMPLE], "--base needs --base-sha256"),
     (["--config", EXAMPLE, "--ssh-key", "PUB", "--authkey", EXAMPLE], "is not a dnspair key"),
