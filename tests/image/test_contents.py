@@ -223,11 +223,16 @@ def test_dnspair_accepts_the_config_inside_the_image(pm01):
 
 
 def test_image_python_packages_match_constraints(pm01):
+    assert_pinned_versions(pm01)
+
+
+def assert_pinned_versions(img):
+    """The image's venv holds exactly constraints.txt's versions (what the tests ran)."""
     pins = dict(line.strip().split("==") for line in open(os.path.join(REPO, "constraints.txt"))
                 if "==" in line and not line.startswith("#"))
     names = ["dnspython", "pyroute2", "scapy", "gpiozero", "PyYAML", "systemd-python", "nagiosplugin", "colorzero"]
     code = "import importlib.metadata as m, sys; print(' '.join(m.version(n) for n in sys.argv[1:]))"
-    r = pm01.chroot("/opt/dnspair/bin/python", "-c", code, *names)
+    r = img.chroot("/opt/dnspair/bin/python", "-c", code, *names)
     assert r.returncode == 0, r.stderr
     assert dict(zip(names, r.stdout.split())) == {n: pins[n] for n in names}
 

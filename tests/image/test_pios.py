@@ -19,7 +19,7 @@ import pios_standin
 from conftest import NODES, Built
 from imagehelpers import EXAMPLE, REPO, nodesettings
 from test_boot import booted
-from test_contents import Mounted, sh
+from test_contents import assert_pinned_versions, mount_images, sh
 
 pytestmark = [pytest.mark.image, pytest.mark.skipif(os.geteuid() != 0, reason="build.sh needs root")]
 
@@ -157,34 +157,11 @@ def pios(standin, pubkey, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def images(pios, tmp_path_factory):
-    """Both nodes: root mounted read-only at mnt, the FAT's files bound at mnt/boot/firmware."""
-    undo, mounted = [], {}
-    try:
-        for node in NODES:
-            d = tmp_path_factory.mktemp(f"pios-{node}")
-            raw = pios.raw(node, d)
-            table = json.loads(sh("sfdisk", "--json", str(raw)))["partitiontable"]
-            p2 = table["partitions"][1]
-            root = d / "mnt"
-            root.mkdir()
-            sh("mount", "-t", "ext4", "-o", f"ro,noload,loop,offset={p2['start'] * 512},sizelimit={p2['size'] * 512}",
-               str(raw), str(root))
-            undo.append(["umount", str(root)])
-            fat = d / "firmware"
-            fat.mkdir()
-            sh("mcopy", "-s", "-n", "-m", "-i", f"{raw}@@{4 << 20}", "::/*", str(fat))
-            sh("mount", "--bind", "-o", "ro", str(fat), str(root / "boot/firmware")); undo.append(["umount", str(root / "boot/firmware")])
-            sh("mount", "-t", "proc", "proc", str(root / "proc")); undo.append(["umount", str(root / "proc")])
-            sh("mount", "--bind", "/dev", str(root / "dev")); undo.append(["umount", str(root / "dev")])
-            for scratch in ("run", "tmp"):
-                sh("mount", "-t", "tmpfs", "tmpfs", str(root / scratch)); undo.append(["umount", str(root / scratch)])
-            img = Mounted(raw, None, root)
-            img.table = table
-            mounted[node] = img
+    """Both nodes mounted as test_contents mounts the Debian ones, with each disk's partition table."""
+    for mounted in mount_images(pios, tmp_path_factory):  # one pass; unmounts when the module ends
+        for img in mounted.values():
+            img.table = json.loads(sh("sfdisk", "--json", str(img.raw)))["partitiontable"]
         yield mounted
-    finally:
-        for cmd in reversed(undo):
-            subprocess.run(cmd, capture_output=True)
 
 
 def test_outputs_and_report_name_the_base(pios, standin):
@@ -284,13 +261,7 @@ def test_the_same_appliance_as_the_debian_base(pios, images):
 
 
 def test_dnspair_at_the_pinned_versions(pm01):
-    pins = dict(line.strip().split("==") for line in open(os.path.join(REPO, "constraints.txt"))
-                if "==" in line and not line.startswith("#"))
-    names = ["dnspython", "pyroute2", "scapy", "gpiozero", "PyYAML", "systemd-python", "nagiosplugin", "colorzero"]
-    code = "import importlib.metadata as m, sys; print(' '.join(m.version(n) for n in sys.argv[1:]))"
-    r = pm01.chroot("/opt/dnspair/bin/python", "-c", code, *names)
-    assert r.returncode == 0, r.stderr
-    assert dict(zip(names, r.stdout.split())) == {n: pins[n] for n in names}
+    assert_pinned_versions(pm01)
 
 
 def test_ssh_key_only_and_every_password_locked(pios, pm01):
