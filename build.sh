@@ -100,12 +100,13 @@ STAGE=$(mktemp -d "$OUT/.partial.XXXXXX")
 on_exit "rm -rf '$STAGE'"
 
 make_authkey
+make_wheel
 # One root file system per arch (base, dnspair, checks), then that arch's nodes from it.
 for ARCH in $ARCHES; do
     if [ -n "$BASE_IMG" ]; then base_from_image; else build_base; fi
     make_rootfs
     verify_rootfs
-    for n in $NODES; do if [ "$(arch_of "$n")" = "$ARCH" ]; then make_node "$n"; fi; done
+    for n in $(nodes_of "$ARCH"); do make_node "$n"; done
     report_arch
     rm -rf --one-file-system "$ROOT"
 done

@@ -8,20 +8,20 @@ lay_overlays() {  # $1 tree, then tar --exclude options
     tar -C "$REPO/overlays" --owner=0 --group=0 --numeric-owner "$@" -cf - . | tar -C "$root" -xpf -
 }
 
-# A wheel of the working tree (the code the tests ran), built from a copy so the checkout
-# gets no build/ or egg-info litter.
-build_dnspair_wheel() {
-    src=$WORK/dnspair-src
-    mkdir -p "$src" "$1"
+# A wheel of the working tree (the code the tests ran), built once per build (pure Python, every
+# arch's root installs it) from a copy so the checkout gets no build/ or egg-info litter.
+make_wheel() {
+    src=$WORK/dnspair-src WHEEL_DIR=$WORK/wheel
+    mkdir -p "$src" "$WHEEL_DIR"
     cp -r "$REPO/pyproject.toml" "$REPO/src" "$src/"
     [ -f "$REPO/README.md" ] && cp "$REPO/README.md" "$src/"
-    "$HOST_PY" -m pip wheel -q --no-deps --no-build-isolation --disable-pip-version-check -w "$1" "$src" >&2 \
+    "$HOST_PY" -m pip wheel -q --no-deps --no-build-isolation --disable-pip-version-check -w "$WHEEL_DIR" "$src" >&2 \
         || die "could not build the dnspair wheel from $REPO (pyproject.toml, src/)"
 }
 
 install_dnspair() {
     root=$1 stage=$1/tmp/dnspair-install
-    build_dnspair_wheel "$stage"
+    mkdir -p "$stage"; cp "$WHEEL_DIR"/dnspair-*.whl "$stage/"
     cp "$REPO/constraints.txt" "$stage/"
     # pip inside the ARM chroot fetches the ARM wheels from PyPI. systemd-python 235 is
     # Debian's python3-systemd (same upstream release as the pin), seen through

@@ -5,7 +5,7 @@
 report_arch() {
     {
         echo
-        echo "== arch $ARCH: $(for n in $NODES; do if [ "$(arch_of "$n")" = "$ARCH" ]; then printf '%s ' "$n"; fi; done)"
+        echo "== arch $ARCH: $(nodes_of "$ARCH")"
         if [ -n "$BASE_IMG" ]; then
             echo "base: $BASE_DESC, with Debian $SUITE packages added (not cached)"
         else

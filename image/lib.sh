@@ -35,6 +35,11 @@ in_chroot() {
 
 sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
 
+# The nodes being built for arch $1, in build order.
+nodes_of() {
+    for n in $NODES; do if [ "$(arch_of "$n")" = "$1" ]; then printf '%s ' "$n"; fi; done
+}
+
 # The arch a node's image is built for: its --arch NODE=ARCH, else --arch's (arm64 by default).
 arch_of() {
     for na in $NODE_ARCHS; do [ "${na%%=*}" = "$1" ] && { printf '%s\n' "${na#*=}"; return; }; done
