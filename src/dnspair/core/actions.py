@@ -1,0 +1,73 @@
+"""What the engine tells the shell to do. The shell carries them out in order."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Add VIP `vip` to its interface (without duplicate address detection)."""
+    vip: int
+
+
+@dataclass(frozen=True)
+class Release:
+    """Remove VIP `vip` from its interface, and stop announcing it."""
+    vip: int
+
+
+@dataclass(frozen=True)
+class Announce:
+    """Send a burst of gratuitous ARP for VIP `vip` (replacing any burst still running)."""
+    vip: int
+
+
+@dataclass(frozen=True)
+class Send:
+    """Send this datagram (already encoded and signed) to the peer on every link."""
+    data: bytes
+    kind: str = "heartbeat"   # heartbeat | probe | bye
+
+
+@dataclass(frozen=True)
+class CheckDns:
+    """Start one DNS check now; its outcome comes back as a `DnsResult` event."""
+
+
+@dataclass(frozen=True)
+class CheckWitness:
+    """Ask the witness now; the outcome comes back as a `WitnessResult` event."""
+
+
+@dataclass(frozen=True)
+class Notify:
+    """A line for systemd's notify socket: READY=1, WATCHDOG=1, STATUS=..., STOPPING=1."""
+    text: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The answer to a `Command`."""
+    ok: bool
+    text: str
+
+
+@dataclass(frozen=True)
+class Log:
+    text: str
+    level: str = "info"
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """The orderly stop is complete: the shell may exit."""
+
+
+Action = Claim | Release | Announce | Send | CheckDns | CheckWitness | Notify | Reply | Log | Stopped
+
+
+@dataclass
+class Step:
+    """One call's result: actions in order, and when to call again with `Tick` (None: never)."""
+    actions: list[Action] = field(default_factory=list)
+    wake_at: float | None = None

@@ -1,0 +1,75 @@
+"""What the shell tells the engine: one typed event per thing that happened.
+
+Each event is passed with `now` (monotonic seconds) to `Engine.handle`, which returns a
+`Step`: the actions to carry out and the moment it next wants a `Tick`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Start:
+    """The daemon is up: `held` are the VIP indexes already on our interfaces (adopted)."""
+    held: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
+class Tick:
+    """A deadline the engine asked for has come (or any wakeup with nothing else to say)."""
+
+
+@dataclass(frozen=True)
+class Datagram:
+    """A heartbeat datagram read from link `link`, from source address `src`."""
+    link: int
+    data: bytes
+    src: str | None = None
+
+
+@dataclass(frozen=True)
+class DnsResult:
+    """The outcome of the DNS check the engine asked for with `CheckDns`."""
+    ok: bool
+    latency: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Carrier:
+    interface: str
+    up: bool
+
+
+@dataclass(frozen=True)
+class WitnessResult:
+    ok: bool
+
+
+@dataclass(frozen=True)
+class Command:
+    """An operator command: standby | unstandby | cleanup [vip] | move vip node.
+    Answered with one `Reply` action."""
+    cmd: str
+    vip: str | None = None
+    node: str | None = None
+
+
+@dataclass(frozen=True)
+class ClaimFailed:
+    """The shell could not add VIP `vip` to its interface."""
+    vip: int
+    error: str
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """The process was stopped and continued (SIGCONT): what we know of the peer is stale."""
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Orderly stop: release everything, say bye (repeated), then `Stopped`."""
+
+
+Event = Start | Tick | Datagram | DnsResult | Carrier | WitnessResult | Command | ClaimFailed | Resumed | Stop
