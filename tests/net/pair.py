@@ -48,13 +48,16 @@ class Pair:
         for node in labmod.NODES:
             path = lab.workdir / f"{node}.yaml"
             sock = lab.workdir / node / "control.sock"
-            path.write_text(config_text(lab, extra + f"\ncontrol: {{socket: {sock}}}\n",
-                                        lab.second_link, failback))
+            # Each node its own state_dir: the default /run/dnspair would be shared by both lab
+            # nodes (and by every lab on the machine), and what a node persists there is its own.
+            local = f"\ncontrol: {{socket: {sock}}}\nstate_dir: {lab.workdir / node}\n"
+            path.write_text(config_text(lab, extra + local, lab.second_link, failback))
             self.configs[node] = path
 
-    def start(self, node=None, wait=True):
+    def start(self, node=None, wait=True, **daemon_kw):
+        """daemon_kw go to lab.start_daemon (wrapper=, env_extra=)."""
         for n in ([node] if node else labmod.NODES):
-            self.procs[n] = self.lab.start_daemon(n, self.configs[n], name=NODE_NAME[n])
+            self.procs[n] = self.lab.start_daemon(n, self.configs[n], name=NODE_NAME[n], **daemon_kw)
         if wait:
             for n in ([node] if node else labmod.NODES):
                 self.wait(lambda n=n: self.status(n)["nodes"] and self.me(n)["ready"], f"{n} ready")
