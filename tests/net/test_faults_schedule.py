@@ -232,6 +232,7 @@ def test_replayed_heartbeats_do_not_pose_as_a_live_peer(lab):
         t_served = time.monotonic()
         assert VIP2 in held(lab, "node1")
         assert lab.arp_entry("client", VIP2) == lab.node_mac("node1")
+        assert not _peer(p, "node1")["online"], "replayed heartbeats are no live peer"
         sent = r.sent
         assert sent > 0 and r.running(), "the replay ran all along"
     print(f"\nreplay of {len(rec)} recorded heartbeats ({sent} sent): node1 ready "
