@@ -134,10 +134,10 @@ class Engine:
     # --- the one entry point -------------------------------------------------------------
 
     def handle(self, now: float, ev: Event) -> Step:
+        acts: list[Action] = []
         if self.stopping:
             acts = self._bye(now) if isinstance(ev, Tick) else []
             return Step(acts, self.next_bye if self.byes_left else None)
-        acts: list[Action] = []
         if self.started_up:
             acts += self._check_stall(now)
         match ev:
@@ -534,7 +534,8 @@ class Engine:
             if not self.peer_alive(now) and now - self.started < self.cfg.heartbeat.dead_time:
                 return []  # give the peer a chance to speak before claiming anything
             self.ready = True
-            return [Notify("READY=1"), Log("ready: first decision made")] + self.decide(now)
+            first: list[Action] = [Notify("READY=1"), Log("ready: first decision made")]
+            return first + self.decide(now)
         acts: list[Action] = []
         alive = self.peer_alive(now)
         m = self.peer.msg if alive else None
