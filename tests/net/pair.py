@@ -48,10 +48,9 @@ class Pair:
         for node in labmod.NODES:
             path = lab.workdir / f"{node}.yaml"
             sock = lab.workdir / node / "control.sock"
-            # Each node its own state_dir: the default /run/dnspair would be shared by both lab
-            # nodes (and by every lab on the machine), and what a node persists there is its own.
-            local = f"\ncontrol: {{socket: {sock}}}\nstate_dir: {lab.workdir / node}\n"
-            path.write_text(config_text(lab, extra + local, lab.second_link, failback))
+            path.write_text(config_text(lab, extra + f"\ncontrol: {{socket: {sock}}}\n"
+                                        f"state_dir: {lab.workdir / node / 'state'}\n",
+                                        lab.second_link, failback))
             self.configs[node] = path
 
     def start(self, node=None, wait=True, **daemon_kw):
