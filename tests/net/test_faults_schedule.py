@@ -88,9 +88,11 @@ def test_restart_with_the_clock_an_hour_behind_is_heard_and_takes_over(lab):
           f"VIP1 answered by node2 {took:.3f} s after node1's bind died")
 
 
-def forged_fields(cfg) -> dict:
-    """node2's own view, signed with the real key, from the highest incarnation there is."""
+def forged_fields(cfg, node1_incarnation: int) -> dict:
+    """node2's own view, signed with the real key, from the highest incarnation there is,
+    echoing node1's current one (wire v2): node1 takes it for node2 restarted."""
     return dict(cluster=cfg.cluster, sender="dns-pm02", incarnation=2**64 - 1, seq=1,
+                echo=node1_incarnation,
                 nvips=2, held=0b10, sticky=0b10, available=0b11, dns_ok=True, ready=True,
                 digest=bytes.fromhex(cfg.digest)[:8])
 
@@ -99,7 +101,8 @@ def test_one_signed_datagram_with_the_top_incarnation_does_not_lock_the_peer_out
     p = _pair(lab)
     cfg = parse(p.configs["node2"].read_text())
     key = parse_key((lab.workdir / "authkey").read_text())
-    data = wire.encode(wire.Message(**forged_fields(cfg)), key)
+    node1_inc = int(p.status("node1")["daemon"]["incarnation"], 16)
+    data = wire.encode(wire.Message(**forged_fields(cfg, node1_inc)), key)
     assert wire.decode(data, key, cfg.cluster).incarnation == 2**64 - 1, "validly signed"
     # From node2's heartbeat address and port (beside its daemon's socket, which is connected
     # to node1's: the kernel keeps delivering node1's heartbeats there).
