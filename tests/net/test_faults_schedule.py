@@ -16,11 +16,10 @@ from datetime import datetime
 import pytest
 
 import lab as labmod
-from pair import Pair
-from test_faults_common import Watcher, held
-
 from dnspair.core import wire
 from dnspair.core.config import parse, parse_key
+from pair import Pair
+from test_faults_common import Watcher, held
 
 VIP1, VIP2 = labmod.VIP1, labmod.VIP2
 PORT = 7405             # default heartbeat.port
@@ -28,9 +27,9 @@ ONLINE_BOUND = 5.0      # "within a few seconds" on a shared 2-core machine
 FAILOVER_BOUND = 5.0    # bind killed -> VIP answered by the other node
 NEIGH_BOUND = 3.0       # a fault settled -> the client's ARP entry names the holder
 GAP_BUDGET = 1.5        # longest a client may go unanswered through VIP1 during the freezes
-BEHIND = ("-f", "-1h")
+BEHIND = ("-f", "-1h")  # faketime: the wall clock one hour behind, monotonic untouched
 DEAD = 0.2              # default heartbeat.dead_time
-SEEN = 0.01             # after a heartbeat reaches node1's eth0: its daemon has read it  # faketime: the wall clock one hour behind, monotonic untouched
+SEEN = 0.01             # after a heartbeat reaches node1's eth0: its daemon has read it
 
 
 def _pair(lab) -> Pair:
@@ -64,6 +63,7 @@ def _node1_bind_dies_vip1_moves_to_node2(lab, p) -> float:
 
 
 def _heard_again(p, since: float, what: str) -> float:
+    """From `since` (node2 ready after its restart): node1 must count it online again."""
     p.wait(lambda: _peer(p, "node1")["online"], f"node1 counts {what} node2 online",
            timeout=ONLINE_BOUND)
     return time.monotonic() - since
@@ -78,13 +78,13 @@ def test_restart_with_the_clock_an_hour_behind_is_heard_and_takes_over(lab):
     p = _pair(lab)
     _power_cut(lab, p, "node2")
     p.wait(lambda: held(lab, "node1") == {VIP1, VIP2}, "node1 took VIP2 from the dead node2")
-    t0 = time.monotonic()
     p.start("node2", wrapper=("faketime", *BEHIND), env_extra={"DONT_FAKE_MONOTONIC": "1"})
+    t0 = time.monotonic()
     started = datetime.fromisoformat(p.status("node2")["daemon"]["started"]).timestamp()
     assert 3500 < time.time() - started < 3700, "the daemon's wall clock really is an hour behind"
     online = _heard_again(p, t0, "the restarted (clock behind)")
     took = _node1_bind_dies_vip1_moves_to_node2(lab, p)
-    print(f"\nclock 1 h behind: node2 online at node1 {online:.3f} s after its restart; "
+    print(f"\nclock 1 h behind: node2 online at node1 {online:.3f} s after it was ready again; "
           f"VIP1 answered by node2 {took:.3f} s after node1's bind died")
 
 
@@ -115,11 +115,11 @@ def test_one_signed_datagram_with_the_top_incarnation_does_not_lock_the_peer_out
         s.close()
     time.sleep(1.0)
     assert p.stop("node2") == 0
-    t0 = time.monotonic()
     p.start("node2")
+    t0 = time.monotonic()
     online = _heard_again(p, t0, "the restarted")
     took = _node1_bind_dies_vip1_moves_to_node2(lab, p)
-    print(f"\nincarnation 2^64-1 forged: node2 online at node1 {online:.3f} s after its restart; "
+    print(f"\nincarnation 2^64-1 forged: node2 online at node1 {online:.3f} s after it was ready again; "
           f"VIP1 answered by node2 {took:.3f} s after node1's bind died")
 
 
@@ -161,7 +161,7 @@ class HeartbeatTap:
         while not self._stop.is_set():
             try:
                 pkt, addr = self.sock.recvfrom(2048)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             t = time.monotonic()
             if len(pkt) < 28 or pkt[0] >> 4 != 4 or pkt[9] != 17:
