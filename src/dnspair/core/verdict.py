@@ -54,7 +54,7 @@ def _ip(vip: Mapping[str, Any]) -> str:
 
 def _ago(s: float | None) -> str:
     if s is None:
-        return "never heard"
+        return "since start"
     return f"for {s:.1f} s" if s < 10 else f"for {s:.0f} s"
 
 
