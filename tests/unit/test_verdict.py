@@ -17,7 +17,7 @@ import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
-from dnspair.core import verdict
+from dnspair.core import verdict, wire
 from dnspair.core.config import Leds
 from dnspair.core.status import build
 from dnspair.shell import http as endpoint
@@ -30,14 +30,22 @@ PLUGIN = Path(sys.executable).parent / "check_dnspair"
 EXIT = {"OK": 0, "WARNING": 1, "CRITICAL": 2}
 
 
-def run_pair(*steps, node="dns-pm01", warm=True):
+def run_pair(*steps, node="dns-pm01"):
     p = Pair()
-    if warm:
-        p.run(1.0)
+    p.run(1.0)
     for step in steps:
         step(p)
         p.run(1.0)
     return build(p.e[node], p.now, 1_700_000_000.0, 4242)
+
+
+def restarted_alone():
+    """dns-pm01 just restarted with its peer dead: not ready until the dead time passed."""
+    p = Pair()
+    p.run(1.0)
+    p.kill("dns-pm02")
+    p.restart("dns-pm01", wire.incarnation(2, 1))
+    return build(p.e["dns-pm01"], p.now, 1_700_000_000.0, 4242)
 
 
 def edited(change):
@@ -58,8 +66,7 @@ def dns_down(*nodes):
 # name: (status document, kinds in order, plugin state, /health code, LEDs (green, amber, red))
 ROWS = {
     "healthy": (lambda: run_pair(), [], "OK", 200, (True, False, False)),
-    "starting": (lambda: run_pair(warm=False),
-                 ["vip_unowned", "vip_unowned", "peer_unheard", "starting"], "CRITICAL", 503,
+    "starting": (restarted_alone, ["vip_unowned", "peer_unheard", "starting"], "CRITICAL", 503,
                  (False, False, True)),
     "peer unheard": (lambda: run_pair(lambda p: p.kill("dns-pm02")),
                      ["vip_away", "peer_unheard", "failures_recorded"], "WARNING", 200,
@@ -260,7 +267,7 @@ def toggles(pin, want=4, tries=300):
     """Edges the pin made by itself (gpiozero's blink thread), waiting up to tries*10 ms."""
     ev = threading.Event()
     for _ in range(tries):
-        n = sum(1 for a, b in zip(pin.states, pin.states[1:]) if a.state != b.state)
+        n = sum(1 for a, b in zip(pin.states, pin.states[1:], strict=False) if a.state != b.state)
         if n >= want:
             return n
         ev.wait(0.01)
