@@ -55,6 +55,7 @@ class Daemon:
         st = self.engine.handle(time.monotonic(), ev)
         self._arm(st.wake_at)
         changed = False
+        queued = not self.queue.empty()
         for a in st.actions:
             match a:
                 case A.Log(text, level):
@@ -68,8 +69,11 @@ class Daemon:
                     self._check_witness()
                 case A.Stopped():
                     self.stopped.set()
+                case A.Send(data) if not queued:
+                    self.hb.send(data)   # nothing to wait for: no extra task switch at rest
                 case A.Claim() | A.Release() | A.Announce() | A.Send():
                     self.queue.put_nowait(a)
+                    queued = True
         if changed and self.listeners:
             st_doc = self.status()
             for fn in self.listeners:

@@ -126,6 +126,7 @@ class Engine:
         self.byes_left = 0
         self.next_heartbeat = now
         self.next_dns = now
+        self.dns_asked: float | None = None   # a DNS check is out since then
         self.next_probe = 0.0
         self.next_witness = now
         self.next_watchdog = now
@@ -152,7 +153,9 @@ class Engine:
             case Datagram(link, data, src):
                 acts += self._on_datagram(now, link, data, src)
             case DnsResult(ok, latency, error):
-                acts += self._on_dns(now, ok, latency, error)
+                if self.dns_asked is not None:   # else: a late answer, already judged a timeout
+                    self.dns_asked = None
+                    acts += self._on_dns(now, ok, latency, error)
             case Carrier(interface, up):
                 acts += self._on_carrier(now, interface, up)
             case WitnessResult(ok):
@@ -197,9 +200,16 @@ class Engine:
     def _due(self, now: float) -> list[Action]:
         hb = self.cfg.heartbeat
         acts: list[Action] = []
+        check = self.cfg.dns_check
+        if self.dns_asked is not None and now >= self.dns_asked + check.timeout:
+            # No answer in time: bind is hung (a stopped bind is refused at once).
+            self.dns_asked = None
+            acts += self._on_dns(now, False, None, f"timeout after {check.timeout:g} s (bind hung?)")
         if now >= self.next_dns:
-            acts.append(CheckDns())   # first: bind answers while we send
-            self.next_dns = _advance(self.next_dns, self.cfg.dns_check.interval, now)
+            if self.dns_asked is None:
+                acts.append(CheckDns())   # first: bind answers while we send
+                self.dns_asked = now
+            self.next_dns = _advance(self.next_dns, check.interval, now)
         suspect = self.peer_suspect(now)
         if suspect and not self.probing and self.cfg.witness is not None:
             acts.append(CheckWitness())   # ask the witness now, not at its next interval
@@ -230,6 +240,8 @@ class Engine:
         """The next moment something is due or the decision could change without an input."""
         hb = self.cfg.heartbeat
         times = [self.next_heartbeat, self.next_dns]
+        if self.dns_asked is not None:
+            times.append(self.dns_asked + self.cfg.dns_check.timeout)
         if self.cfg.witness is not None:
             times.append(self.next_witness)
         if self.watchdog:
