@@ -221,12 +221,12 @@ class Daemon:
         ifnames = sorted({v.interface for v in self.cfg.vips})
         if hasattr(self.announcer, "open"):
             self.announcer.open(ifnames)
-        actuator = loop.create_task(self._actuator())
+        actuator = loop.create_task(self._actuator(), name="actuator")
         self.step(E.Start(frozenset(held)))
         for name in ifnames:
             self.step(E.Carrier(name, await self.nl.carrier(name)))
         carrier = loop.create_task(netlink.watch_carrier(
-            set(ifnames), lambda name, up: self.step(E.Carrier(name, up))))
+            set(ifnames), lambda name, up: self.step(E.Carrier(name, up))), name="carrier watch")
         log.info("started as %s in cluster %s (%d VIPs, %d link(s), incarnation %016x)", self.me,
                  self.cfg.cluster, len(self.cfg.vips), len(self.cfg.nodes[self.me].addresses),
                  self.engine.incarnation)
@@ -236,7 +236,7 @@ class Daemon:
         rc = 0
         for t in done:
             if t is not stop:
-                log.error("internal error, stopping: %s ended: %r", t.get_coro().__name__, t.exception())
+                log.error("internal error, stopping: %s ended: %r", t.get_name(), t.exception())
                 rc = 1
         self.prober.close()
         if actuator.done():
