@@ -779,9 +779,10 @@ table ip dplab {{
         return [sys.executable, "-m", "dnspair"]
 
     def start_daemon(self, node: str, config_path, name: str | None = None,
-                     log: Path | str | None = None, extra_args=()) -> subprocess.Popen:
+                     log: Path | str | None = None, extra_args=(), **popen_kw) -> subprocess.Popen:
         """Run `dnspair daemon --config FILE --node NAME` in `node`'s namespace.
-        stdout+stderr go to `log` (default <workdir>/<node>/dnspair.log)."""
+        stdout+stderr go to `log` (default <workdir>/<node>/dnspair.log); popen_kw go to
+        subprocess.Popen (e.g. preexec_fn to set a resource limit)."""
         log = Path(log) if log else self.workdir / node / "dnspair.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -791,7 +792,7 @@ table ip dplab {{
         env["PYTHONPATH"] = f"{src}:{env['PYTHONPATH']}" if env.get("PYTHONPATH") else str(src)
         cmd = [*self.dnspair_command(), "daemon", "--config", str(config_path),
                "--node", name or node, *extra_args]
-        return self.popen(node, cmd, log=log, env=env, what=f"dnspair@{node}")
+        return self.popen(node, cmd, log=log, env=env, what=f"dnspair@{node}", **popen_kw)
 
     def dnspair_cli(self, node: str, *args, timeout: float = 30.0):
         """Run `dnspair ARGS...` in `node` (e.g. 'status', '--json'); CompletedProcess."""
