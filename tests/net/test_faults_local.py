@@ -100,6 +100,7 @@ def test_idle_control_clients_under_the_default_file_limit_do_not_stop_a_takeove
     assert "Traceback" not in log, log[-3000:]
     about_clients = [ln for ln in log.splitlines()
                      if "control socket" in ln or "accept" in ln or "open files" in ln]
+    print("node1's log about its clients:", *about_clients, sep="\n  ")
     assert len(about_clients) <= 3, f"one line per kind of refusal: {about_clients[:6]}"
     assert "gratuitous ARP" not in log, "every announcement went out"
     r = p.cli("node1", "status")
