@@ -93,7 +93,8 @@ def test_idle_control_clients_under_the_default_file_limit_do_not_stop_a_takeove
         for s in socks:
             s.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    assert served, f"VIP2 not answered by node1 within {TAKEOVER_BOUND} s: {w.summary(t_kill, t_end)}\n{p.logs()}"
+    assert served, \
+        f"VIP2 not answered by node1 within {TAKEOVER_BOUND} s: {w.summary(t_kill, t_end)}\n{p.logs()}"
     assert served[0].t - t_kill < TAKEOVER_BOUND
     assert w.answerers(VIP2, served[0].t, t_end) == ["node1"] and \
         w.lost(VIP2, served[0].t, t_end) == 0, w.summary(served[0].t, t_end)

@@ -134,7 +134,7 @@ class Announcer:
             old = self._sockets.pop(ifname, None)
             if old:
                 old.close()
-        kind = f"{phase} {errno.errorcode.get(e.errno, e.errno)}"
+        kind = f"{phase} {errno.errorcode.get(e.errno or 0, e.errno)}"
         seen = self._failing.setdefault(ifname, set())
         if kind not in seen:
             seen.add(kind)

@@ -63,7 +63,7 @@ class Server:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
-                name = errno.errorcode.get(e.errno, str(e.errno))
+                name = errno.errorcode.get(e.errno or 0, str(e.errno))
                 self.on_reject(f"accept failed {name}: {e.strerror or e}")
                 self.loop.remove_reader(self.sock.fileno())
                 self._listening = False
@@ -100,11 +100,12 @@ class Server:
                     reply = {"ok": False, "error": f"malformed request: {e}"}
                 else:
                     reply = self.handle(req)
-            if not reply["ok"] and reply["error"].startswith(("malformed", "request too long")):
-                self.on_reject(reply["error"])
+            error = str(reply.get("error", ""))
+            if not reply["ok"] and error.startswith(("malformed", "request too long")):
+                self.on_reject(error)
             writer.write(json.dumps(reply).encode() + b"\n")
             await asyncio.wait_for(writer.drain(), CLIENT_TIMEOUT)
-        except (asyncio.TimeoutError, ConnectionError, asyncio.LimitOverrunError, ValueError) as e:
+        except (TimeoutError, ConnectionError, asyncio.LimitOverrunError, ValueError) as e:
             self.on_reject(f"client dropped: {type(e).__name__}")
         except asyncio.CancelledError:
             raise
@@ -175,16 +176,17 @@ def request(path: str, req: dict, timeout: float = 3.0) -> dict:
                 break
             data += chunk
     except FileNotFoundError:
-        raise ControlError(f"dnspair daemon is not running (no control socket at {path})")
+        raise ControlError(f"dnspair daemon is not running (no control socket at {path})") from None
     except ConnectionRefusedError:
-        raise ControlError(f"dnspair daemon is not running (nothing listens on {path})")
+        raise ControlError(f"dnspair daemon is not running (nothing listens on {path})") from None
     except PermissionError:
-        raise ControlError(f"permission denied on {path}: run as root or as a member of the admin group")
-    except socket.timeout:
-        raise ControlError(f"dnspair daemon did not answer within {timeout:g} s")
+        raise ControlError(f"permission denied on {path}: run as root or as a member of the "
+                           "admin group") from None
+    except TimeoutError:
+        raise ControlError(f"dnspair daemon did not answer within {timeout:g} s") from None
     finally:
         s.close()
     try:
         return json.loads(data)
     except ValueError:
-        raise ControlError("dnspair daemon sent an unreadable reply")
+        raise ControlError("dnspair daemon sent an unreadable reply") from None

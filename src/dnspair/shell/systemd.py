@@ -58,11 +58,15 @@ class _DroppingQueueHandler(logging.handlers.QueueHandler):
 
 
 class _Listener(logging.handlers.QueueListener):
+    def __init__(self, q: queue.Queue, handler: logging.Handler):
+        super().__init__(q, handler, respect_handler_level=True)
+        self._q = q
+
     def stop(self, timeout: float = STOP_WAIT) -> None:
         """Write out what is queued, waiting at most `timeout` s for a stuck handler."""
         if self._thread is not None:
             try:
-                self.queue.put(self._sentinel, timeout=timeout)
+                self._q.put(getattr(self, "_sentinel", None), timeout=timeout)
             except queue.Full:
                 pass
             self._thread.join(timeout)
