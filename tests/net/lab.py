@@ -781,10 +781,11 @@ table ip dplab {{
 
     def start_daemon(self, node: str, config_path, name: str | None = None,
                      log: Path | str | None = None, extra_args=(), wrapper=(),
-                     env_extra=None) -> subprocess.Popen:
+                     env_extra=None, **popen_kw) -> subprocess.Popen:
         """Run `dnspair daemon --config FILE --node NAME` in `node`'s namespace.
         stdout+stderr go to `log` (default <workdir>/<node>/dnspair.log). `wrapper` goes
-        before the command (e.g. faketime and its arguments), `env_extra` into its environment."""
+        before the command (e.g. faketime and its arguments), `env_extra` into its
+        environment; popen_kw go to subprocess.Popen (e.g. preexec_fn for a resource limit)."""
         log = Path(log) if log else self.workdir / node / "dnspair.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, PYTHONUNBUFFERED="1", **(env_extra or {}))
@@ -794,7 +795,7 @@ table ip dplab {{
         env["PYTHONPATH"] = f"{src}:{env['PYTHONPATH']}" if env.get("PYTHONPATH") else str(src)
         cmd = [*wrapper, *self.dnspair_command(), "daemon", "--config", str(config_path),
                "--node", name or node, *extra_args]
-        return self.popen(node, cmd, log=log, env=env, what=f"dnspair@{node}")
+        return self.popen(node, cmd, log=log, env=env, what=f"dnspair@{node}", **popen_kw)
 
     def dnspair_cli(self, node: str, *args, timeout: float = 30.0):
         """Run `dnspair ARGS...` in `node` (e.g. 'status', '--json'); CompletedProcess."""

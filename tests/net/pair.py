@@ -54,7 +54,7 @@ class Pair:
             self.configs[node] = path
 
     def start(self, node=None, wait=True, **daemon_kw):
-        """daemon_kw go to lab.start_daemon (wrapper=, env_extra=)."""
+        """daemon_kw go to lab.start_daemon (wrapper=, env_extra=, or Popen arguments)."""
         for n in ([node] if node else labmod.NODES):
             self.procs[n] = self.lab.start_daemon(n, self.configs[n], name=NODE_NAME[n], **daemon_kw)
         if wait:
