@@ -244,7 +244,7 @@ class Daemon:
         try:
             await asyncio.wait_for(self.stopped.wait(), 5.0)
             await asyncio.wait_for(self.queue.join(), 5.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.error("orderly stop did not finish in time")
         self._arm(None)
         carrier.cancel()

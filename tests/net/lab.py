@@ -236,14 +236,14 @@ class Lab:
             self.workdir = Path(self.workdir)
             self.workdir.mkdir(parents=True, exist_ok=True)
 
-    def __enter__(self) -> "Lab":
+    def __enter__(self) -> Lab:
         self.start()
         return self
 
     def __exit__(self, *exc):
         self.close()
 
-    def start(self, bind: bool = True) -> "Lab":
+    def start(self, bind: bool = True) -> Lab:
         """Build the namespaces, veths and bridges, then start bind on both nodes."""
         why = requirements_missing()
         if why:
@@ -453,7 +453,7 @@ class Lab:
                 s.settimeout(max(0.001, deadline - time.monotonic()))
                 try:
                     buf, _ = s.recvfrom(4096)
-                except (socket.timeout, ConnectionRefusedError, OSError):
+                except (TimeoutError, ConnectionRefusedError, OSError):
                     return None
                 try:
                     rid, rcode, addrs = dns_parse_response(buf)

@@ -70,7 +70,7 @@ class Watcher:
             s.settimeout(left)
             try:
                 buf, _ = s.recvfrom(4096)
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 return None
             try:
                 rid, _rcode, addrs = labmod.dns_parse_response(buf)

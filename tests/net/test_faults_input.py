@@ -15,11 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lab as labmod
-from pair import Pair
-from test_faults_common import Watcher, control_exchange as _control, dnspair_log, failovers, held
-
 from dnspair.core import wire
 from dnspair.core.config import parse_key
+from pair import Pair
+from test_faults_common import Watcher, dnspair_log, failovers, held
+from test_faults_common import control_exchange as _control
 
 VIP1, VIP2 = labmod.VIP1, labmod.VIP2
 REPO = Path(__file__).resolve().parents[2]
@@ -266,9 +266,10 @@ def _mutations():
           suppress_health_check=list(HealthCheck))
 @given(_mutations())
 def test_mutated_example_configs_never_crash_check_config(tmp_path_factory, muts):
-    from dnspair.cli import main
     import contextlib
     import io
+
+    from dnspair.cli import main
     lines = EXAMPLE.splitlines(keepends=True)
     for i, how, ch in muts:
         i %= len(lines)

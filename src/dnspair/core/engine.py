@@ -28,11 +28,34 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from . import wire
-from .actions import (Action, Announce, CheckDns, CheckWitness, Claim, Log, Notify, Release, Reply,
-                      Send, Step, Stopped)
+from .actions import (
+    Action,
+    Announce,
+    CheckDns,
+    CheckWitness,
+    Claim,
+    Log,
+    Notify,
+    Release,
+    Reply,
+    Send,
+    Step,
+    Stopped,
+)
 from .config import Config
-from .events import (Carrier, ClaimFailed, Command, Datagram, DnsResult, Event, Resumed, Start, Stop,
-                     Tick, WitnessResult)
+from .events import (
+    Carrier,
+    ClaimFailed,
+    Command,
+    Datagram,
+    DnsResult,
+    Event,
+    Resumed,
+    Start,
+    Stop,
+    Tick,
+    WitnessResult,
+)
 from .liveness import LEARN, LIVE, Liveness
 
 BYE_REPEATS = 3          # a lost bye only costs the dead time; each repeat has a new seq
