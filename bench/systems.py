@@ -248,6 +248,7 @@ failure_threshold: 1
 failback: manual
 control:
   socket: {self.socket[n]}
+state_dir: {self.workdir / n / "state"}
 """)
 
     def start_node(self, node):

@@ -133,7 +133,7 @@ class Config:
     control: Control = Control()
     status_http: StatusHttp | None = None
     leds: Leds = Leds()
-    state_dir: str = "/run/dnspair"
+    state_dir: str = "/var/lib/dnspair"
     digest: str = field(default="", compare=False)
 
     @property
@@ -341,7 +341,7 @@ def _check(tree, text: str, filename: str) -> Config:
     key_file = top("key_file", str, lambda v: None if v.startswith("/") else "must be an absolute path",
                    "/etc/dnspair/authkey")
     state_dir = top("state_dir", str, lambda v: None if v.startswith("/") else "must be an absolute path",
-                    "/run/dnspair")
+                    "/var/lib/dnspair")
 
     nodes: dict[str, Node] = {}
     seen_addr: dict[str, str] = {}
