@@ -31,6 +31,7 @@ class _Budget:
     def __init__(self, rec, cfg):
         self.marks = rec.marks
         self.times = [m[0] for m in rec.marks]
+        self.timeset = set(self.times)
         self.base = 0.0
         if cfg.witness is not None:
             self.base += cfg.witness.interval + cfg.witness.timeout
@@ -127,7 +128,7 @@ def _double(b: _Budget, s: float, e: float, handover: float) -> float | None:
         hear, extra = st[2], st[3]
         if not hear:
             since = None
-        elif since is None or p in b.times and p > s:
+        elif since is None or p in b.timeset and p > s:
             since = p
         nxt = points[i + 1] if i + 1 < len(points) else e
         if since is not None and nxt - since > handover + extra:
