@@ -114,7 +114,7 @@ def _crash(w, n, f):
 def _start_again(w, n, f):
     if n.engine is None and n.powered:
         if f.get("lose_state"):
-            n.counter = 0
+            n.counter = -1   # no counter file: the shell starts again from 0
         n.start()
 
 
@@ -146,7 +146,7 @@ def _power_off(w, n, f):
 def _power_on(w, n, f):
     n.powered = True
     if f.get("lose_state"):
-        n.counter = 0
+        n.counter = -1
     n.start()
 
 

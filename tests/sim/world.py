@@ -71,7 +71,7 @@ class Node:
         self.name = name
         self.idx = idx
         self.addrs: set[int] = set()
-        self.counter = counter       # persisted in the state directory
+        self.counter = counter       # the state directory's start counter (-1: none yet)
         self.powered = True
         self.engine = None
         self.gen = 0                 # process generation: timers of a dead process are void
