@@ -68,6 +68,7 @@ def _replay(cfg_text: str, sch: dict, show_log: bool) -> int:
 def _many(cfg_text: str, seeds, deadline, jobs, shrink_max: int) -> int:
     t0 = time.monotonic()
     n = nviol = shrunk = 0
+    known: dict = {}
     virtual = cpu = 0.0
     ctx = multiprocessing.get_context("fork")
     # Shrinking runs in the workers; past `shrink_max` failing seeds the rest are only listed.
@@ -82,6 +83,8 @@ def _many(cfg_text: str, seeds, deadline, jobs, shrink_max: int) -> int:
                 cpu += r["cpu"]
                 if r["violations"]:
                     nviol += len(r["violations"])
+                    for k in r["known"]:
+                        known[k] = known.get(k, 0) + 1
                     _print_failure(r)
                     shrunk += "minimal" in r
                 if deadline and time.monotonic() > deadline:
@@ -93,14 +96,18 @@ def _many(cfg_text: str, seeds, deadline, jobs, shrink_max: int) -> int:
     if n:
         print(f"# {n} schedules in {wall:.1f} s wall: {n / wall * 60:.0f} schedules/min, "
               f"{virtual / n:.1f} s virtual each, {cpu / n * 1000:.0f} ms CPU each", file=sys.stderr)
+    if known:
+        print("# violations by known defect: " + ", ".join(
+            f"{k or 'unclassified'} {c}" for k, c in sorted(known.items(), key=lambda kv: -kv[1])),
+            file=sys.stderr)
     print(f"sim: {n} schedules, {nviol} violations")
     return 1 if nviol else 0
 
 
 def _print_failure(r: dict) -> None:
     print(f"seed {r['seed']}: {len(r['violations'])} violations")
-    for v in r["violations"][:10]:
-        print(f"  {v}")
+    for v, k in list(zip(r["violations"], r["known"]))[:10]:
+        print(f"  {v}" + (f"  [known defect: {k}]" if k else ""))
     if "minimal" in r:
         print(f"  minimal schedule ({len(r['minimal_violations'])} violations; save it to a file and "
               f"replay with: python3 -m tests.sim --schedule FILE):")

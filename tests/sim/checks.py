@@ -20,6 +20,8 @@ class Violation(NamedTuple):
     invariant: str
     t: float
     text: str
+    vip: int | None = None
+    node: str | None = None     # where the client pointed
 
     def __str__(self) -> str:
         return f"{self.invariant} at t={self.t:.3f}: {self.text}"
@@ -41,7 +43,7 @@ class _Budget:
 
     def state(self, q: float):
         i = bisect.bisect_right(self.stimes, q) - 1
-        return self.states[i] if i >= 0 else (0.0, (), False, 0.0)
+        return self.states[i] if i >= 0 else (0.0, (), False, 0.0, ())
 
     def covered(self, q: float) -> bool:
         extra = self.base + self.state(q)[3]
@@ -85,7 +87,7 @@ def answered(rec, cfg) -> list[Violation]:
             bad.append((t, vip, target))
     return [Violation("answered", s, f"VIP{v + 1} ({cfg.vips[v].ip}) unanswered {s:.3f}-{e:.3f} "
                       f"(client points at {target}; nodes able to serve: {', '.join(b.state(s)[1])}; "
-                      f"last fault edge: {b.last_mark(s)})")
+                      f"last fault edge: {b.last_mark(s)})", v, target)
             for s, e, v, target in _stretches(bad)]
 
 
@@ -94,7 +96,8 @@ def pointed(rec, cfg) -> list[Violation]:
     b = _Budget(rec, cfg)
     bad = [(t, vip, target) for t, vip, _, isbad, target in rec.queries if isbad and not b.covered(t)]
     return [Violation("pointed", s, f"VIP{v + 1} ({cfg.vips[v].ip}): client's ARP points at {target}, "
-                      f"which lacks the address, {s:.3f}-{e:.3f} (last fault edge: {b.last_mark(s)})")
+                      f"which lacks the address, {s:.3f}-{e:.3f} (last fault edge: {b.last_mark(s)})",
+                      v, target)
             for s, e, v, target in _stretches(bad)]
 
 
@@ -154,7 +157,8 @@ def converged(rec, cfg, moves: bool = False) -> list[Violation]:
             elif not v["answered"] or v["target"] != hs[0]:
                 why = f"client points at {v['target']} (answered: {v['answered']}), holder {hs[0]}"
             if why:
-                out.append(Violation("converged", snap["t"], f"{phase}: VIP{i + 1} ({cfg.vips[i].ip}) {why}"))
+                out.append(Violation("converged", snap["t"], f"{phase}: VIP{i + 1} ({cfg.vips[i].ip}) {why}",
+                                     i, v["target"]))
     return out
 
 

@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from . import checks, schedule as schedmod
+from . import checks, known, schedule as schedmod
 from .world import World
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,14 +20,15 @@ def run_one(cfg_text: str, sch: dict, engine_factory=None, trace: bool = False):
     return rec, checks.check(rec, w.cfg, sch), w
 
 
-def kinds(violations) -> set[str]:
-    return {v.invariant for v in violations}
+def same_invariants(want: set[str]):
+    """A shrink predicate: any violation of one of these invariants."""
+    return lambda viol, rec, w, sch: bool({v.invariant for v in viol} & want)
 
 
-def shrink(cfg_text: str, sch: dict, want: set[str], engine_factory=None,
+def shrink(cfg_text: str, sch: dict, keep, engine_factory=None,
            budget_s: float = 60.0, max_runs: int = 400) -> tuple[dict, list]:
-    """Delta debugging: drop chunks of faults, then shorten what is left, while the schedule
-    still violates one of the invariants in `want`. Returns (schedule, its violations)."""
+    """Delta debugging: drop chunks of faults, then shorten what is left, while
+    keep(violations, record, world, schedule) holds. Returns (schedule, its violations)."""
     deadline = time.monotonic() + budget_s
     runs = 0
     best = copy.deepcopy(sch)
@@ -39,8 +40,8 @@ def shrink(cfg_text: str, sch: dict, want: set[str], engine_factory=None,
             return None
         runs += 1
         _fit(s)
-        v = run_one(cfg_text, s, engine_factory)[1]
-        return v if kinds(v) & want else None
+        rec, v, w = run_one(cfg_text, s, engine_factory)
+        return v if v and keep(v, rec, w, s) else None
 
     # 1. ddmin over the fault list
     n = 2
@@ -111,11 +112,21 @@ def check_seed(args) -> dict:
     seed, cfg_text = args
     sch = schedmod.generate(seed)
     t0 = time.perf_counter()
-    rec, viol, _ = run_one(cfg_text, sch)
-    out = {"seed": seed, "violations": [str(v) for v in viol], "virtual": rec.converged["after_cleanup"]["t"],
-           "cpu": time.perf_counter() - t0, "calls": rec.calls, "events": rec.events, "pid": os.getpid()}
+    rec, viol, w = run_one(cfg_text, sch)
+    cpu = time.perf_counter() - t0
+    out = {"seed": seed, "violations": [str(v) for v in viol],
+           "known": [known.classify(v, rec, w.cfg, sch) for v in viol],
+           "virtual": rec.converged["after_cleanup"]["t"],
+           "cpu": cpu, "calls": rec.calls, "events": rec.events, "pid": os.getpid()}
     if viol and _may_shrink():
-        small, sv = shrink(cfg_text, sch, kinds(viol))
+        # Keep what is new if there is any: shrink to an unclassified violation, else to the
+        # same known defects.
+        labels = {k for k in out["known"]}
+        want = {None} if None in labels else labels
+
+        def keep(v2, rec2, w2, s2):
+            return any(known.classify(v, rec2, w2.cfg, s2) in want for v in v2)
+        small, sv = shrink(cfg_text, sch, keep)
         out["minimal"] = schedmod.dumps(small)
         out["minimal_violations"] = [str(v) for v in sv]
     return out

@@ -53,9 +53,10 @@ class Record:
     """What happened, for the checkers (checks.py) and for people reading a failing run."""
     queries: list = dataclasses.field(default_factory=list)   # (t, vip, answered, pointed_bad, target)
     addrs: list = dataclasses.field(default_factory=list)     # (t, vip, holders)
-    states: list = dataclasses.field(default_factory=list)    # (t, eligible nodes, hear, extra delay)
+    states: list = dataclasses.field(default_factory=list)    # (t, eligible, hear, extra delay, on LAN)
     marks: list = dataclasses.field(default_factory=list)     # (t, kind, extra budget): fault edges
     errors: list = dataclasses.field(default_factory=list)    # (t, node, text)
+    garps: list = dataclasses.field(default_factory=list)     # (t, node, vip): frames the client got
     logs: list = dataclasses.field(default_factory=list)      # (t, node, level, text)
     converged: dict = dataclasses.field(default_factory=dict)  # phase -> snapshot
     faults_end: float = 0.0
@@ -363,6 +364,7 @@ class Node:
             return
         if self.on_lan() and vip in self.addrs:
             w.client.garp(self.name, vip)
+            w.rec.garps.append((w.now, self.name, vip))
         if left > 1:
             w.at(w.now + w.cfg.arp.spacing, P_TIMER, self._frame, vip, token, left - 1, gen)
 
@@ -456,10 +458,11 @@ class World:
             hear = any(a.link_up(k) and b.link_up(k) and self.net[(k, 0)][0] == 0
                        and self.net[(k, 1)][0] == 0 for k in range(self.nlinks))
         extra = max(d + j for _, d, j, _ in self.net.values())
-        st = (elig, hear, extra)
+        lan = tuple(n.name for n in self.nodes if n.on_lan())
+        st = (elig, hear, extra, lan)
         if st != self._last_state:
             self._last_state = st
-            self.rec.states.append((self.now, elig, hear, extra))
+            self.rec.states.append((self.now, elig, hear, extra, lan))
 
     def query(self, vip: int) -> None:
         target = self.client.target(vip)
