@@ -90,8 +90,24 @@ def announce_lost(v, rec, cfg, sch) -> bool:
     return False
 
 
+def unreachable_holder(v, rec, cfg, sch) -> bool:
+    """The client points at a holder that went off the LAN (isolated, carrier down); the other
+    node held the VIP too (after a contest), so losing its peer claimed nothing and announced
+    nothing: the client stays on the unreachable node."""
+    if v.invariant not in ("answered", "converged") or v.vip is None or v.node is None:
+        return False
+    _, elig, _, _, lan = _state(rec, v.t)
+    hs = _holders(rec, v.vip, v.t)
+    if v.node not in hs or v.node in lan:
+        return False
+    last_x = max((t for t, n, g in rec.garps if n == v.node and g == v.vip and t <= v.t), default=0.0)
+    return any(h in elig and not any(n == h and g == v.vip and last_x <= t <= v.t
+                                     for t, n, g in rec.garps) for h in hs if h != v.node)
+
+
 KNOWN = {"stale_announce": stale_announce, "pin_beats_health": pin_beats_health, "busy_loop": busy_loop,
-         "failed_node_holds": failed_node_holds, "announce_lost": announce_lost}
+         "failed_node_holds": failed_node_holds, "announce_lost": announce_lost,
+         "unreachable_holder": unreachable_holder}
 
 
 def classify(v, rec, cfg, sch) -> str | None:
