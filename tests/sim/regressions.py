@@ -80,9 +80,9 @@ FOUND = {
     # never announces again; the client stays on dns-pm02.
     "g_partition_then_stop": {
         "known": "stale_announce",
-        "schedule": {"seed": 2014, "duration": 14.797, "counters": [263, 477], "start": [0.0, 0.23], "faults": [
+        "schedule": {"seed": 2014, "duration": 14.864, "counters": [263, 477], "start": [0.0, 0.23], "faults": [
             {"kind": "partition", "link": 1, "dir": 2, "at": 12.706, "dur": 1.591},
-            {"kind": "stop", "node": 1, "at": 13.815, "dur": 0.275},
+            {"kind": "stop", "node": 1, "at": 13.815, "dur": 0.549},
         ]},
     },
     # dns-pm01's bind hangs (it releases VIP1 to dns-pm02), then a 0.3 s partition: dns-pm01
@@ -92,17 +92,17 @@ FOUND = {
         "known": "failed_node_holds",
         "schedule": {"seed": 2029, "duration": 39.559, "counters": [455, 736], "start": [0.0, 0.025], "faults": [
             {"kind": "bind", "mode": "hung", "node": 0, "at": 36.254, "dur": 2.805},
-            {"kind": "partition", "link": 0, "dir": 2, "at": 37.728, "dur": 0.304},
+            {"kind": "partition", "link": 0, "dir": 2, "at": 37.728, "dur": 0.609},
         ]},
     },
-    # One-way loss (dns-pm02 -> dns-pm01): dns-pm01 finds dns-pm02 dead and holds both VIPs;
-    # then dns-pm01's bind stops. It keeps both (its peer is "dead"), and dns-pm02, which hears
-    # it fine, does not take them (it waits for a yield): both VIPs unanswered.
+    # A one-way partition (dns-pm02 -> dns-pm01 cut): dns-pm01 finds dns-pm02 dead and holds
+    # both VIPs; then dns-pm01's bind stops. It keeps both (its peer is "dead"), and dns-pm02,
+    # which hears it fine, does not take them (it waits for a yield): both VIPs unanswered.
     "i_failed_node_keeps": {
         "known": "failed_node_holds",
-        "schedule": {"seed": 2011, "duration": 19.126, "counters": [983, 70], "start": [0.0, 0.252], "faults": [
-            {"kind": "loss", "link": 0, "dir": 1, "p": 0.966, "at": 13.686, "dur": 4.94},
-            {"kind": "bind", "mode": "stopped", "node": 0, "at": 16.3, "dur": 0.379},
+        "schedule": {"seed": 2011, "duration": 8.0, "counters": [983, 70], "start": [0.0, 0.252], "faults": [
+            {"kind": "partition", "link": 0, "dir": 1, "at": 3.0, "dur": 4.0},
+            {"kind": "bind", "mode": "stopped", "node": 0, "at": 5.0, "dur": 1.0},
         ]},
     },
     # dns-pm02 isolated (carrier up, nothing through) takes VIP1, announcing into the void;
@@ -145,6 +145,16 @@ FOUND = {
             {"kind": "partition", "link": 0, "dir": 2, "at": 3.0, "dur": 0.5},
             {"kind": "power", "node": 1, "at": 3.15, "dur": 4.0, "lose_state": False},
             {"kind": "replay", "node": 0, "at": 4.0, "count": 15, "gap": 0.02},
+        ]},
+    },
+    # A partition (both take both VIPs; the client follows dns-pm02's announcement of VIP1),
+    # then dns-pm02 isolated: dns-pm01 finds it dead but already holds VIP1, so it claims and
+    # announces nothing; the client stays on the unreachable dns-pm02.
+    "n_unreachable_holder": {
+        "known": "unreachable_holder",
+        "schedule": {"seed": 50056, "duration": 49.358, "counters": [609, 75], "start": [0.0, 0.228], "faults": [
+            {"kind": "partition", "link": 1, "dir": 2, "at": 47.807, "dur": 0.638},
+            {"kind": "isolate", "node": 1, "at": 48.281, "dur": 0.577},
         ]},
     },
 }

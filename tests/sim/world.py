@@ -457,7 +457,11 @@ class World:
         if all(n.engine is not None and not n.frozen and not n.stopping for n in self.nodes):
             hear = any(a.link_up(k) and b.link_up(k) and self.net[(k, 0)][0] == 0
                        and self.net[(k, 1)][0] == 0 for k in range(self.nlinks))
+        # Delay slows the news between the nodes by itself; loss by up to a dead time (past
+        # that the peer would be found dead): both widen the failover budget.
         extra = max(d + j for _, d, j, _ in self.net.values())
+        if any(loss for loss, _, _, _ in self.net.values()):
+            extra += self.cfg.heartbeat.dead_time
         lan = tuple(n.name for n in self.nodes if n.on_lan())
         st = (elig, hear, extra, lan)
         if st != self._last_state:
