@@ -67,7 +67,7 @@ def _replay(cfg_text: str, sch: dict, show_log: bool) -> int:
 
 def _many(cfg_text: str, seeds, deadline, jobs, shrink_max: int) -> int:
     t0 = time.monotonic()
-    n = nviol = shrunk = 0
+    n = nviol = shrunk = failed = 0
     known: dict = {}
     virtual = cpu = 0.0
     ctx = multiprocessing.get_context("fork")
@@ -83,6 +83,7 @@ def _many(cfg_text: str, seeds, deadline, jobs, shrink_max: int) -> int:
                 cpu += r["cpu"]
                 if r["violations"]:
                     nviol += len(r["violations"])
+                    failed += 1
                     for k in r["known"]:
                         known[k] = known.get(k, 0) + 1
                     _print_failure(r)
@@ -95,7 +96,8 @@ def _many(cfg_text: str, seeds, deadline, jobs, shrink_max: int) -> int:
     wall = time.monotonic() - t0
     if n:
         print(f"# {n} schedules in {wall:.1f} s wall: {n / wall * 60:.0f} schedules/min, "
-              f"{virtual / n:.1f} s virtual each, {cpu / n * 1000:.0f} ms CPU each", file=sys.stderr)
+              f"{virtual / n:.1f} s virtual each, {cpu / n * 1000:.0f} ms each in a worker; "
+              f"{failed} schedules with violations", file=sys.stderr)
     if known:
         print("# violations by known defect: " + ", ".join(
             f"{k or 'unclassified'} {c}" for k, c in sorted(known.items(), key=lambda kv: -kv[1])),
