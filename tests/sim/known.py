@@ -54,7 +54,7 @@ def busy_loop(v, rec, cfg, sch) -> bool:
 
 
 def _state(rec, t: float):
-    cur = (0.0, (), False, 0.0, ())
+    cur = (0.0, (), False, 0.0, (), False)
     for st in rec.states:
         if st[0] > t:
             break
@@ -69,7 +69,7 @@ def failed_node_holds(v, rec, cfg, sch) -> bool:
     for a yield that never comes)."""
     if v.invariant != "answered" or v.vip is None or v.node is None:
         return False
-    _, elig, _, _, lan = _state(rec, v.t)
+    elig, lan = _state(rec, v.t)[1], _state(rec, v.t)[4]
     return v.node in _holders(rec, v.vip, v.t) and v.node in lan and v.node not in elig
 
 
@@ -79,7 +79,7 @@ def announce_lost(v, rec, cfg, sch) -> bool:
     announces again; the client stays on the old owner (unreachable, or without the address)."""
     if v.invariant not in ("answered", "pointed", "converged") or v.vip is None or v.node is None:
         return False
-    _, elig, _, _, lan = _state(rec, v.t)
+    elig, lan = _state(rec, v.t)[1], _state(rec, v.t)[4]
     for h in _holders(rec, v.vip, v.t):
         if h == v.node or h not in elig:
             continue
@@ -96,7 +96,7 @@ def unreachable_holder(v, rec, cfg, sch) -> bool:
     nothing: the client stays on the unreachable node."""
     if v.invariant not in ("answered", "converged") or v.vip is None or v.node is None:
         return False
-    _, elig, _, _, lan = _state(rec, v.t)
+    elig, lan = _state(rec, v.t)[1], _state(rec, v.t)[4]
     hs = _holders(rec, v.vip, v.t)
     if v.node not in hs or v.node in lan:
         return False

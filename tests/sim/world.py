@@ -53,7 +53,7 @@ class Record:
     """What happened, for the checkers (checks.py) and for people reading a failing run."""
     queries: list = dataclasses.field(default_factory=list)   # (t, vip, answered, pointed_bad, target)
     addrs: list = dataclasses.field(default_factory=list)     # (t, vip, holders)
-    states: list = dataclasses.field(default_factory=list)    # (t, eligible, hear, extra delay, on LAN)
+    states: list = dataclasses.field(default_factory=list)    # (t, eligible, hear, extra delay, on LAN, lossy)
     marks: list = dataclasses.field(default_factory=list)     # (t, kind, extra budget): fault edges
     errors: list = dataclasses.field(default_factory=list)    # (t, node, text)
     garps: list = dataclasses.field(default_factory=list)     # (t, node, vip): frames the client got
@@ -460,13 +460,14 @@ class World:
         # Delay slows the news between the nodes by itself; loss by up to a dead time (past
         # that the peer would be found dead): both widen the failover budget.
         extra = max(d + j for _, d, j, _ in self.net.values())
-        if any(loss for loss, _, _, _ in self.net.values()):
+        lossy = any(loss for loss, _, _, _ in self.net.values())
+        if lossy:
             extra += self.cfg.heartbeat.dead_time
         lan = tuple(n.name for n in self.nodes if n.on_lan())
-        st = (elig, hear, extra, lan)
+        st = (elig, hear, extra, lan, lossy)
         if st != self._last_state:
             self._last_state = st
-            self.rec.states.append((self.now, elig, hear, extra, lan))
+            self.rec.states.append((self.now, elig, hear, extra, lan, lossy))
 
     def query(self, vip: int) -> None:
         target = self.client.target(vip)
