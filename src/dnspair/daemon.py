@@ -219,8 +219,7 @@ class Daemon:
             loop.call_later(1.0, panel.end_lamp_test)
         await self.prober.open()
         ifnames = sorted({v.interface for v in self.cfg.vips})
-        if hasattr(self.announcer, "open"):
-            self.announcer.open(ifnames)
+        self.announcer.open(ifnames)
         actuator = loop.create_task(self._actuator(), name="actuator")
         self.step(E.Start(frozenset(held)))
         for name in ifnames:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import lab as labmod
 from pair import Pair
-from test_faults_common import Watcher, dnspair_log, failovers, held
+from test_faults_common import Watcher, control_exchange as _control, dnspair_log, failovers, held
 
 from dnspair.core import wire
 from dnspair.core.config import parse_key
@@ -121,27 +121,6 @@ def test_fuzzed_forged_and_replayed_heartbeats_change_nothing(lab):
         assert len(lines) == 1, f"{reason} logged once, not {len(lines)} times: {lines[:3]}"
     assert "Traceback" not in log and "ERROR" not in log
     assert p.status("node1")["heartbeat"]["dropped"] == {}, "node1 saw nothing bad"
-
-
-def _control(path, data: bytes, close_early=False) -> bytes:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(5)
-    s.connect(str(path))
-    try:
-        s.sendall(data)
-        if close_early:
-            return b""
-        out = b""
-        while not out.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            out += chunk
-        return out
-    except (BrokenPipeError, ConnectionResetError):
-        return b""
-    finally:
-        s.close()
 
 
 JUNK = [

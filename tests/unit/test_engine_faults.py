@@ -80,11 +80,16 @@ def test_a_claim_is_announced_by_arp_before_the_heartbeat_that_reports_it(tmp_pa
         def send(self, frame):
             events.append("garp")
 
+        def getsockname(self):
+            return ("eth0", 0x0806, 0, 1, bytes.fromhex("02005e000100"))
+
+        def close(self):
+            pass
+
     async def scenario():
         d = Daemon(cfg, "dns-pm01", bytes(range(32)))
         d.nl = Netlink()
-        d.announcer._socket = lambda ifname: Sock()
-        d.announcer._mac = lambda ifname: "02:00:5e:00:01:00"
+        d.announcer._open_socket = lambda ifname: Sock()
         d.hb = SimpleNamespace(send=lambda data: events.append("heartbeat"))
         task = asyncio.get_running_loop().create_task(d._actuator())
         for a in (Claim(0), Announce(0), Send(b"hb")):

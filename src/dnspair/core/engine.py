@@ -113,7 +113,7 @@ class Engine:
         self.peer_release_epoch: int | None = None
         self.admin = wire.Admin(pins=(0,) * self.n)
         self.peer = Peer()
-        self.live = Liveness(cfg.heartbeat.dead_time)
+        self.live = Liveness(cfg.heartbeat.dead_time, cfg.heartbeat.suspect_after)
         self.ready = False
         self.failures: dict[tuple[str, str], Failure] = {}
         self.drops: dict[str, int] = {}
