@@ -87,6 +87,8 @@ class Node:
         self.pending: list = []      # events that reached a frozen daemon
         self.deferred: list = []     # ARP frames of a frozen daemon
         self.dns_busy = False
+        self.dns_token = 0
+        self.burst_until = [0.0] * len(world.cfg.vips)
         self.witness_busy = False
         self.wake = None
         self.wake_token = 0
@@ -281,8 +283,12 @@ class Node:
             self.burst[a.vip] += 1
             w.addr_changed()
         elif t is Announce:
+            if a.refresh and w.now < self.burst_until[a.vip]:
+                return   # a burst still runs: the real announcer skips a refresh
+            count = 1 if a.refresh else w.cfg.arp.count
+            self.burst_until[a.vip] = w.now + w.cfg.arp.spacing * (count - 1)
             self.burst[a.vip] += 1
-            self._frame(a.vip, self.burst[a.vip], w.cfg.arp.count, self.gen)
+            self._frame(a.vip, self.burst[a.vip], count, self.gen)
         elif t is Log:
             w.rec.logs.append((w.now, self.name, a.level, a.text))
         elif t is CheckWitness:
@@ -319,26 +325,24 @@ class Node:
             self.deliver(Datagram(link=k, data=data, src=src))
 
     def check_dns(self) -> None:
-        if self.dns_busy:
-            return   # one check in flight, like the real prober
-        self.dns_busy = True
+        # Like the real prober: a new query replaces the one in flight (a later answer to the
+        # old one is ignored), and a hung bind never answers: the engine's timeout judges.
         w = self.w
-        timeout = w.cfg.dns_check.timeout
+        self.dns_token += 1
         mode, lat = self.bind_mode()
         if mode == HEALTHY:
             d = w.rng.uniform(0.0005, 0.003)
             res = DnsResult(ok=True, latency=d)
         elif mode == STOPPED:
             d, res = 0.0, DnsResult(ok=False, error="refused")
-        elif mode == SLOW and lat < timeout:
+        elif mode == SLOW:
             d, res = lat, DnsResult(ok=True, latency=lat)
         else:
-            d, res = timeout, DnsResult(ok=False, error="timeout")
-        w.at(w.now + d, P_TIMER, self._dns_done, self.gen, res)
+            return
+        w.at(w.now + d, P_TIMER, self._dns_done, self.gen, self.dns_token, res)
 
-    def _dns_done(self, gen: int, res) -> None:
-        if gen == self.gen:
-            self.dns_busy = False
+    def _dns_done(self, gen: int, token: int, res) -> None:
+        if gen == self.gen and token == self.dns_token:
             self.deliver(res)
 
     def check_witness(self) -> None:
