@@ -13,10 +13,28 @@ from collections import deque
 
 from dnspair.core import config as configmod
 from dnspair.core import wire
-from dnspair.core.actions import (Announce, CheckDns, CheckWitness, Claim, Log, Notify, Release,
-                                  Reply, Send, Stopped)
-from dnspair.core.events import (Carrier, Command, Datagram, DnsResult, Resumed, Start, Stop, Tick,
-                                 WitnessResult)
+from dnspair.core.actions import (
+    Announce,
+    CheckDns,
+    CheckWitness,
+    Claim,
+    Log,
+    Notify,
+    Release,
+    Reply,
+    Send,
+    Stopped,
+)
+from dnspair.core.events import (
+    Carrier,
+    Command,
+    Datagram,
+    DnsResult,
+    Resumed,
+    Start,
+    Tick,
+    WitnessResult,
+)
 
 from .client import ArpCache
 
@@ -44,6 +62,14 @@ def default_engine(cfg, me, key, inc, now):
     return Engine(cfg, me, key, inc, now)
 
 
+
+class _Answered:
+    """bind's answer waiting in the prober's socket; its latency is known when it is read."""
+    __slots__ = ("sent",)
+
+    def __init__(self, sent: float):
+        self.sent = sent
+
 class SimError(Exception):
     pass
 
@@ -67,7 +93,7 @@ class Record:
 
 
 class Node:
-    def __init__(self, world: "World", name: str, idx: int, counter: int):
+    def __init__(self, world: World, name: str, idx: int, counter: int):
         self.w = world
         self.name = name
         self.idx = idx
@@ -88,6 +114,8 @@ class Node:
         self.deferred: list = []     # ARP frames of a frozen daemon
         self.dns_busy = False
         self.dns_token = 0
+        self.dns_out: set[int] = set()
+        self.dns_sent: dict[int, float] = {}
         self.burst_until = [0.0] * len(world.cfg.vips)
         self.witness_busy = False
         self.wake = None
@@ -140,6 +168,7 @@ class Node:
         self.pending.clear()
         self.deferred.clear()
         self.dns_busy = self.witness_busy = False
+        self.dns_out = set()
         self.wake = None
         self.wake_token += 1
         try:
@@ -243,6 +272,8 @@ class Node:
         """An event from outside (datagram, result, carrier, command) reaching the daemon."""
         if self.engine is None:
             return
+        if isinstance(ev, _Answered) and not self.frozen:
+            ev = DnsResult(ok=True, latency=self.w.now - ev.sent)
         if self.frozen:
             if isinstance(ev, Datagram):
                 if len(self.buf) < SOCKBUF:
@@ -258,7 +289,10 @@ class Node:
         while self.buf and self.engine is not None and not self.frozen:
             self.handle(self.buf.popleft())
         while self.pending and self.engine is not None and not self.frozen:
-            self.handle(self.pending.pop(0))
+            ev = self.pending.pop(0)
+            if isinstance(ev, _Answered):
+                ev = DnsResult(ok=True, latency=self.w.now - ev.sent)
+            self.handle(ev)
         frames, self.deferred = self.deferred, []
         for i, (vip, token, left) in enumerate(frames):
             w.at(w.now, P_TIMER, self._frame, vip, token, left, self.gen)
@@ -325,10 +359,11 @@ class Node:
             self.deliver(Datagram(link=k, data=data, src=src))
 
     def check_dns(self) -> None:
-        # Like the real prober: a new query replaces the one in flight (a later answer to the
-        # old one is ignored), and a hung bind never answers: the engine's timeout judges.
+        # Like the real prober: the answer to any query still out counts and ends them all,
+        # and a hung bind never answers: the engine's timeout judges.
         w = self.w
         self.dns_token += 1
+        self.dns_out.add(self.dns_token)
         mode, lat = self.bind_mode()
         if mode == HEALTHY:
             d = w.rng.uniform(0.0005, 0.003)
@@ -339,10 +374,15 @@ class Node:
             d, res = lat, DnsResult(ok=True, latency=lat)
         else:
             return
+        self.dns_sent[self.dns_token] = w.now
         w.at(w.now + d, P_TIMER, self._dns_done, self.gen, self.dns_token, res)
 
     def _dns_done(self, gen: int, token: int, res) -> None:
-        if gen == self.gen and token == self.dns_token:
+        if gen == self.gen and token in self.dns_out and token > self.dns_token - 8:
+            self.dns_out.clear()
+            if res.ok:   # the prober measures from its query to its read: a freeze counts
+                res = _Answered(self.dns_sent[token])
+            self.dns_sent.clear()
             self.deliver(res)
 
     def check_witness(self) -> None:

@@ -190,6 +190,10 @@ class Engine:
             case DnsResult(ok, latency, error):
                 if self.dns_asked is not None:   # else: a late answer, already judged a timeout
                     self.dns_asked = None
+                    timeout = self.cfg.dns_check.timeout
+                    if ok and latency is not None and latency > timeout:
+                        # An answer to an earlier query, later than the timeout allows.
+                        ok, error = False, f"answered after {latency:.3f} s (timeout {timeout:g} s)"
                     acts += self._on_dns(now, ok, latency, error)
             case Carrier(interface, up):
                 acts += self._on_carrier(now, interface, up)
@@ -662,7 +666,7 @@ class Engine:
                     self.told_failed.add(i)
                     acts += [Announce(i), Log(f"VIP {vip.address}: {self.peer_name} holds it too "
                                               "with DNS failed, announcing")]
-                elif i in self.held and i in self.contested and not peer_holds:
+                elif i in self.held and i in self.contested and not peer_holds and self.dns_ok:
                     self.contested.discard(i)
                     acts += [Announce(i), Log(f"VIP {vip.address}: sole owner again, announcing")]
             elif i in self.held:
