@@ -59,6 +59,10 @@ class _Budget:
 
     def covered(self, q: float) -> bool:
         extra = self.base + self.state(q)[3]
+        if self.state(q)[5]:
+            # Heartbeats are being lost: a bye or a contest may never reach the peer, which
+            # then learns nothing; its refresh (engine.REFRESH) bounds what a client sees.
+            extra += self.refresh
         i = bisect.bisect_right(self.times, q) - 1
         while i >= 0:
             t, kind, more = self.marks[i]

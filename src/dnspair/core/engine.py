@@ -159,6 +159,7 @@ class Engine:
         self.next_heartbeat = now
         self.next_dns = now
         self.dns_asked: float | None = None   # a DNS check is out since then
+        self.dns_stale = False   # after a stall: the last result may be from before it
         self.next_probe = 0.0
         self.next_witness = now
         self.next_watchdog = now
@@ -231,6 +232,8 @@ class Engine:
     def _resync(self, now: float, why: str) -> list[Action]:
         self.stalls += 1
         self.listen_until = now + self.cfg.heartbeat.dead_time
+        self.dns_stale = True         # bind may have failed meanwhile: claim after a fresh check
+        self.next_dns = min(self.next_dns, now)
         self.contested |= self.held   # the peer may have claimed and announced them
         self.next_heartbeat = min(self.next_heartbeat, now)
         self._send_now = True         # tell the peer at once that we are back
@@ -272,8 +275,9 @@ class Engine:
             self.next_witness = _advance(self.next_witness, self.cfg.witness.interval, now)
         if self.peer_alive(now) or not self.held:
             self.next_refresh = now + REFRESH
-        elif now >= self.next_refresh and self.ready:
-            acts += [Announce(i, refresh=True) for i in sorted(self.held)]
+        elif now >= self.next_refresh:
+            if self.ready and self.dns_ok and not self.dns_stale:   # a failed node draws no clients
+                acts += [Announce(i, refresh=True) for i in sorted(self.held)]
             self.next_refresh = now + REFRESH
         if self.watchdog and now >= self.next_watchdog:
             # By the clock, not by wakeups: a starved loop wakes less often than it should,
@@ -344,6 +348,7 @@ class Engine:
                 for i in sorted(self.held)]
 
     def _on_dns(self, now: float, ok: bool, latency: float | None, error: str | None) -> list[Action]:
+        self.dns_stale = False
         was_ok, first = self.dns_ok, not self.dns_seen
         self.dns_seen = True
         self.dns_latency = latency
@@ -657,7 +662,7 @@ class Engine:
                 listening = not alive and now < self.listen_until
                 peer_failed = m is not None and m.ready and not m.dns_ok
                 if i not in self.held and (not peer_holds or peer_yields) and not listening:
-                    if self.dns_ok:   # a node whose bind failed claims nothing: it cannot answer
+                    if self.dns_ok and not self.dns_stale:   # else it may not be able to answer
                         acts += self._claim(now, i, alive)
                         changed = True
                 elif i in self.held and peer_holds and peer_failed and i not in self.told_failed:
@@ -666,7 +671,8 @@ class Engine:
                     self.told_failed.add(i)
                     acts += [Announce(i), Log(f"VIP {vip.address}: {self.peer_name} holds it too "
                                               "with DNS failed, announcing")]
-                elif i in self.held and i in self.contested and not peer_holds and self.dns_ok:
+                elif (i in self.held and i in self.contested and not peer_holds and self.dns_ok
+                      and not self.dns_stale):
                     self.contested.discard(i)
                     acts += [Announce(i), Log(f"VIP {vip.address}: sole owner again, announcing")]
             elif i in self.held:
