@@ -1,7 +1,7 @@
 # Shared by test.sh and build.sh: system packages and the pinned virtualenv.
 APT_PACKAGES="python3 python3-venv python3-dev gcc pkg-config libsystemd-dev
   bind9 bind9-dnsutils iproute2 nftables keepalived procps iputils-ping
-  qemu-system-arm mtools openssh-client"
+  qemu-system-arm mtools openssh-client faketime"
 
 install_deps() {
     missing=""
