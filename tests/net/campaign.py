@@ -41,12 +41,12 @@ HEARTBEAT_PORT = 7405
 OTHER = {"node1": "node2", "node2": "node1"}
 
 
-def draw(seed: int, steps: int) -> list[dict]:
+def draw(seed: int, steps: int, kinds=KINDS) -> list[dict]:
     """A schedule: K steps, each a fault kind, a node and the fault's parameters."""
     rng = random.Random(seed)
     out = []
     for _ in range(steps):
-        kind = rng.choice(KINDS)
+        kind = rng.choice(kinds)
         s = {"kind": kind, "node": rng.choice(labmod.NODES), "pause": round(rng.uniform(0.5, 1.5), 3)}
         if kind == "freeze":
             s["seconds"] = round(rng.uniform(0.05, 1.0), 3)
@@ -74,7 +74,8 @@ def describe(s: dict) -> str:
     if k == "loss":
         return f"drop {s['percent']} % of heartbeats into {n} for {d} s"
     if k == "flood":
-        return (f"{s['clients']} idle clients on {n}'s control socket while "
+        got = f" ({s['connected']} connected)" if "connected" in s else ""
+        return (f"{s['clients']} idle clients{got} on {n}'s control socket while "
                 f"{s['inner']} on {OTHER[n]} for {d} s")
     what = {"freeze": "SIGSTOP dnspair", "link": "link down", "bind_stop": "stop bind",
             "bind_hang": "SIGSTOP bind"}[k]
@@ -305,8 +306,8 @@ class Run:
         self.violations += bad
 
 
-def run_one(seed: int, steps: int, slack: float, keep: Path | None) -> dict:
-    schedule = draw(seed, steps)
+def run_one(seed: int, steps: int, slack: float, keep: Path | None, kinds=KINDS) -> dict:
+    schedule = draw(seed, steps, kinds)
     lab = labmod.Lab()
     result = {"seed": seed, "steps": schedule}
     try:
@@ -362,12 +363,20 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=6, help="faults per schedule (default 6)")
     ap.add_argument("--slack", type=float, default=1.0,
                     help="seconds added to every budget for the shared 2-core machine (default 1)")
+    ap.add_argument("--kinds", default=",".join(KINDS),
+                    help="comma-separated fault kinds to draw from (default: all; replay with the same)")
     ap.add_argument("--json", type=Path, help="write every schedule's record summary here")
     ap.add_argument("--keep", type=Path, default=Path("/tmp/dnspair-campaign"),
                     help="logs and records of failing schedules go to KEEP/SEED (default %(default)s)")
     a = ap.parse_args(argv)
     if a.runs < 1 or a.steps < 1 or a.slack < 0:
         print("campaign: --runs and --steps must be at least 1, --slack not negative", file=sys.stderr)
+        return 2
+    kinds = tuple(k for k in a.kinds.split(",") if k)
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown or not kinds:
+        print(f"campaign: unknown fault kind {','.join(unknown) or '(none)'} (kinds: {','.join(KINDS)})",
+              file=sys.stderr)
         return 2
     why = labmod.requirements_missing()
     if why:
@@ -380,7 +389,7 @@ def main(argv=None) -> int:
     results, total = [], 0
     for i in range(a.runs):
         t0 = time.monotonic()
-        r = run_one(seed + i, a.steps, a.slack, a.keep)
+        r = run_one(seed + i, a.steps, a.slack, a.keep, kinds)
         results.append(r)
         total += len(r["violations"])
         print(f"schedule {i + 1}/{a.runs} seed {seed + i}: {len(r['violations'])} violations "

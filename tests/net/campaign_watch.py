@@ -119,24 +119,27 @@ resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 sel = selectors.DefaultSelector()
 def connect():
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(0.2)
+    s.setblocking(False)
     try:
         s.connect(path)
-    except OSError:
+    except OSError:  # EAGAIN: the listen backlog is full until the daemon accepts
         s.close()
         return False
     sel.register(s, selectors.EVENT_READ)
     return True
-have = sum(connect() for _ in range(n))
-print(have, flush=True)
-while True:  # the daemon drops an idle client after a while: come back, stay idle
-    for key, _ in sel.select(0.1):
+def fill(deadline):
+    while len(sel.get_map()) < n and time.monotonic() < deadline:
+        if not connect():
+            time.sleep(0.002)
+def drop_closed(wait):
+    for key, _ in sel.select(wait):  # readable: the daemon answered or hung up
         sel.unregister(key.fileobj)
         key.fileobj.close()
-    missing = n - len(sel.get_map())
-    for _ in range(missing):
-        if not connect():
-            break
+fill(time.monotonic() + 3.0)
+print(len(sel.get_map()), flush=True)
+while True:  # the daemon drops an idle client after a while: come back, stay idle
+    drop_closed(0.05)
+    fill(time.monotonic() + 0.05)
 """
 
 
