@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import math
 import os
 import random
 import shutil
@@ -49,7 +50,8 @@ def draw(seed: int, steps: int, kinds=KINDS) -> list[dict]:
         kind = rng.choice(kinds)
         s = {"kind": kind, "node": rng.choice(labmod.NODES), "pause": round(rng.uniform(0.5, 1.5), 3)}
         if kind == "freeze":
-            s["seconds"] = round(rng.uniform(0.05, 1.0), 3)
+            # log-uniform: as many freezes near the 0.2 s dead time as near 1 s
+            s["seconds"] = round(math.exp(rng.uniform(math.log(0.05), math.log(1.0))), 3)
         elif kind in ("link", "bind_stop", "bind_hang"):
             s["seconds"] = round(rng.uniform(0.3, 2.0), 3)
         elif kind == "kill":
