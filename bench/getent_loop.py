@@ -16,6 +16,6 @@ while not stop:
     r = subprocess.run(["getent", "hosts", name], capture_output=True, text=True)
     t1 = time.monotonic()
     addr = r.stdout.split()[0] if r.returncode == 0 and r.stdout.strip() else "-"
-    out.write("%.6f %.6f %s\n" % (t0, t1, addr))
+    out.write(f"{t0:.6f} {t1:.6f} {addr}\n")
     if not stop:
         time.sleep(pause)

@@ -25,7 +25,7 @@ def first_a(buf):
         qid, rcode, addrs = dns_parse_response(buf)
     except (ValueError, IndexError, struct.error):
         return None
-    return qid, addrs[0] if addrs else "rcode%d" % rcode
+    return qid, addrs[0] if addrs else f"rcode{rcode}"
 
 
 def main():
@@ -69,7 +69,7 @@ def main():
                 nxt = now + a.interval
         for key, (sq, ts) in list(pending.items()):
             if now - ts > a.timeout:
-                out.write("%s %d %.6f -1 -\n" % (key[0], sq, ts))
+                out.write(f"{key[0]} {sq:d} {ts:.6f} -1 -\n")
                 del pending[key]
         if (stop or now >= end) and not pending:
             break
@@ -90,7 +90,7 @@ def main():
                 key = (socks[sk], got[0])
                 if key in pending:
                     sq, ts = pending.pop(key)
-                    out.write("%s %d %.6f %.6f %s\n" % (key[0], sq, ts, t, got[1]))
+                    out.write(f"{key[0]} {sq:d} {ts:.6f} {t:.6f} {got[1]}\n")
     out.close()
 
 

@@ -26,7 +26,6 @@ import platform
 import random
 import signal
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,8 +36,7 @@ sys.path.insert(0, str(REPO / "tests" / "net"))
 sys.path.insert(0, str(HERE))
 
 import lab as labmod  # noqa: E402
-from lab import (ANSWER, NODES, VIP1, VIP2, Lab, proc_rss, proc_tree_pids,  # noqa: E402
-                 proc_tree_usage)
+from lab import ANSWER, NODES, VIP1, VIP2, Lab, proc_rss, proc_tree_pids, proc_tree_usage  # noqa: E402
 from systems import make_systems  # noqa: E402
 
 FAULTS = ["link_down", "bind_stopped", "bind_hung", "orderly_stop", "planned_move"]
@@ -115,7 +113,8 @@ class Client:
 
 def settle(lab: Lab, system, attempts=4):
     """Start the system from a clean state and wait until VIP1 is on node1 and VIP2 on node2,
-    each answered there. Start-up elections can race (two nodes starting at once): if the placement is wrong, restart (a few attempts)."""
+    each answered there. Start-up elections can race (two nodes starting at once): if the
+    placement is wrong, restart (a few attempts)."""
     why = "?"
     for attempt in range(attempts):
         system.start()

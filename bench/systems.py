@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 from lab import NODE_ADDR, NODES, VIP1, VIP2, Lab
@@ -248,6 +247,7 @@ failure_threshold: 1
 failback: manual
 control:
   socket: {self.socket[n]}
+state_dir: {self.workdir / n / "state"}
 """)
 
     def start_node(self, node):

@@ -41,18 +41,6 @@ install_dnspair() {
     ln -sf /opt/dnspair/bin/check_dnspair "$root/usr/local/bin/check_dnspair"
 }
 
-# The lead's unit: required once it is in git, skipped with a warning before that.
-enable_dnspair_unit() {
-    unit=etc/systemd/system/dnspair.service
-    if [ -f "$1/$unit" ]; then
-        in_chroot "$1" systemctl enable dnspair.service >&2
-    elif git -C "$REPO" log -1 --format=%h -- "overlays/$unit" 2>/dev/null | grep -q .; then
-        die "overlays/$unit is in git history but missing from the checkout"
-    else
-        log "WARNING: overlays/$unit does not exist yet; the image will not start dnspair"
-    fi
-}
-
 # One key per build (or --authkey's), the same in every node's image whatever its arch.
 make_authkey() {
     AUTHKEY_PATH=$("$HOST_PY" "$REPO/image/nodeplan.py" key-file "$CONFIG")
@@ -90,10 +78,9 @@ make_rootfs() {
     install -d -m 0700 "$ROOT/root/.ssh"
     install -m 0600 "$SSH_KEY" "$ROOT/root/.ssh/authorized_keys"
 
-    enable_dnspair_unit "$ROOT"
     # NRPE's check_dnspair reads the control socket, whose group is adm.
     if grep -q '^nagios:' "$ROOT/etc/passwd"; then in_chroot "$ROOT" usermod -aG adm nagios; fi
-    in_chroot "$ROOT" systemctl enable dnspair-node-settings.service named.service ssh.service \
+    in_chroot "$ROOT" systemctl enable dnspair.service dnspair-node-settings.service named.service ssh.service \
         NetworkManager.service systemd-timesyncd.service dnspair-dns-clock.path >&2
     # No real-time clock on a Pi: systemd moves a clock that is behind this file's mtime forward
     # to it at boot, so a fresh card starts at the build's date rather than the distant past.

@@ -36,6 +36,7 @@ def _ask(args, req: dict) -> dict:
 
 def cmd_daemon(args) -> int:
     import asyncio
+
     from .daemon import Daemon
     from .shell import files, systemd
     cfg = files.load_config(args.config)
@@ -87,7 +88,8 @@ def cmd_check_config(args) -> int:
     from .shell.files import load_config, load_key
     cfg = load_config(args.file)
     if args.node and args.node not in cfg.nodes:
-        return fail(f"{args.file}: node {args.node!r} is not in the config (nodes: {', '.join(cfg.node_names)})")
+        names = ", ".join(cfg.node_names)
+        return fail(f"{args.file}: node {args.node!r} is not in the config (nodes: {names})")
     if args.key:
         load_key(cfg.key_file)
     print(f"{args.file}: ok (cluster {cfg.cluster}, nodes {' and '.join(cfg.node_names)}, "
@@ -113,7 +115,8 @@ def parser() -> argparse.ArgumentParser:
     def add(name, fn, help, config=True):
         sp = sub.add_parser(name, help=help, description=help)
         if config:
-            sp.add_argument("--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
+            sp.add_argument("--config", default=DEFAULT_CONFIG,
+                            help=f"config file (default {DEFAULT_CONFIG})")
         sp.set_defaults(fn=fn, cmd=name)
         return sp
 

@@ -52,12 +52,14 @@ def build(tmp_path_factory, name, archs=None, config=EXAMPLE):
     work = tmp_path_factory.mktemp(name)
     out = work / "out"
     key = work / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "image-test", "-f", str(key)], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "image-test", "-f", str(key)],
+                   check=True)
     started = time.monotonic()
     # xz -1: the test checks what is inside, not how small it packs; saves minutes on 2 cores.
     proc = subprocess.run([f"{REPO}/build.sh", "--config", str(config), "--ssh-key", f"{key}.pub",
                            "--out", str(out), "--xz-level", "1",
-                           *[a for node, arch in (archs or {}).items() for a in ("--arch", f"{node}={arch}")]],
+                           *[a for node, arch in (archs or {}).items()
+                             for a in ("--arch", f"{node}={arch}")]],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=75 * 60)
     seconds = time.monotonic() - started
     (work / "build.log").write_text(proc.stdout)

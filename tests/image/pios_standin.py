@@ -23,7 +23,8 @@ DISK_ID = "0f1e2d3c"
 FIRSTBOOT_MARKER = "dnspair-standin-firstboot-ran"  # in / of the image, if firstboot ran
 UNIT_MARKERS = "var/lib/dnspair-standin"  # NAME-ran files, if a first-boot unit ran
 FIRSTBOOT_UNITS = ("userconfig", "regenerate_ssh_host_keys", "sshswitch")
-PURGED = ("bind9", "bind9-dnsutils", "nagios-nrpe-server", "python3-venv", "python3-systemd", "raspi-firmware")
+PURGED = ("bind9", "bind9-dnsutils", "nagios-nrpe-server", "python3-venv", "python3-systemd",
+          "raspi-firmware")
 
 CONFIG_TXT = """\
 # For more options and information see
@@ -69,13 +70,14 @@ otg_mode=1
 
 [all]
 """
-CMDLINE_TXT = (f"console=serial0,115200 console=tty1 root=PARTUUID={DISK_ID}-02 rootfstype=ext4 fsck.repair=yes "
-               "rootwait quiet init=/usr/lib/raspberrypi-sys-mods/firstboot\n")
+CMDLINE_TXT = (f"console=serial0,115200 console=tty1 root=PARTUUID={DISK_ID}-02 rootfstype=ext4 "
+               "fsck.repair=yes rootwait quiet init=/usr/lib/raspberrypi-sys-mods/firstboot\n")
 FSTAB = (f"proc            /proc           proc    defaults          0       0\n"
          f"PARTUUID={DISK_ID}-01  /boot/firmware  vfat    defaults          0       2\n"
          f"PARTUUID={DISK_ID}-02  /               ext4    defaults,noatime  0       1\n")
 SOURCES = ("deb http://deb.debian.org/debian bookworm main contrib non-free non-free-firmware\n"
-           "deb http://deb.debian.org/debian-security/ bookworm-security main contrib non-free non-free-firmware\n"
+           "deb http://deb.debian.org/debian-security/ bookworm-security"
+           " main contrib non-free non-free-firmware\n"
            "deb http://deb.debian.org/debian bookworm-updates main contrib non-free non-free-firmware\n")
 RASPI_LIST = ("deb http://archive.raspberrypi.com/debian/ bookworm main\n"
               "# Uncomment line below then 'apt-get update' to enable 'apt-get source'\n"
@@ -123,15 +125,18 @@ def dphys_swapfile_deb(work):
     (pkg / "DEBIAN").mkdir(parents=True)
     (pkg / "DEBIAN/control").write_text(
         "Package: dphys-swapfile\nVersion: 20100506-7.1+rpt3+dnspairstandin\nArchitecture: all\n"
-        "Maintainer: dnspair tests <root@localhost>\nDescription: dnspair test stand-in for Pi OS's swap file\n")
+        "Maintainer: dnspair tests <root@localhost>\n"
+        "Description: dnspair test stand-in for Pi OS's swap file\n")
     units = pkg / "usr/lib/systemd/system"
     units.mkdir(parents=True)
     (units / "dphys-swapfile.service").write_text(
-        unit("stand-in dphys-swapfile", f"/bin/sh -c 'mkdir -p /{UNIT_MARKERS} && touch /{UNIT_MARKERS}/dphys-swapfile-ran'"))
+        unit("stand-in dphys-swapfile",
+             f"/bin/sh -c 'mkdir -p /{UNIT_MARKERS} && touch /{UNIT_MARKERS}/dphys-swapfile-ran'"))
     wants = pkg / "etc/systemd/system/multi-user.target.wants"
     wants.mkdir(parents=True)
     (wants / "dphys-swapfile.service").symlink_to("/usr/lib/systemd/system/dphys-swapfile.service")
-    run("dpkg-deb", "--root-owner-group", "-b", str(pkg), str(work / "dphys-swapfile.deb"), capture_output=True)
+    run("dpkg-deb", "--root-owner-group", "-b", str(pkg), str(work / "dphys-swapfile.deb"),
+        capture_output=True)
     return work / "dphys-swapfile.deb"
 
 
@@ -158,7 +163,8 @@ def shape_root(root, work):
     in_root("etc/rpi-issue").write_text(
         "Raspberry Pi reference 2024-11-19\n"
         "Generated using pi-gen, https://github.com/RPi-Distro/pi-gen, stage2\n"
-        "dnspair test stand-in: Debian's arm64 packages shaped like Raspberry Pi OS Lite, not Raspberry Pi OS\n")
+        "dnspair test stand-in: Debian's arm64 packages shaped like Raspberry Pi OS Lite,"
+        " not Raspberry Pi OS\n")
     in_root("etc/fstab").write_text(FSTAB)
     # dnspair's initramfs settings are baked into the Debian base; Pi OS has none of them.
     for rel in ("conf.d/dnspair", "hooks/dnspair-modules", "scripts/local-bottom/dnspair-overlayroot"):
@@ -211,11 +217,12 @@ def assemble(img, fat_dir, root_dir, disk_id=DISK_ID, fat_mib=512, root_mib=None
         f.truncate(total << 20)
     table = (f"label: dos\nlabel-id: 0x{disk_id}\nstart=8192, size={fat_mib * 2048}, type=c\n"
              f"start={(4 + fat_mib) * 2048}, type=83\n")
-    run("sfdisk", "-q", "--no-reread", "--no-tell-kernel", str(img), input=table, text=True, capture_output=True)
-    run("mkfs.vfat", "-F", "32", "-s", "1", "-n", fat_label, "--offset", "8192", str(img), str(fat_mib * 1024),
-        capture_output=True)
-    run("mcopy", "-s", "-p", "-m", "-i", f"{img}@@{4 << 20}", *[str(p) for p in sorted(fat_dir.iterdir())], "::/",
-        env=dict(os.environ, MTOOLS_SKIP_CHECK="1"))
+    run("sfdisk", "-q", "--no-reread", "--no-tell-kernel", str(img),
+        input=table, text=True, capture_output=True)
+    run("mkfs.vfat", "-F", "32", "-s", "1", "-n", fat_label, "--offset", "8192", str(img),
+        str(fat_mib * 1024), capture_output=True)
+    run("mcopy", "-s", "-p", "-m", "-i", f"{img}@@{4 << 20}", *[str(p) for p in sorted(fat_dir.iterdir())],
+        "::/", env=dict(os.environ, MTOOLS_SKIP_CHECK="1"))
     run("mke2fs", "-q", "-t", "ext4", "-L", root_label, "-d", str(root_dir),
         "-E", f"offset={(4 + fat_mib) << 20},root_owner=0:0", str(img), f"{root_mib * 1024}k")
 
@@ -242,7 +249,8 @@ def standin(base_tar):
         work = Path(tmp)
         root = work / "root"
         root.mkdir()
-        run("tar", "-C", str(root), "--xattrs", "--xattrs-include=*", "--numeric-owner", "-xpf", str(base_tar))
+        run("tar", "-C", str(root), "--xattrs", "--xattrs-include=*", "--numeric-owner",
+            "-xpf", str(base_tar))
         kernel, initrd = shape_root(root, work)
         fill_fat(work / "fat", kernel, initrd, root)
         img = work / "2024-11-19-raspios-bookworm-arm64-lite-STANDIN.img"

@@ -51,7 +51,8 @@ def test_pi2_boot_files_and_drivers(pm02):
     kernel = re.search(r"^kernel=(vmlinuz-\S+-armmp)$", config, re.M).group(1)
     initrd = re.search(r"^initramfs (initrd\.img-\S+-armmp)$", config, re.M).group(1)
     assert "arm_64bit=1" not in config
-    for f in (kernel, initrd, "bootcode.bin", "start.elf", "fixup.dat", "bcm2836-rpi-2-b.dtb", "dnspair-node.txt"):
+    for f in (kernel, initrd, "bootcode.bin", "start.elf", "fixup.dat", "bcm2836-rpi-2-b.dtb",
+              "dnspair-node.txt"):
         assert (fw / f).is_file(), f
     cmdline = pm02.text("boot/firmware/cmdline.txt").split()
     assert "root=LABEL=RASPIROOT" in cmdline and "net.ifnames=0" in cmdline

@@ -39,18 +39,24 @@ class VM:
         fat = f"{raw}@@{4 << 20}"
         if settings is not None:  # what a user does from any computer before first boot
             (workdir / "dnspair-node.txt").write_text(settings)
-            subprocess.run(["mcopy", "-o", "-i", fat, str(workdir / "dnspair-node.txt"), "::dnspair-node.txt"], check=True)
-        config = subprocess.run(["mtype", "-i", fat, "::config.txt"], check=True, capture_output=True, text=True).stdout
+            subprocess.run(["mcopy", "-o", "-i", fat, str(workdir / "dnspair-node.txt"),
+                            "::dnspair-node.txt"], check=True)
+        config = subprocess.run(["mtype", "-i", fat, "::config.txt"],
+                                check=True, capture_output=True, text=True).stdout
         # What the Pi's firmware loads: config.txt's kernel=/initramfs lines (Debian's raspi-firmware),
         # else kernel8.img and, with auto_initramfs=1, initramfs8 (Raspberry Pi OS).
         kernel = re.search(r"^kernel=(\S+)", config, re.M)
         kernel = kernel.group(1) if kernel else "kernel8.img"
         initrd = re.search(r"^initramfs (\S+)", config, re.M)
-        initrd = initrd.group(1) if initrd else "initramfs8" if re.search(r"^auto_initramfs=1", config, re.M) else None
+        if initrd:
+            initrd = initrd.group(1)
+        else:
+            initrd = "initramfs8" if re.search(r"^auto_initramfs=1", config, re.M) else None
         assert initrd, "config.txt names no initramfs"
         for f in (kernel, initrd):
             subprocess.run(["mcopy", "-n", "-i", fat, f"::{f}", str(workdir / f)], check=True)
-        cmdline = subprocess.run(["mtype", "-i", fat, "::cmdline.txt"], check=True, capture_output=True, text=True).stdout
+        cmdline = subprocess.run(["mtype", "-i", fat, "::cmdline.txt"],
+                                 check=True, capture_output=True, text=True).stdout
         # The Pi's consoles do not exist on qemu's virt machine; its UART is ttyAMA0.
         args = [a for a in cmdline.split() if not a.startswith("console=")] + ["console=ttyAMA0"]
         if extra_cmdline:
@@ -62,7 +68,8 @@ class VM:
             self.netdev = [
                 "-netdev", f"user,id=n0,restrict=on,net=192.0.2.0/24,host=192.0.2.254,"
                            f"hostfwd=tcp:127.0.0.1:{self.port}-{guest}:22",
-                "-device", "virtio-net-pci,netdev=n0,romfile=",  # no option ROM: the kernel is loaded directly
+                # no option ROM: the kernel is loaded directly
+                "-device", "virtio-net-pci,netdev=n0,romfile=",
             ]
         qemu, machine, cpu = QEMU[built.arch(node)]
         self.proc = subprocess.Popen([
@@ -116,7 +123,8 @@ def booted(built, workdir, extra_cmdline="", **kw):
     machine = VM(built, workdir, extra_cmdline, **kw)
     try:
         seconds = machine.wait_for_ssh()
-        print(f"\nqemu boot to SSH{' (' + extra_cmdline + ')' if extra_cmdline else ''}: {seconds:.0f}s", flush=True)
+        how = f" ({extra_cmdline})" if extra_cmdline else ""
+        print(f"\nqemu boot to SSH{how}: {seconds:.0f}s", flush=True)
         yield machine
     finally:
         machine.close()
@@ -137,7 +145,8 @@ def test_systemd_reaches_the_default_target_with_nothing_failed(vm):
 def test_node_identity_and_address_were_applied(vm):
     assert vm.ssh("hostname").stdout.strip() == "dns-pm01"
     assert "inet 192.0.2.1/24" in vm.ssh("ip -4 addr show dev eth0").stdout
-    assert vm.ssh("systemctl is-active dnspair-node-settings NetworkManager").stdout.split() == ["active", "active"]
+    active = vm.ssh("systemctl is-active dnspair-node-settings NetworkManager").stdout.split()
+    assert active == ["active", "active"]
     assert "nameserver 127.0.0.1" in vm.ssh("cat /etc/resolv.conf").stdout
 
 
@@ -157,7 +166,8 @@ def test_bind_answers_on_the_node_address_and_on_a_vip(vm):
         r = vm.ssh("dig +short +time=2 +tries=1 @192.0.2.11 localhost A")
         if r.stdout.strip() == "127.0.0.1":
             break
-        assert time.monotonic() < deadline, vm.ssh("ip -4 addr; journalctl -u dnspair --no-pager | tail -30").stdout
+        assert time.monotonic() < deadline, \
+            vm.ssh("ip -4 addr; journalctl -u dnspair --no-pager | tail -30").stdout
         time.sleep(3)
 
 
@@ -182,7 +192,8 @@ def test_sd_card_care_at_runtime(vm):
 def test_no_password_login(vm):
     r = subprocess.run(["ssh", "-p", str(vm.port), "-o", "BatchMode=yes", "-o", "PubkeyAuthentication=no",
                         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                        "-o", "PreferredAuthentications=password,keyboard-interactive", "root@127.0.0.1", "true"],
+                        "-o", "PreferredAuthentications=password,keyboard-interactive",
+                        "root@127.0.0.1", "true"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 255 and "Permission denied (publickey)" in r.stderr, r.stderr
 

@@ -35,8 +35,10 @@ def pubkey(tmp_path):
     (["--config", EXAMPLE, "--ssh-key", "/nonexistent.pub"], "SSH public key not found"),
     (["--config", EXAMPLE, "--ssh-key", "PUB", "--arch", "i386"], "--arch must be arm64 or armhf"),
     (["--config", EXAMPLE, "--ssh-key", "PUB", "--arch", "dns-pm02=i386"], "--arch must be arm64 or armhf"),
-    (["--config", EXAMPLE, "--ssh-key", "PUB", "--arch", "dns-pm09=armhf"], "--arch dns-pm09=armhf: dns-pm09 is not a node"),
-    (["--config", EXAMPLE, "--ssh-key", "PUB", "--arch", "armhf", "--base", EXAMPLE, "--base-sha256", "0" * 64],
+    (["--config", EXAMPLE, "--ssh-key", "PUB", "--arch", "dns-pm09=armhf"],
+     "--arch dns-pm09=armhf: dns-pm09 is not a node"),
+    (["--config", EXAMPLE, "--ssh-key", "PUB", "--arch", "armhf", "--base", EXAMPLE,
+      "--base-sha256", "0" * 64],
      "--base takes the 64-bit Raspberry Pi OS Lite image only"),
     (["--config", EXAMPLE, "--ssh-key", "PUB", "--xz-level", "fast"], "--xz-level must be 0-9"),
     (["--config", EXAMPLE, "--ssh-key", "PUB", "--base", EXAMPLE], "--base needs --base-sha256"),
@@ -51,16 +53,19 @@ def test_bad_arguments(args, message, pubkey):
 
 
 def test_a_private_key_is_not_taken_for_a_public_one(pubkey):
-    assert "does not look like an SSH public key" in one_error_line(build("--config", EXAMPLE, "--ssh-key", pubkey))
+    r = build("--config", EXAMPLE, "--ssh-key", pubkey)
+    assert "does not look like an SSH public key" in one_error_line(r)
 
 
 def test_config_the_image_cannot_place_is_refused_before_building(pubkey, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(open(EXAMPLE).read().replace("addresses: [192.0.2.2]", "addresses: [198.51.100.2]"))
-    line = one_error_line(build("--config", str(bad), "--ssh-key", f"{pubkey}.pub", "--out", str(tmp_path / "out")))
+    line = one_error_line(
+        build("--config", str(bad), "--ssh-key", f"{pubkey}.pub", "--out", str(tmp_path / "out")))
     assert "node dns-pm02 address 198.51.100.2 is in no VIP's network" in line
     assert "node 'nope' is not in the config" in one_error_line(
-        build("--config", EXAMPLE, "--ssh-key", f"{pubkey}.pub", "--node", "nope", "--out", str(tmp_path / "out")))
+        build("--config", EXAMPLE, "--ssh-key", f"{pubkey}.pub", "--node", "nope",
+              "--out", str(tmp_path / "out")))
 
 
 def test_base_image_with_wrong_checksum_is_refused(pubkey, tmp_path):
@@ -79,8 +84,9 @@ def test_a_build_failing_inside_the_chroot_cleans_up(pubkey, tmp_path):
     bad.write_text(open(EXAMPLE).read().replace("failback: manual", "failback: sometimes"))
     work, out = tmp_path / "work", tmp_path / "out"
     work.mkdir()
-    r = subprocess.run([f"{REPO}/build.sh", "--config", str(bad), "--ssh-key", f"{pubkey}.pub", "--out", str(out)],
-                       capture_output=True, text=True, timeout=3600, env=dict(os.environ, DNSPAIR_WORKDIR=str(work)))
+    r = subprocess.run([f"{REPO}/build.sh", "--config", str(bad), "--ssh-key", f"{pubkey}.pub",
+                        "--out", str(out)], capture_output=True, text=True, timeout=3600,
+                       env=dict(os.environ, DNSPAIR_WORKDIR=str(work)))
     assert "dnspair check-config rejected" in one_error_line(r)
     with open("/proc/mounts") as f:
         assert [line for line in f if str(work) in line] == []

@@ -90,7 +90,8 @@ def test_apply_writes_once_and_again_only_when_the_file_changes(tmp_path):
     assert "etc/hostname" in changed
     assert (root / "etc/hostname").read_text() == "dns-pm01\n"
     keyfile = root / "etc/NetworkManager/system-connections/dnspair-eth0.nmconnection"
-    assert stat.S_IMODE(os.stat(keyfile).st_mode) == 0o600  # NetworkManager ignores group/world-readable keyfiles
+    # NetworkManager ignores group/world-readable keyfiles
+    assert stat.S_IMODE(os.stat(keyfile).st_mode) == 0o600
     assert nodesettings.apply(str(settings), str(root)) == []
     settings.write_text("NODE=dns-pm09\nINTERFACE=end0\nADDRESS=192.0.2.9/24\n")
     assert nodesettings.apply(str(settings), str(root))
@@ -108,7 +109,8 @@ def test_apply_refuses_a_broken_file_and_keeps_what_was_there(tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_text("NODE=dns-pm01\nINTERFACE=eth0\nADDRESS=300.0.2.1/24\n")
     assert nodesettings.main(["nodesettings.py", "apply", str(bad), str(root)]) == 1
-    assert "192.0.2.1/24" in (root / "etc/NetworkManager/system-connections/dnspair-eth0.nmconnection").read_text()
+    connection = root / "etc/NetworkManager/system-connections/dnspair-eth0.nmconnection"
+    assert "192.0.2.1/24" in connection.read_text()
 
 
 def test_authkey_is_32_random_bytes_in_hex(capsys):

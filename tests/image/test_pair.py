@@ -43,7 +43,8 @@ class LanVM(VM):
 
 
 def dig(vip):
-    return ns("dig", "+short", "+time=1", "+tries=1", f"@{vip}", "localhost", "A", check=False, timeout=30).stdout.strip()
+    r = ns("dig", "+short", "+time=1", "+tries=1", f"@{vip}", "localhost", "A", check=False, timeout=30)
+    return r.stdout.strip()
 
 
 def wait_until(what, predicate, seconds):
@@ -75,8 +76,8 @@ def lan(built_mixed, tmp_path_factory):
 
 
 def test_each_node_holds_its_preferred_vip_and_both_answer(lan):
-    wait_until("both VIPs answer from the client", lambda: dig("192.0.2.11") == "127.0.0.1" == dig("192.0.2.12"),
-               BOOT_TIMEOUT)
+    wait_until("both VIPs answer from the client",
+               lambda: dig("192.0.2.11") == "127.0.0.1" == dig("192.0.2.12"), BOOT_TIMEOUT)
     wait_until("each VIP on its preferred node",
                lambda: "192.0.2.11/" in lan["dns-pm01"].ssh("ip -4 -o addr show dev eth0").stdout
                and "192.0.2.12/" in lan["dns-pm02"].ssh("ip -4 -o addr show dev eth0").stdout, 120)

@@ -50,7 +50,8 @@ def one_error_line(r):
 @pytest.fixture(scope="module")
 def pubkey(tmp_path_factory):
     key = tmp_path_factory.mktemp("key") / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "pios-test", "-f", str(key)], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "pios-test", "-f", str(key)],
+                   check=True)
     return key
 
 
@@ -59,7 +60,8 @@ def tiny_image(d, *, rpi_issue=True, dpkg=ELF64, codename="bookworm"):
     root, fat = d / "root", d / "fat"
     for sub in ("etc", "usr/bin", "boot/firmware"):
         (root / sub).mkdir(parents=True)
-    (root / "etc/os-release").write_text(f'PRETTY_NAME="Debian GNU/Linux 12"\nVERSION_CODENAME={codename}\nID=debian\n')
+    (root / "etc/os-release").write_text(
+        f'PRETTY_NAME="Debian GNU/Linux 12"\nVERSION_CODENAME={codename}\nID=debian\n')
     if rpi_issue:
         (root / "etc/rpi-issue").write_text("Raspberry Pi reference (test)\n")
     (root / "usr/bin/dpkg").write_bytes(dpkg)
@@ -80,7 +82,8 @@ def leftovers(work, out):
     """Mounts, loop devices, work files or outputs a failed build left behind."""
     with open("/proc/mounts") as f:
         mounts = [line for line in f if str(work) in line]
-    loops = [line for line in sh("losetup", "-l", "-n", "-O", "NAME,BACK-FILE").splitlines() if str(work) in line]
+    loops = [line for line in sh("losetup", "-l", "-n", "-O", "NAME,BACK-FILE").splitlines()
+             if str(work) in line]
     return mounts + loops + os.listdir(work) + os.listdir(out)
 
 
@@ -97,7 +100,8 @@ def test_bad_base_images_are_refused_and_leave_nothing(case, message, pubkey, tm
     if case == "no partitions":
         img, digest = not_an_image(d)
     else:
-        img, digest = tiny_image(d, dpkg=ELF32 if case == "32-bit" else ELF64, rpi_issue=case != "no rpi-issue",
+        img, digest = tiny_image(d, dpkg=ELF32 if case == "32-bit" else ELF64,
+                                 rpi_issue=case != "no rpi-issue",
                                  codename="bullseye" if case == "bullseye" else "bookworm")
     if case == "checksum":
         digest = "0" * 64
@@ -118,8 +122,8 @@ def test_bad_base_images_are_refused_and_leave_nothing(case, message, pubkey, tm
 def test_base_options_it_cannot_honour_are_refused_at_once(extra, message, pubkey, tmp_path):
     img = tmp_path / "x.img.xz"
     img.write_bytes(b"x")
-    r = build("--config", EXAMPLE, "--ssh-key", f"{pubkey}.pub", "--base", str(img), "--base-sha256", "0" * 64,
-              "--out", str(tmp_path / "out"), *extra)
+    r = build("--config", EXAMPLE, "--ssh-key", f"{pubkey}.pub", "--base", str(img),
+              "--base-sha256", "0" * 64, "--out", str(tmp_path / "out"), *extra)
     assert message in one_error_line(r)
     assert not (tmp_path / "out").exists()  # refused before anything was made
 
@@ -144,8 +148,8 @@ def pios(standin, pubkey, tmp_path_factory):
     before = (sha256(img), img.stat().st_mtime)
     out = tmp_path_factory.mktemp("pios") / "out"
     started = time.monotonic()
-    proc = subprocess.run([f"{REPO}/build.sh", "--config", EXAMPLE, "--ssh-key", f"{pubkey}.pub", "--base", str(img),
-                           "--base-sha256", digest, "--out", str(out), "--xz-level", "1"],
+    proc = subprocess.run([f"{REPO}/build.sh", "--config", EXAMPLE, "--ssh-key", f"{pubkey}.pub",
+                           "--base", str(img), "--base-sha256", digest, "--out", str(out), "--xz-level", "1"],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60 * 60)
     seconds = time.monotonic() - started
     (out.parent / "build.log").write_text(proc.stdout)
@@ -175,25 +179,32 @@ def test_outputs_and_report_name_the_base(pios, standin):
     assert re.search(r"^bind9=1:9\.18", report, re.M)
 
 
+def fs_label(raw, sector):
+    """The label of the file system starting at SECTOR (of 512 bytes) in the raw image."""
+    return sh("blkid", "-p", "-O", str(sector * 512), "-o", "value", "-s", "LABEL", str(raw)).strip()
+
+
 def test_pi_os_layout_with_a_disk_id_per_node(images):
     ids = set()
-    for node, img in images.items():
+    for img in images.values():
         table = img.table
         assert table["label"] == "dos"
         p1, p2 = table["partitions"]
         assert p1["type"] == "c" and p1["start"] == 8192 and p1["size"] == 512 * 2048
         assert p2["type"] == "83" and p2["start"] == p1["start"] + p1["size"]
-        assert sh("blkid", "-p", "-O", str(8192 * 512), "-o", "value", "-s", "LABEL", str(img.raw)).strip() == "bootfs"
-        assert sh("blkid", "-p", "-O", str(p2["start"] * 512), "-o", "value", "-s", "LABEL", str(img.raw)).strip() == "rootfs"
+        assert fs_label(img.raw, 8192) == "bootfs"
+        assert fs_label(img.raw, p2["start"]) == "rootfs"
         disk_id = table["id"].removeprefix("0x")
         assert re.fullmatch(r"[0-9a-f]{8}", disk_id)
         ids.add(disk_id)
         cmdline = img.text("boot/firmware/cmdline.txt").split()
         assert f"root=PARTUUID={disk_id}-02" in cmdline
         assert not [a for a in cmdline if a.startswith("init=")], cmdline
-        for kept in ("console=serial0,115200", "console=tty1", "rootfstype=ext4", "rootwait", "net.ifnames=0"):
+        for kept in ("console=serial0,115200", "console=tty1", "rootfstype=ext4", "rootwait",
+                     "net.ifnames=0"):
             assert kept in cmdline
-        fstab = [line.split() for line in img.text("etc/fstab").splitlines() if line and not line.startswith("#")]
+        fstab = [line.split() for line in img.text("etc/fstab").splitlines()
+                 if line and not line.startswith("#")]
         assert [f[0] for f in fstab if f[1] == "/"] == [f"PARTUUID={disk_id}-02"]
         assert [f[0] for f in fstab if f[1] == "/boot/firmware"] == [f"PARTUUID={disk_id}-01"]
         assert not [f for f in fstab if f[2] == "swap"]
@@ -238,7 +249,8 @@ def test_the_same_appliance_as_the_debian_base(pios, images):
     a, b = images["dns-pm01"], images["dns-pm02"]
     key = a.path("etc/dnspair/authkey")
     assert key.stat().st_uid == 0 and stat.S_IMODE(key.stat().st_mode) == 0o600
-    assert re.fullmatch(r"[0-9a-f]{64}\n", key.read_text()) and key.read_text() == b.text("etc/dnspair/authkey")
+    assert re.fullmatch(r"[0-9a-f]{64}\n", key.read_text())
+    assert key.read_text() == b.text("etc/dnspair/authkey")
     assert a.text("etc/ssh/ssh_host_ed25519_key.pub") != b.text("etc/ssh/ssh_host_ed25519_key.pub")
     wants = a.root / "etc/systemd/system/multi-user.target.wants"
     for unit in ("named.service", "ssh.service", "NetworkManager.service", "nagios-nrpe-server.service",
@@ -298,7 +310,8 @@ def test_pios_node_boots_with_the_appliance_running(pios_vm):
 def test_pios_node_booted_by_partuuid_without_first_boot_machinery(pios_vm):
     cmdline = pios_vm.ssh("cat /proc/cmdline").stdout
     assert re.search(r"root=PARTUUID=[0-9a-f]{8}-02", cmdline) and "init=" not in cmdline, cmdline
-    assert pios_vm.ssh(f"test -e /{pios_standin.FIRSTBOOT_MARKER} && echo ran || echo absent").stdout.strip() == "absent"
+    marker = pios_vm.ssh(f"test -e /{pios_standin.FIRSTBOOT_MARKER} && echo ran || echo absent")
+    assert marker.stdout.strip() == "absent"
     assert pios_vm.ssh(f"ls -A /{pios_standin.UNIT_MARKERS} 2>/dev/null").stdout.strip() == ""
     assert pios_vm.ssh("swapon --show --noheadings").stdout.strip() == ""
     assert pios_vm.ssh("findmnt -n -o FSTYPE /boot/firmware").stdout.strip() == "vfat"

@@ -48,7 +48,8 @@ class Pair:
         for node in labmod.NODES:
             path = lab.workdir / f"{node}.yaml"
             sock = lab.workdir / node / "control.sock"
-            path.write_text(config_text(lab, extra + f"\ncontrol: {{socket: {sock}}}\n",
+            path.write_text(config_text(lab, extra + f"\ncontrol: {{socket: {sock}}}\n"
+                                        f"state_dir: {lab.workdir / node / 'state'}\n",
                                         lab.second_link, failback))
             self.configs[node] = path
 

@@ -45,8 +45,11 @@ def signed_root(d: Path, inception: int) -> str:
         for key in d.glob("K.+*.key"):
             f.write(key.read_text())
     # -P: its own check would fail, by design, on signatures from the future.
-    run("dnssec-signzone", "-q", "-P", "-K", str(d), "-o", ".", "-s", str(inception), "-e", str(inception + 30 * DAY),
-        "-f", str(d / "root.db.signed"), str(d / "root.db"))
+    # -d: the dsset- file goes here; by default it lands in the working directory (the repo).
+    run("dnssec-signzone", "-q", "-P", "-K", str(d), "-d", str(d), "-o", ".", "-s", str(inception),
+        "-e", str(inception + 30 * DAY), "-f", str(d / "root.db.signed"), str(d / "root.db"))
+    assert (d / "dsset-.").is_file()
+    assert not list(Path.cwd().glob("dsset-*")) and not list(REPO.glob("dsset-*"))
     flags, proto, alg, key = re.search(r"DNSKEY\s+(\d+)\s+(\d+)\s+(\d+)\s+(.+)$",
                                        (d / f"{ksk}.key").read_text(), re.M).groups()
     return f'trust-anchors {{ . static-key {flags} {proto} {alg} "{key.replace(" ", "")}"; }};'

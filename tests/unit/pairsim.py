@@ -1,80 +1,100 @@
-"""Two engines wired by a simulated network and clock: the shell without I/O."""
+"""Two engines wired by a lossless, zero-delay network and a stepped clock.
+
+The small harness for hand-written engine scenarios; the seeded fault search is `tests/sim`.
+"""
 from __future__ import annotations
 
+from dnspair.core import actions as A
 from dnspair.core import config, engine, wire
+from dnspair.core import events as E
 
 EXAMPLE = open(__file__.rsplit("/tests/", 1)[0] + "/example/dnspair.yaml").read()
 KEY = bytes(range(32))
 
 
 class Pair:
-    def __init__(self, text: str = EXAMPLE, **overrides):
+    def __init__(self, text: str = EXAMPLE):
         self.cfg = config.parse(text)
         a, b = self.cfg.node_names
         self.now = 0.0
-        self.e = {a: engine.Engine(self.cfg, a, KEY, 1, 0.0), b: engine.Engine(self.cfg, b, KEY, 1, 0.0)}
+        self.e: dict[str, engine.Engine] = {}
+        self.wake: dict[str, float | None] = {a: None, b: None}
         self.up = {a: True, b: True}          # daemon running
         self.link = {a: True, b: True}        # can send/receive heartbeats
         self.dns = {a: True, b: True}
         self.logs: list[str] = []
-        self.addresses = {a: set(), b: set()}  # what the "kernel" holds
+        self.addresses: dict[str, set[int]] = {a: set(), b: set()}  # what the "kernel" holds
         self.announced: list[tuple[str, int]] = []
+        self.sent: list[tuple[float, str, bytes]] = []
+        self.replies: list[A.Reply] = []
         self.double: list[tuple[float, int]] = []
-        self.pending: list = []
+        self.pending: list[tuple[str, E.Event]] = []
         self.busy = False
-        for n in self.e:
-            self._apply(n, self.e[n].adopt(0.0, set()))
+        for k, n in enumerate((a, b)):
+            self._boot(n, wire.incarnation(1, k + 1))
 
     @property
     def names(self):
         return self.cfg.node_names
 
-    def _apply(self, node, acts):
-        """Actions run in order, like the daemon's single worker: a reply's actions queue behind."""
-        self.pending.extend((node, a) for a in acts)
+    def other(self, node):
+        return next(n for n in self.names if n != node)
+
+    def _boot(self, node, incarnation):
+        self.up[node] = True
+        self.e[node] = engine.Engine(self.cfg, node, KEY, incarnation, self.now)
+        self.deliver(node, E.Start(frozenset(self.addresses[node])))
+
+    def deliver(self, node, ev: E.Event):
+        """Events run in order, like the daemon's loop: an event's consequences queue behind."""
+        self.pending.append((node, ev))
         if self.busy:
             return
         self.busy = True
         try:
             while self.pending:
-                self._do(*self.pending.pop(0))
+                n, ev = self.pending.pop(0)
+                if not self.up[n] or n not in self.e:
+                    continue
+                st = self.e[n].handle(self.now, ev)
+                self.wake[n] = st.wake_at
+                for a in st.actions:
+                    self._do(n, a)
         finally:
             self.busy = False
 
     def _do(self, node, a):
-        if True:
-            if isinstance(a, engine.Claim):
-                self.addresses[node].add(a.vip)
-            elif isinstance(a, engine.Release):
-                self.addresses[node].discard(a.vip)
-            elif isinstance(a, engine.Announce):
-                self.announced.append((node, a.vip))
-            elif isinstance(a, engine.Log):
-                self.logs.append(f"{self.now:.3f} {node}: {a.text}")
-            elif isinstance(a, engine.SendNow):
-                self.send(node)
-
-    def send(self, node, mtype=wire.HEARTBEAT):
-        if not self.up[node]:
-            return
-        msg = self.e[node].message(self.now, mtype)
-        data = wire.encode(msg, KEY)
-        other = next(n for n in self.e if n != node)
-        if self.link[node] and self.link[other] and self.up[other]:
-            self._apply(other, self.e[other].on_datagram(self.now, 0, data))
+        match a:
+            case A.Claim(i):
+                self.addresses[node].add(i)
+            case A.Release(i):
+                self.addresses[node].discard(i)
+            case A.Announce(i):
+                self.announced.append((node, i))
+            case A.Log(text):
+                self.logs.append(f"{self.now:.3f} {node}: {text}")
+            case A.Send(data):
+                self.sent.append((self.now, node, data))
+                other = self.other(node)
+                if self.link[node] and self.link[other]:
+                    self.deliver(other, E.Datagram(0, data))
+            case A.CheckDns():
+                ok = self.dns[node]
+                self.deliver(node, E.DnsResult(ok, 0.001, None if ok else "refused"))
+            case A.Reply():
+                self.replies.append(a)
 
     def step(self, dt: float = 0.01):
-        """Advance time: periodic heartbeats, DNS checks, ticks."""
-        t0, self.now = self.now, self.now + dt
-        hb, dc = self.cfg.heartbeat.interval, self.cfg.dns_check.interval
-        for n, e in self.e.items():
-            if not self.up[n]:
-                continue
-            if int(self.now / dc) != int(t0 / dc) or t0 == 0:
-                self._apply(n, e.on_dns(self.now, self.dns[n], 0.001, None if self.dns[n] else "refused"))
-            if int(self.now / hb) != int(t0 / hb):
-                self.send(n)
-            self._apply(n, e.tick(self.now))
+        """Advance time by dt, waking each node at the deadlines it asked for."""
+        end = self.now + dt
+        for _ in range(100_000):
+            due = [(w, n) for n, w in self.wake.items() if self.up[n] and w is not None and w <= end]
+            if not due:
+                break
+            w, n = min(due)
+            self.now = max(self.now, w)
+            self.deliver(n, E.Tick())
+        self.now = end
         self.check_single_owner()
 
     def run(self, seconds: float, dt: float = 0.01):
@@ -95,20 +115,32 @@ class Pair:
                 for i in range(len(self.cfg.vips))}
 
     def cmd(self, node, *args):
-        self._apply(node, self.e[node].command(self.now, *args))
+        """An operator command; ValueError with the engine's reply if it was refused."""
+        cmd, vip, who = (list(args) + [None, None])[:3]
+        self.deliver(node, E.Command(cmd, vip, who))
+        reply = self.replies[-1]
+        if not reply.ok:
+            raise ValueError(reply.text)
+
+    def carrier(self, node, up, interface="eth0"):
+        self.deliver(node, E.Carrier(interface, up))
+
+    def witness(self, node, ok):
+        self.deliver(node, E.WitnessResult(ok))
 
     def kill(self, node):
         self.up[node] = False
 
+    def freeze(self, node):
+        self.up[node] = False
+
+    def thaw(self, node):
+        self.up[node] = True
+        self.deliver(node, E.Resumed())
+
     def stop(self, node):
-        acts, bye = self.e[node].leave(self.now)
-        self._apply(node, acts)
-        other = next(n for n in self.e if n != node)
-        if self.link[node] and self.link[other]:
-            self._apply(other, self.e[other].on_datagram(self.now, 0, wire.encode(bye, KEY)))
+        self.deliver(node, E.Stop())
         self.up[node] = False
 
     def restart(self, node, incarnation):
-        self.up[node] = True
-        self.e[node] = engine.Engine(self.cfg, node, KEY, incarnation, self.now)
-        self._apply(node, self.e[node].adopt(self.now, set(self.addresses[node])))
+        self._boot(node, incarnation)

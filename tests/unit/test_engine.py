@@ -1,5 +1,5 @@
 """The decision rules, scenario by scenario (two engines over a simulated network)."""
-from dnspair.core import engine, wire
+from dnspair.core import actions, events, wire
 from pairsim import EXAMPLE, KEY, Pair
 
 A, B = "dns-pm01", "dns-pm02"
@@ -141,7 +141,7 @@ def test_partition_heals_to_one_owner_per_vip_and_owner_announces():
 def test_carrier_loss_releases_and_claims_nothing():
     p = Pair()
     settle(p)
-    p._apply(A, p.e[A].on_carrier(p.now, "eth0", False))
+    p.carrier(A, False)
     p.link[A] = False          # its heartbeats share the cable
     p.kill(B)                  # even with the peer gone, nothing is claimed without carrier
     p.run(0.5)
@@ -151,11 +151,11 @@ def test_carrier_loss_releases_and_claims_nothing():
 def test_carrier_return_listens_before_claiming_the_peers_vip():
     p = Pair()
     settle(p)
-    p._apply(A, p.e[A].on_carrier(p.now, "eth0", False))
+    p.carrier(A, False)
     p.link[A] = False
     assert settle(p, 1.0) == {V1: [B], V2: [B]}
     p.link[A] = True
-    p._apply(A, p.e[A].on_carrier(p.now, "eth0", True))
+    p.carrier(A, True)
     assert p.addresses[A] == set(), "nothing claimed on the stale view"
     assert settle(p, 0.5) == {V1: [B], V2: [B]}, "manual failback: the peer keeps them"
 
@@ -163,10 +163,9 @@ def test_carrier_return_listens_before_claiming_the_peers_vip():
 def test_a_thawed_node_listens_before_claiming():
     p = Pair()
     settle(p)
-    p.up[A] = False                       # frozen: no ticks, no sends, no receives
+    p.freeze(A)                           # frozen: no ticks, no sends, no receives
     p.run(1.0)
-    p.up[A] = True
-    p._apply(A, p.e[A].resync(p.now, "stalled"))
+    p.thaw(A)
     assert p.addresses[A] == {V1}, "keeps what it holds, claims nothing new"
     p.run(0.5)
     assert p.holders()[V2] == [B]
@@ -176,24 +175,24 @@ def test_a_thawed_node_listens_before_claiming():
 def test_witness_must_answer_after_the_peer_went_quiet():
     p = Pair(EXAMPLE + "\nwitness: 192.0.2.254\n")
     for n in p.names:
-        p._apply(n, p.e[n].on_witness(0.0, True))
+        p.witness(n, True)
     settle(p)
     p.kill(A)
     p.run(0.5)
     assert p.addresses[B] == {V2}, "an old witness answer proves nothing"
-    p._apply(B, p.e[B].on_witness(p.now, True))
+    p.witness(B, True)
     assert p.addresses[B] == {V1, V2}
 
 
 def test_witness_unreachable_blocks_takeover_but_keeps_own_vip():
     p = Pair(EXAMPLE + "\nwitness: 192.0.2.254\n")
     for n in p.names:
-        p._apply(n, p.e[n].on_witness(0.0, True))
+        p.witness(n, True)
     settle(p)
-    p._apply(B, p.e[B].on_witness(p.now, False))
+    p.witness(B, False)
     p.link[A] = False
     p.run(0.5)
-    p._apply(A, p.e[A].on_witness(p.now, True))
+    p.witness(A, True)
     assert p.addresses[B] == {V2}
     assert p.addresses[A] == {V1, V2}
 
@@ -223,9 +222,8 @@ def test_forged_replayed_and_garbage_datagrams_change_nothing():
     p = Pair()
     settle(p)
     e = p.e[B]
-    good = wire.encode(p.e[A].message(p.now), KEY)
-    p._apply(B, e.on_datagram(p.now, 0, good))
-    before = (set(e.held), e.peer.applied, e.admin)
+    good = [d for _, n, d in p.sent if n == A][-1]     # A's newest heartbeat, already applied
+    before = (set(e.held), e.peer.msg, e.admin)
     evil = [good,                                           # replay
             wire.encode(p.e[A].message(p.now), b"x" * 32),  # wrong key
             b"\x00" * 100, b"", good[:-3],
@@ -233,10 +231,11 @@ def test_forged_replayed_and_garbage_datagrams_change_nothing():
             wire.encode(wire.Message(cluster="clst-01", sender="mallory", incarnation=9, seq=1), KEY)]
     logs = []
     for d in evil:
-        logs += e.on_datagram(p.now, 0, d)
-    assert (set(e.held), e.peer.applied, e.admin) == before
+        logs += e.handle(p.now, events.Datagram(0, d)).actions
+    assert (set(e.held), e.peer.msg, e.admin) == before
     assert set(e.drops) == {"replay", "bad_mac", "truncated", "wrong_cluster", "wrong_sender"}
-    assert len([a for a in logs if isinstance(a, engine.Log)]) == len(e.drops), "logged once per reason"
+    assert len([a for a in logs if isinstance(a, actions.Log) and "dropped" in a.text]) == len(e.drops), \
+        "logged once per reason"
 
 
 def test_config_digest_mismatch_is_noticed():
@@ -244,7 +243,91 @@ def test_config_digest_mismatch_is_noticed():
     settle(p)
     other = Pair(EXAMPLE.replace("failback: manual", "failback: auto"))
     msg = other.e[A].message(p.now)
-    msg = wire.Message(**{**msg.__dict__, "incarnation": 99})
-    acts = p.e[B].on_datagram(p.now, 0, wire.encode(msg, KEY))
-    assert any("different config" in a.text for a in acts if isinstance(a, engine.Log))
+    # a restart of A (higher start counter) that echoes B, with another config
+    msg = wire.Message(**{**msg.__dict__, "incarnation": wire.incarnation(50, 1),
+                          "echo": p.e[B].incarnation})
+    acts = p.e[B].handle(p.now, events.Datagram(0, wire.encode(msg, KEY))).actions
+    assert any("different config" in a.text for a in acts if isinstance(a, actions.Log))
     assert p.e[B].peer_digest_ok is False
+
+
+# --- incarnations, echoes and contests (issue: correct under any schedule of faults) -------
+
+def test_a_restart_with_a_smaller_incarnation_is_heard_again():
+    """A Pi without a clock, or with its state directory lost, starts "earlier"."""
+    p = Pair()
+    settle(p)
+    p.kill(B)
+    p.run(0.5)
+    p.restart(B, incarnation=wire.incarnation(0, 1))   # smaller than before in every bit
+    p.run(0.5)
+    assert p.e[A].peer_alive(p.now) and p.e[B].peer_alive(p.now)
+    p.dns[A] = False
+    p.run(0.5)
+    assert p.holders() == {V1: [B], V2: [B]}
+
+
+def _forged(p, sender, **kw):
+    msg = p.e[sender].message(p.now)
+    return wire.encode(wire.Message(**{**msg.__dict__, **kw}), KEY)
+
+
+def test_one_datagram_with_the_largest_incarnation_locks_nobody_out():
+    p = Pair()
+    settle(p)
+    p.deliver(A, events.Datagram(0, _forged(p, B, incarnation=2**64 - 1, seq=2**64 - 1)))
+    p.run(1.0)
+    assert p.e[A].peer_alive(p.now), "the real peer is live again after the dead time at most"
+    p.kill(B)
+    p.run(0.5)
+    p.restart(B, incarnation=wire.incarnation(2, 9))
+    p.run(0.5)
+    assert p.e[A].peer_alive(p.now)
+    p.dns[A] = False
+    p.run(0.5)
+    assert p.holders() == {V1: [B], V2: [B]}
+
+
+def test_replayed_heartbeats_of_an_earlier_incarnation_are_not_a_live_peer():
+    p = Pair()
+    settle(p)
+    recorded = [d for _, n, d in p.sent if n == B]
+    p.kill(B)
+    p.kill(A)
+    p.addresses[A].clear()
+    p.restart(A, incarnation=wire.incarnation(2, 77))
+    for k in range(0, 60):          # replay B's heartbeats to the fresh A, 10 ms apart
+        p.deliver(A, events.Datagram(0, recorded[k % len(recorded)]))
+        p.step(0.01)
+    assert not p.e[A].peer_alive(p.now)
+    assert p.addresses[A] == {V1, V2}, "the fresh node takes the silent peer's VIP"
+
+
+def test_after_a_freeze_the_node_that_keeps_a_vip_announces_it_last():
+    """The freeze black-hole: B claimed VIP1 while A was frozen, then A kept it; the client
+    still pointed at B. The final owner must announce after the loser's last announcement."""
+    for frozen in (0.15, 0.21, 0.25, 0.3, 0.5):
+        p = Pair()
+        settle(p)
+        p.freeze(A)
+        p.run(frozen, dt=0.005)
+        p.thaw(A)
+        p.run(1.0, dt=0.005)
+        holder = p.holders()[V1]
+        assert len(holder) == 1, (frozen, holder)
+        last = [n for n, i in p.announced if i == V1]
+        assert last and last[-1] == holder[0], (frozen, p.announced, p.logs[-20:])
+
+
+def test_a_peer_at_the_largest_admin_counter_does_not_stop_commands():
+    p = Pair()
+    settle(p)
+    for counter in (0x60000000, 0xC0000000, 0xFFFFFFFF):   # serial numbers: they wrap
+        top = wire.Admin(counter, 1, (0, 0))
+        p.e[B].admin = top                                  # the peer advertises it
+        p.run(0.2)
+        assert p.e[A].admin == top
+    p.cmd(A, "move", "192.0.2.12", A)
+    p.run(0.5)
+    assert p.e[A].admin.counter == 0 and p.e[B].admin.counter == 0
+    assert p.holders()[V2] == [A]

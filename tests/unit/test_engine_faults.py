@@ -53,7 +53,7 @@ def test_random_junk_cannot_flood_the_log(caplog):
     assert len(caplog.records) == 1
 
 
-def test_a_claim_is_announced_by_arp_before_the_heartbeat_that_reports_it():
+def test_a_claim_is_announced_by_arp_before_the_heartbeat_that_reports_it(tmp_path):
     """In a hand-over the old holder drops the VIP as soon as a heartbeat says the new owner
     holds it; the client must already have been pointed at the new owner by then, or a query
     in that gap is lost (seen in the fault suite at the auto-failback hand-back)."""
@@ -61,9 +61,12 @@ def test_a_claim_is_announced_by_arp_before_the_heartbeat_that_reports_it():
     from pathlib import Path
 
     from dnspair.core.config import parse
-    from dnspair.core.engine import Announce, Claim, SendNow
+    from dataclasses import replace
+
+    from dnspair.core.actions import Announce, Claim, Send
 
     cfg = parse((Path(__file__).resolve().parents[2] / "example" / "dnspair.yaml").read_text())
+    cfg = replace(cfg, state_dir=str(tmp_path))
     events = []
 
     class Netlink:
@@ -84,7 +87,7 @@ def test_a_claim_is_announced_by_arp_before_the_heartbeat_that_reports_it():
         d.announcer._mac = lambda ifname: "02:00:5e:00:01:00"
         d.hb = SimpleNamespace(send=lambda data: events.append("heartbeat"))
         task = asyncio.get_running_loop().create_task(d._actuator())
-        for a in (Claim(0), Announce(0), SendNow()):
+        for a in (Claim(0), Announce(0), Send(b"hb")):
             d.queue.put_nowait(a)
         for _ in range(50):
             await asyncio.sleep(0)

@@ -61,22 +61,35 @@ def test_any_single_byte_change_is_caught(pos, xor):
         wire.decode(bytes(data), KEY, "clst-01")
 
 
-def test_replay_guard():
-    g = wire.ReplayGuard()
-    g.check(10, 1, False); g.accept(10, 1)
-    with pytest.raises(wire.Dropped, match="replay"):
-        g.check(10, 1, False)
-    g.check(10, 2, False); g.accept(10, 2)
-    with pytest.raises(wire.Dropped, match="replay"):
-        g.check(9, 100, False)       # older incarnation while the peer is alive
-    g.check(9, 100, True)            # ...accepted once it has gone silent (clock went back)
-    g.check(11, 1, False)            # restart: new incarnation, seq starts again
+def test_seq_memory_takes_each_seq_once_per_incarnation_in_any_incarnation_order():
+    g = wire.SeqMemory(size=2)
+    assert g.fresh(10, 1)
+    g.accept(10, 1)
+    assert not g.fresh(10, 1) and g.fresh(10, 2)
+    assert g.fresh(9, 100), "a smaller incarnation is not a replay: clocks and counters go back"
+    assert g.fresh(2**64 - 1, 1)
+    g.accept(2**64 - 1, 1)
+    g.accept(9, 100)
+    assert g.fresh(10, 1), "only the last `size` incarnations are remembered"
+
+
+def test_incarnation_is_counter_and_nonce_and_admin_counters_wrap():
+    inc = wire.incarnation(7, 0xDEADBEEF)
+    assert wire.counter_of(inc) == 7 and inc & 0xFFFFFFFF == 0xDEADBEEF
+    top = wire.Admin(0xFFFFFFFF, 1, (0, 0))
+    nxt = top.next(0, (0, 0))
+    assert nxt.counter == 0 and nxt.newer_than(top) and not top.newer_than(nxt)
+    assert wire.Admin(5, 1).newer_than(wire.Admin(5, 0))
+    data = wire.encode(wire.Message(cluster="c", sender="s", incarnation=2**64 - 1, seq=2**64 - 1,
+                                    echo=2**64 - 1, nvips=0, admin=top), KEY)
+    m = wire.decode(data, KEY, "c")
+    assert (m.incarnation, m.seq, m.echo, m.admin.counter) == (2**64 - 1, 2**64 - 1, 2**64 - 1, 0xFFFFFFFF)
 
 
 def test_documented_size_of_the_seed_heartbeat():
-    # docs/protocol.md: 32 fixed + 1+7 cluster + 1+8 sender + 36 view + 2 pins + 32 MAC
+    # docs/protocol.md: 40 fixed + 1+7 cluster + 1+8 sender + 36 view + 2 pins + 32 MAC
     m = wire.Message(cluster="clst-01", sender="dns-pm01", incarnation=1, seq=1, nvips=2)
     data = wire.encode(m, KEY)
-    assert len(data) == 119
-    assert data[:2] == b"DP" and data[2] == 1 and data[3] == wire.HEARTBEAT
-    assert data[32] == 7 and data[33:40] == b"clst-01" and data[40] == 8
+    assert len(data) == 127
+    assert data[:2] == b"DP" and data[2] == 2 and data[3] == wire.HEARTBEAT
+    assert data[40] == 7 and data[41:48] == b"clst-01" and data[48] == 8

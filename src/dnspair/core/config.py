@@ -8,9 +8,19 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 import yaml
+
+_T = TypeVar("_T")
+_C = TypeVar("_C")
+# A check returns the problem with a value, or None if the value is fine.
+_Check = Callable[[_T], str | None]
+# {field: (kind, check, required)}. Each field's check takes that field's kind, which a dict's
+# value type cannot tie together: hence Any for the check's argument.
+_Spec = dict[str, tuple[type[object], _Check[Any] | None, bool]]
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
@@ -133,7 +143,7 @@ class Config:
     control: Control = Control()
     status_http: StatusHttp | None = None
     leds: Leds = Leds()
-    state_dir: str = "/run/dnspair"
+    state_dir: str = "/var/lib/dnspair"
     digest: str = field(default="", compare=False)
 
     @property
@@ -164,7 +174,8 @@ class _Checker:
         line = f"{node.start_mark.line + 1}" if node is not None else "?"
         self.problems.append(f"{self.filename}:{line}: {key}: {_short(msg, 300)}")
 
-    def mapping(self, node, key, allowed: dict[str, bool]) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+    def mapping(self, node: yaml.Node, key: str,
+                allowed: dict[str, bool]) -> dict[str, tuple[yaml.Node, yaml.Node]]:
         """{name: (key_node, value_node)}; unknown and missing-required keys are problems."""
         if not isinstance(node, yaml.MappingNode):
             self.err(node, key, "must be a mapping")
@@ -184,7 +195,9 @@ class _Checker:
                 self.err(node, f"{key}.{name}" if key else name, "missing required key")
         return out
 
-    def scalar(self, node, key, kind, check=None, hint=""):
+    def scalar(self, node: yaml.Node, key: str, kind: type[_T], check: _Check[_T] | None = None,
+               hint: str = "") -> _T | None:
+        value: object
         if not isinstance(node, yaml.ScalarNode):
             self.err(node, key, f"must be a {kind.__name__ if isinstance(kind, type) else kind}")
             return None
@@ -211,29 +224,30 @@ class _Checker:
                                 f"{ {int: 'integer', float: 'number', bool: 'boolean'}.get(kind, 'string')}, "
                                 f"got {_short(repr(raw))}")
             return None
+        result = cast(_T, value)  # the branch on kind above made it one
         if check is not None:
-            problem = check(value)
+            problem = check(result)
             if problem:
                 self.err(node, key, problem)
                 return None
-        return value
+        return result
 
-    def sequence(self, node, key) -> list[yaml.Node]:
+    def sequence(self, node: yaml.Node, key: str) -> list[yaml.Node]:
         if not isinstance(node, yaml.SequenceNode):
             self.err(node, key, "must be a list")
             return []
         return list(node.value)
 
 
-def _range(lo, hi, unit=""):
-    def check(v):
+def _range(lo: float, hi: float, unit: str = "") -> _Check[float]:
+    def check(v: float) -> str | None:
         if not (lo <= v <= hi):
             return f"must be between {lo} and {hi}{unit}, got {v}"
         return None
     return check
 
 
-def _ipv4(v):
+def _ipv4(v: str) -> str | None:
     try:
         ipaddress.IPv4Address(v)
     except ValueError:
@@ -241,11 +255,11 @@ def _ipv4(v):
     return None
 
 
-def _name(v):
+def _name(v: str) -> str | None:
     return None if NAME_RE.match(v) else f"must be 1-32 letters, digits, '.', '_' or '-', got {v!r}"
 
 
-def _vip_address(v):
+def _vip_address(v: str) -> str | None:
     if "/" not in v:
         return f"must be ADDRESS/PREFIX, e.g. 192.0.2.11/24, got {v!r}"
     try:
@@ -258,19 +272,20 @@ def _vip_address(v):
     return None
 
 
-def _listen(v):
+def _listen(v: str) -> str | None:
     host, sep, port = v.rpartition(":")
     if not sep or _ipv4(host) or not port.isdigit() or not 1 <= int(port) <= 65535:
         return f"must be IPV4:PORT, e.g. 192.0.2.1:8053, got {v!r}"
     return None
 
 
-def _sub(c: _Checker, root, key, cls, spec):
+def _sub(c: _Checker, root: dict[str, tuple[yaml.Node, yaml.Node]], key: str,
+         cls: Callable[..., _C], spec: _Spec) -> _C | None:
     """Fill dataclass `cls` from the mapping at `key`, `spec` = {field: (kind, check, required)}."""
     if key not in root:
         return None
     fields = c.mapping(root[key][1], key, {k: req for k, (_, _, req) in spec.items()})
-    values = {}
+    values: dict[str, object] = {}
     for name, (knode, vnode) in fields.items():
         if name in spec:
             kind, check, _ = spec[name]
@@ -301,8 +316,8 @@ def parse(text: str, filename: str = "<config>") -> Config:
 MAX_PROBLEMS = 50
 
 
-def _yaml_line(e: yaml.YAMLError, text: str):
-    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+def _yaml_line(e: yaml.YAMLError, text: str) -> int | str:
+    mark: yaml.error.Mark | None = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
     if mark is not None:
         return mark.line + 1
     position = getattr(e, "position", None)  # ReaderError: a character YAML does not allow
@@ -316,14 +331,14 @@ def _yaml_problem(e: yaml.YAMLError) -> str:
     return _short(problem)
 
 
-def _short(v, limit: int = 80) -> str:
+def _short(v: object, limit: int = 80) -> str:
     """For messages: one line, bounded, whatever a hostile file holds."""
     text = v if isinstance(v, str) else repr(v)
     text = text.encode("unicode_escape").decode("ascii")
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _check(tree, text: str, filename: str) -> Config:
+def _check(tree: yaml.Node, text: str, filename: str) -> Config:
     c = _Checker(filename)
     root = c.mapping(tree, "", {
         "cluster": True, "key_file": False, "nodes": True, "vips": True, "dns_check": False,
@@ -332,7 +347,8 @@ def _check(tree, text: str, filename: str) -> Config:
         "state_dir": False,
     })
 
-    def top(name, kind, check=None, default=None):
+    def top(name: str, kind: type[_T], check: _Check[_T] | None = None,
+            default: _T | None = None) -> _T | None:
         if name not in root:
             return default
         return c.scalar(root[name][1], name, kind, check)
@@ -341,7 +357,7 @@ def _check(tree, text: str, filename: str) -> Config:
     key_file = top("key_file", str, lambda v: None if v.startswith("/") else "must be an absolute path",
                    "/etc/dnspair/authkey")
     state_dir = top("state_dir", str, lambda v: None if v.startswith("/") else "must be an absolute path",
-                    "/run/dnspair")
+                    "/var/lib/dnspair")
 
     nodes: dict[str, Node] = {}
     seen_addr: dict[str, str] = {}
@@ -350,11 +366,12 @@ def _check(tree, text: str, filename: str) -> Config:
         if len(nmap) != 2 and isinstance(root["nodes"][1], yaml.MappingNode):
             c.err(root["nodes"][1], "nodes", f"a pair has exactly 2 nodes, got {len(nmap)}")
         for name, (knode, vnode) in nmap.items():
-            if _name(name):
-                c.err(knode, f"nodes.{name}", _name(name))
+            bad_name = _name(name)
+            if bad_name:
+                c.err(knode, f"nodes.{name}", bad_name)
                 continue
             fields = c.mapping(vnode, f"nodes.{name}", {"addresses": True})
-            addrs = []
+            addrs: list[str] = []
             if "addresses" in fields:
                 items = c.sequence(fields["addresses"][1], f"nodes.{name}.addresses")
                 if not 1 <= len(items) <= 2 and isinstance(fields["addresses"][1], yaml.SequenceNode):
@@ -458,7 +475,7 @@ def _check(tree, text: str, filename: str) -> Config:
         c.err(root["leds"][1], "leds", "each LED and the button need their own pin")
     status_http = _sub(c, root, "status_http", StatusHttp, {"listen": (str, _listen, True)})
 
-    witness = None
+    witness: Witness | None = None
     if "witness" in root:
         wnode = root["witness"][1]
         if isinstance(wnode, yaml.ScalarNode):
@@ -480,6 +497,9 @@ def _check(tree, text: str, filename: str) -> Config:
         more = len(c.problems) - MAX_PROBLEMS
         raise ConfigError(c.problems[:MAX_PROBLEMS]
                           + ([f"{filename}: ... and {more} more problems"] if more > 0 else []))
+    # Without problems every value was read: top() and scalar() return None only after one.
+    assert (cluster is not None and key_file is not None and state_dir is not None
+            and failure_threshold is not None and failback is not None and hold_down is not None)
     # Node-local settings may differ between the two nodes; everything else must match.
     local = ("control", "state_dir", "status_http", "leds")
     shared = {k: v for k, v in yaml.safe_load(text).items() if k not in local}

@@ -1,7 +1,11 @@
-"""The decision engine: observations in, the VIPs this node must hold out.
+"""The decision engine: typed events in, actions and the next deadline out.
 
-Pure: no sockets, no clock. Every method takes `now` (monotonic seconds) and returns a list
-of actions for the shell to carry out. Rules (docs/protocol.md has the reasoning):
+Pure: no sockets, no clock. `Engine.handle(now, event)` takes one event from
+`core/events.py` with `now` (monotonic seconds) and returns a `Step`: the actions of
+`core/actions.py` in order, and the moment it next wants a `Tick`. Every timing rule lives
+here (`_due`): heartbeat cadence, suspect/probe, dead time, DNS check cadence, witness
+cadence, stall detection, bye repeats, the systemd watchdog. Rules (docs/protocol.md has the
+reasoning):
 
 * Each VIP goes to the best node by rank: pinned (`dnspair move`) > DNS healthy > sticky
   (holds it and should not lose it by preference alone) > preference score > already holds
@@ -13,44 +17,27 @@ of actions for the shell to carry out. Rules (docs/protocol.md has the reasoning
   loses no query and a VIP is never claimed by both.
 * A peer silent for `dead_time` (or that said bye) is dead: take every VIP, but a VIP not
   already held only if the witness (when configured) answers.
+* Whenever both nodes held a VIP at once (a contest: partition, freeze, stall), the node that
+  keeps it announces it again once it alone holds it: clients may point at the other.
+* The peer is alive only while its heartbeats echo our incarnation (`core/liveness.py`).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from . import wire
+from .actions import (Action, Announce, CheckDns, CheckWitness, Claim, Log, Notify, Release, Reply,
+                      Send, Step, Stopped)
 from .config import Config
+from .events import (Carrier, ClaimFailed, Command, Datagram, DnsResult, Event, Resumed, Start, Stop,
+                     Tick, WitnessResult)
+from .liveness import LEARN, LIVE, Liveness
 
+BYE_REPEATS = 3          # a lost bye only costs the dead time; each repeat has a new seq
+BYE_SPACING = 0.002
+STATUS_KEEP = 64         # sent heartbeats remembered for round-trip times
 
-# --- actions for the shell ------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Claim:
-    vip: int
-
-
-@dataclass(frozen=True)
-class Release:
-    vip: int
-
-
-@dataclass(frozen=True)
-class Announce:
-    vip: int
-
-
-@dataclass(frozen=True)
-class SendNow:
-    """Send a heartbeat at once: the view changed."""
-
-
-@dataclass(frozen=True)
-class Log:
-    text: str
-    level: str = "info"
-
-
-# --- state ----------------------------------------------------------------------------
 
 @dataclass
 class Peer:
@@ -60,8 +47,8 @@ class Peer:
     good_since: float | None = None  # alive, DNS healthy and not in standby since
     ever_heard: bool = False
     links_heard: dict[int, float] = field(default_factory=dict)
-    guards: dict[int, wire.ReplayGuard] = field(default_factory=dict)
-    applied: tuple[int, int] = (0, 0)  # (incarnation, seq) of the newest message applied
+    link_seen: dict[int, wire.SeqMemory] = field(default_factory=dict)
+    seen: wire.SeqMemory = field(default_factory=wire.SeqMemory)
 
 
 @dataclass
@@ -78,12 +65,13 @@ def _bit(mask: int, i: int) -> bool:
     return bool(mask >> i & 1)
 
 
-def _mask(idx) -> int:
-    return sum(1 << i for i in idx)
+def _mask(idx: Iterable[int]) -> int:
+    return sum(1 << i for i in set(idx))
 
 
 class Engine:
-    def __init__(self, cfg: Config, me: str, key: bytes, incarnation: int, now: float):
+    def __init__(self, cfg: Config, me: str, key: bytes, incarnation: int, now: float,
+                 watchdog: float | None = None):
         if me not in cfg.nodes:
             raise ValueError(f"node {me!r} is not in the config (nodes: {', '.join(cfg.node_names)})")
         self.cfg = cfg
@@ -91,6 +79,7 @@ class Engine:
         self.peer_name = cfg.peer_of(me)
         self.key = key
         self.incarnation = incarnation
+        self.watchdog = watchdog
         self.seq = 0
         self.started = now
         self.n = len(cfg.vips)
@@ -101,8 +90,8 @@ class Engine:
         self.dns_ok = False
         self.consecutive = 0
         self.total_failures = 0
-        self.dns_latency = None
-        self.dns_error = None
+        self.dns_latency: float | None = None
+        self.dns_error: str | None = None
         self.standby = False
         self.carrier: dict[str, bool] = {v.interface: True for v in cfg.vips}
         self.witness_ok = cfg.witness is None
@@ -111,9 +100,10 @@ class Engine:
         self.held: set[int] = set()
         self.sticky: set[int] = set()
         self.yielding: set[int] = set()
-        self.contested: set[int] = set()  # held here while the peer also held them
+        self.contested: set[int] = set()  # held here while the peer also held (or may have)
         self.admin = wire.Admin(pins=(0,) * self.n)
         self.peer = Peer()
+        self.live = Liveness(cfg.heartbeat.dead_time)
         self.ready = False
         self.failures: dict[tuple[str, str], Failure] = {}
         self.drops: dict[str, int] = {}
@@ -125,21 +115,174 @@ class Engine:
         self.peer_digest_ok = True
         self.peer_was_alive = False
         self.listen_until = 0.0
+        self.stalls = 0
+        # the clock the engine keeps for itself
+        self.started_up = False
+        self.stopping = False
+        self.byes_left = 0
+        self.next_heartbeat = now
+        self.next_dns = now
+        self.next_probe = 0.0
+        self.next_witness = now
+        self.next_watchdog = now
+        self.next_bye = 0.0
+        self.probing = False
+        self.expected: float | None = None   # the wake_at we last asked for
+        self.status_line = ""
+        self._send_now = False
+
+    # --- the one entry point -------------------------------------------------------------
+
+    def handle(self, now: float, ev: Event) -> Step:
+        acts: list[Action] = []
+        if self.stopping:
+            acts = self._bye(now) if isinstance(ev, Tick) else []
+            return Step(acts, self.next_bye if self.byes_left else None)
+        if self.started_up:
+            acts += self._check_stall(now)
+        match ev:
+            case Start(held):
+                acts += self._on_start(now, set(held))
+            case Tick():
+                pass
+            case Datagram(link, data, src):
+                acts += self._on_datagram(now, link, data, src)
+            case DnsResult(ok, latency, error):
+                acts += self._on_dns(now, ok, latency, error)
+            case Carrier(interface, up):
+                acts += self._on_carrier(now, interface, up)
+            case WitnessResult(ok):
+                acts += self._on_witness(now, ok)
+            case Command(cmd, vip, node):
+                acts += self._on_command(now, cmd, vip, node)
+            case ClaimFailed(vip, error):
+                acts += self._on_claim_failed(now, vip, error)
+            case Resumed():
+                acts += self._resync(now, "resumed after a stop (SIGCONT)")
+            case Stop():
+                return Step(acts + self._on_stop(now), self.next_bye)
+        if not self.started_up:
+            return Step(acts, None)
+        acts += self._due(now)
+        acts += self.decide(now)
+        acts += self._flush(now)
+        wake = self.wake_at(now)
+        self.expected = wake
+        return Step(acts, wake)
+
+    # --- time: what is due now, and when to wake next -------------------------------------
+
+    def _check_stall(self, now: float) -> list[Action]:
+        """Woken far later than asked (frozen, starved, an SD card stall): the peer may have
+        taken our VIPs meanwhile, and what we know of it is stale."""
+        hb = self.cfg.heartbeat
+        late = now - self.expected if self.expected is not None else 0.0
+        if late <= max(hb.dead_time - hb.interval, hb.interval / 2):
+            return []
+        self.expected = None
+        return self._resync(now, f"stalled for {late:.2f} s")
+
+    def _resync(self, now: float, why: str) -> list[Action]:
+        self.stalls += 1
+        self.listen_until = now + self.cfg.heartbeat.dead_time
+        self.contested |= self.held   # the peer may have claimed and announced them
+        self.next_heartbeat = min(self.next_heartbeat, now)
+        self._send_now = True         # tell the peer at once that we are back
+        return [Log(f"{why}: listening for {self.peer_name} before claiming anything", "warning")]
+
+    def _due(self, now: float) -> list[Action]:
+        hb = self.cfg.heartbeat
+        acts: list[Action] = []
+        if now >= self.next_dns:
+            acts.append(CheckDns())   # first: bind answers while we send
+            self.next_dns = _advance(self.next_dns, self.cfg.dns_check.interval, now)
+        suspect = self.peer_suspect(now)
+        if suspect and not self.probing and self.cfg.witness is not None:
+            acts.append(CheckWitness())   # ask the witness now, not at its next interval
+            self.next_witness = now + self.cfg.witness.interval
+        self.probing = suspect
+        if suspect:
+            # The peer is quieter than usual: probe fast to tell loss from death, and send
+            # no plain heartbeat meanwhile (each probe carries our view).
+            if now >= self.next_probe:
+                acts.append(self._send(now, wire.PROBE))
+                self.next_probe = now + hb.probe_interval
+            if now >= self.next_heartbeat:
+                self.next_heartbeat = _advance(self.next_heartbeat, hb.interval, now)
+        elif now >= self.next_heartbeat:
+            self._send_now = True
+            self.next_heartbeat = _advance(self.next_heartbeat, hb.interval, now)
+        if self.cfg.witness is not None and now >= self.next_witness:
+            acts.append(CheckWitness())
+            self.next_witness = _advance(self.next_witness, self.cfg.witness.interval, now)
+        if self.watchdog and now >= self.next_watchdog:
+            # By the clock, not by wakeups: a starved loop wakes less often than it should,
+            # and the watchdog is for a hung loop, not a slow one.
+            acts.append(Notify("WATCHDOG=1"))
+            self.next_watchdog = now + self.watchdog
+        return acts
+
+    def wake_at(self, now: float) -> float | None:
+        """The next moment something is due or the decision could change without an input."""
+        hb = self.cfg.heartbeat
+        times = [self.next_heartbeat, self.next_dns]
+        if self.cfg.witness is not None:
+            times.append(self.next_witness)
+        if self.watchdog:
+            times.append(self.next_watchdog)
+        if not self.ready:
+            times.append(self.started + hb.dead_time)
+        if self.listen_until > now:
+            times.append(self.listen_until)
+        last = self.peer.last_heard
+        if self.peer_alive(now) and last is not None:
+            times.append(last + hb.dead_time + 1e-6)
+            if self.probing:
+                times.append(self.next_probe)
+            else:
+                times.append(last + hb.suspect_after + 1e-4)
+            if self.cfg.failback == "auto" and self.sticky and self.peer.good_since is not None:
+                times.append(self.peer.good_since + self.cfg.hold_down)
+        return min(times)
+
+    def _flush(self, now: float) -> list[Action]:
+        acts: list[Action] = []
+        if self._send_now:
+            self._send_now = False
+            if not self.probing:
+                acts.append(self._send(now, wire.HEARTBEAT))
+            elif now < self.next_probe:
+                acts.append(self._send(now, wire.PROBE))   # a change while probing goes out now
+                self.next_probe = now + self.cfg.heartbeat.probe_interval
+        acts += self._notify_status(now)
+        return acts
+
+    def _notify_status(self, now: float) -> list[Action]:
+        acts: list[Action] = []
+        held = ", ".join(self.cfg.vips[i].ip for i in sorted(self.held)) or "no VIP"
+        line = (f"holding {held}; peer {self.peer_name} "
+                f"{'online' if self.peer_alive(now) else 'offline'}; DNS {'ok' if self.dns_ok else 'FAILED'}"
+                + ("; standby" if self.standby else ""))
+        if line != self.status_line:
+            self.status_line = line
+            acts.append(Notify(f"STATUS={line}"))
+        return acts
 
     # --- inputs -------------------------------------------------------------------------
 
-    def adopt(self, now: float, held: set[int]) -> list:
+    def _on_start(self, now: float, held: set[int]) -> list[Action]:
         """At start: the addresses already on our interfaces are ours; no flapping."""
-        self.held = set(held)
-        acts = [Log(f"adopted VIP {self.cfg.vips[i].address} already on {self.cfg.vips[i].interface}")
-                for i in sorted(held)]
-        return acts + self.decide(now)
+        self.started_up = True
+        self.held = set(held) & set(range(self.n))
+        self.next_heartbeat = self.next_dns = self.next_witness = self.next_watchdog = now
+        return [Log(f"adopted VIP {self.cfg.vips[i].address} already on {self.cfg.vips[i].interface}")
+                for i in sorted(self.held)]
 
-    def on_dns(self, now: float, ok: bool, latency: float | None, error: str | None) -> list:
+    def _on_dns(self, now: float, ok: bool, latency: float | None, error: str | None) -> list[Action]:
         was_ok, first = self.dns_ok, not self.dns_seen
         self.dns_seen = True
         self.dns_latency = latency
-        acts: list = []
+        acts: list[Action] = []
         if ok:
             self.consecutive = 0
             self.dns_error = None
@@ -153,40 +296,33 @@ class Engine:
             acts.append(Log(f"local DNS {'healthy again' if self.dns_ok else 'FAILED'}"
                             + ("" if self.dns_ok else f" ({error}, {self.consecutive} in a row)"),
                             "info" if self.dns_ok else "warning"))
-        acts += self.decide(now)
         if self.dns_ok != was_ok or first:
-            acts.append(SendNow())
+            self._send_now = True
         return acts
 
-    def on_carrier(self, now: float, interface: str, up: bool) -> list:
+    def _on_carrier(self, now: float, interface: str, up: bool) -> list[Action]:
         if interface not in self.carrier or self.carrier[interface] == up:
             return []
         self.carrier[interface] = up
         if up:
             self._listen(now)  # heartbeats could not flow: the peer's silence means nothing yet
-        return [Log(f"carrier {'up' if up else 'DOWN'} on {interface}", "info" if up else "warning")
-                ] + self.decide(now) + [SendNow()]
-
-    def resync(self, now: float, why: str) -> list:
-        """We could not hear the peer for a while (frozen, stalled): listen before claiming."""
-        self._listen(now)
-        return [Log(f"{why}: listening for {self.peer_name} before claiming anything", "warning")
-                ] + self.decide(now) + [SendNow()]  # and tell the peer at once that we are back
+        self._send_now = True
+        return [Log(f"carrier {'up' if up else 'DOWN'} on {interface}", "info" if up else "warning")]
 
     def _listen(self, now: float) -> None:
         self.listen_until = now + self.cfg.heartbeat.dead_time
 
-    def on_witness(self, now: float, ok: bool) -> list:
+    def _on_witness(self, now: float, ok: bool) -> list[Action]:
         if self.cfg.witness is None:
             return []
-        acts = []
+        acts: list[Action] = []
         if ok != self.witness_ok:
             acts.append(Log(f"witness {self.cfg.witness.address} {'reachable' if ok else 'UNREACHABLE'}",
                             "info" if ok else "warning"))
         self.witness_ok = ok
         if ok:
             self.witness_at = now
-        return acts + self.decide(now)
+        return acts
 
     def witness_fresh(self) -> bool:
         """The witness answered after the peer went quiet: it is the peer that is gone, not us."""
@@ -196,60 +332,81 @@ class Engine:
             return False
         return self.peer.last_heard is None or self.witness_at >= self.peer.last_heard
 
-    def on_claim_failed(self, now: float, vip: int, error: str) -> list:
+    def _on_claim_failed(self, now: float, vip: int, error: str) -> list[Action]:
+        if not 0 <= vip < self.n:
+            return []
         self.held.discard(vip)
         self.sticky.discard(vip)
         self._record("claim", self.me, now, f"{self.cfg.vips[vip].address}: {error}")
-        return [Log(f"could not add {self.cfg.vips[vip].address}: {error}", "error"), SendNow()]
+        self._send_now = True
+        return [Log(f"could not add {self.cfg.vips[vip].address}: {error}", "error")]
 
-    def on_datagram(self, now: float, link: int, data: bytes, src: str | None = None) -> list:
+    def _drop(self, link: int, d: wire.Dropped) -> list[Action]:
+        first = d.reason not in self.drops
+        self.drops[d.reason] = self.drops.get(d.reason, 0) + 1
+        if first:
+            return [Log(f"dropped a datagram on link {link}: {d} (logged once per reason)", "warning")]
+        return []
+
+    def _on_datagram(self, now: float, link: int, data: bytes, src: str | None) -> list[Action]:
         """A datagram from link `link`. Bad ones are counted, logged and change nothing else."""
         try:
             peer_addrs = self.cfg.nodes[self.peer_name].addresses
-            if src is not None and (link >= len(peer_addrs) or src != peer_addrs[link]):
-                raise wire.Dropped("wrong_source", src)
+            if not 0 <= link < len(peer_addrs) or src is not None and src != peer_addrs[link]:
+                raise wire.Dropped("wrong_source", str(src))
             msg = wire.decode(data, self.key, self.cfg.cluster)
             if msg.sender != self.peer_name:
                 raise wire.Dropped("wrong_sender", msg.sender)
             if msg.nvips != self.n:
                 raise wire.Dropped("wrong_vips", f"{msg.nvips} VIPs")
-            guard = self.peer.guards.setdefault(link, wire.ReplayGuard())
-            guard.check(msg.incarnation, msg.seq, not self.peer_alive(now))
+            guard = self.peer.link_seen.setdefault(link, wire.SeqMemory())
+            if not guard.fresh(msg.incarnation, msg.seq):
+                raise wire.Dropped("replay", f"seq {msg.seq} seen before")
         except wire.Dropped as d:
-            first = d.reason not in self.drops
-            self.drops[d.reason] = self.drops.get(d.reason, 0) + 1
-            if first:
-                return [Log(f"dropped a datagram on link {link}: {d} (logged once per reason)", "warning")]
-            return []
+            return self._drop(link, d)
         guard.accept(msg.incarnation, msg.seq)
-        self.peer.links_heard[link] = now
-        if (msg.incarnation, msg.seq) <= self.peer.applied:
+        if not self.peer.seen.fresh(msg.incarnation, msg.seq):
+            if msg.echo == self.incarnation and msg.incarnation == self.live.established:
+                self.peer.links_heard[link] = now
             return []  # the same message over the other link
+        self.peer.seen.accept(msg.incarnation, msg.seq)
+        old_target = self.live.target
+        verdict = self.live.receive(msg.incarnation, msg.echo, self.incarnation, now)
+        if verdict == LEARN:
+            if self.live.target != old_target:
+                self._send_now = True   # let it hear its incarnation from us at once
+            return []
+        if verdict != LIVE:
+            return self._drop(link, wire.Dropped("stale_incarnation",
+                                                 "another incarnation of the peer is live"))
+        self.peer.links_heard[link] = now
         return self._apply_peer(now, msg)
 
-    def _apply_peer(self, now: float, msg: wire.Message) -> list:
-        acts: list = []
+    def _apply_peer(self, now: float, msg: wire.Message) -> list[Action]:
+        acts: list[Action] = []
         was_alive = self.peer_alive(now)
-        new_incarnation = self.peer.msg is not None and msg.incarnation != self.peer.msg.incarnation
-        self.peer.applied = (msg.incarnation, msg.seq)
+        old = self.peer.msg
+        new_incarnation = old is not None and msg.incarnation != old.incarnation
         self.peer.msg = msg
         self.peer.last_heard = now
         self.last_rx = (msg.seq, now)
-        if msg.ack_seq in self.sent_at:
-            self.rtt = max(0.0, now - self.sent_at[msg.ack_seq] - msg.ack_delay_us / 1e6)
+        sent = self.sent_at.get(msg.ack_seq) if msg.echo == self.incarnation else None
+        if sent is not None:
+            self.rtt = max(0.0, now - sent - msg.ack_delay_us / 1e6)
         if msg.type == wire.PROBE:
-            acts.append(SendNow())  # the peer suspects us: answer at once
+            self._send_now = True  # the peer suspects us: answer at once
         if msg.type == wire.BYE:
+            self.live.forget()
             if self.peer.left:
                 return acts
             self.peer.left = True
-            acts.append(Log(f"peer {self.peer_name} is leaving (orderly stop)"))
-            return acts + self.decide(now) + [SendNow()]
+            self._send_now = True
+            return acts + [Log(f"peer {self.peer_name} is leaving (orderly stop)")]
         if self.peer.left or not was_alive:
             acts.append(Log(f"peer {self.peer_name} is online"
                             + (" (restarted)" if new_incarnation else "")))
             self.peer.left = False
-            acts.append(SendNow())
+            self._send_now = True
             # After a partition both may have announced: whoever owns a VIP announces it
             # again once it alone holds it.
             self.contested |= self.held
@@ -264,46 +421,52 @@ class Engine:
             self.peer.good_since = None
         elif self.peer.good_since is None:
             self.peer.good_since = now
-        if msg.admin.version > self.admin.version:
+        if msg.admin.newer_than(self.admin):
             acts += self._apply_admin(now, msg.admin)
-        return acts + self.decide(now)
-
-    def tick(self, now: float) -> list:
-        return self.decide(now)
+        return acts
 
     # --- operator commands ----------------------------------------------------------------
 
-    def command(self, now: float, cmd: str, arg: str | None = None, node: str | None = None) -> list:
+    def _on_command(self, now: float, cmd: str, vip: str | None, node: str | None) -> list[Action]:
+        try:
+            acts = self._command(now, cmd, vip, node)
+        except ValueError as e:
+            return [Reply(False, str(e))]
+        text = "; ".join(a.text for a in acts if isinstance(a, Log)) or "done"
+        return acts + [Reply(True, text)]
+
+    def _command(self, now: float, cmd: str, arg: str | None, node: str | None) -> list[Action]:
         """standby | unstandby | cleanup [VIP] | move VIP NODE. ValueError on bad arguments."""
         if cmd in ("standby", "unstandby"):
             want = cmd == "standby"
             if self.standby == want:
                 return [Log(f"{cmd}: already {'in standby' if want else 'active'}")]
             self.standby = want
-            return [Log(f"operator: {'standby: draining VIPs' if want else 'unstandby: active again'}")
-                    ] + self.decide(now) + [SendNow()]
+            self._send_now = True
+            return [Log(f"operator: {'standby: draining VIPs' if want else 'unstandby: active again'}")]
+        if cmd not in ("cleanup", "move"):
+            raise ValueError(f"unknown command {cmd!r}")
         if not self.ready:
             # Until the peer was heard (or found dead) we may not know the newest shared state.
             raise ValueError("the daemon is still starting; try again in a moment")
         pins = list(self.admin.pins)
+        me = self.names.index(self.me)
         if cmd == "cleanup":
             idx = [self.cfg.vip(arg)] if arg else list(range(self.n))
             for i in idx:
                 pins[i] = 0
-            admin = wire.Admin(self.admin.counter + 1, self.names.index(self.me), tuple(pins),
-                               _mask(idx), arg is None)
-        elif cmd == "move":
+            admin = self.admin.next(me, tuple(pins), _mask(idx), arg is None)
+        else:
             i = self.cfg.vip(arg or "")
             if node not in self.names:
                 raise ValueError(f"unknown node {node!r} (nodes: {', '.join(self.names)})")
             pins[i] = self.names.index(node) + 1
-            admin = wire.Admin(self.admin.counter + 1, self.names.index(self.me), tuple(pins), 0, False)
-        else:
-            raise ValueError(f"unknown command {cmd!r}")
-        return self._apply_admin(now, admin) + self.decide(now) + [SendNow()]
+            admin = self.admin.next(me, tuple(pins))
+        self._send_now = True
+        return self._apply_admin(now, admin)
 
-    def _apply_admin(self, now: float, admin: wire.Admin) -> list:
-        acts = []
+    def _apply_admin(self, now: float, admin: wire.Admin) -> list[Action]:
+        acts: list[Action] = []
         self.admin = admin
         origin = self.names[admin.node] if admin.node < len(self.names) else "?"
         for i in range(self.n):
@@ -314,7 +477,8 @@ class Engine:
             self.total_failures = 0
             acts.append(Log(f"cleanup (from {origin}): failures forgotten, VIPs may go home"))
         elif admin.cleanup_mask:
-            acts.append(Log(f"cleanup of {', '.join(self.cfg.vips[i].ip for i in range(self.n) if _bit(admin.cleanup_mask, i))} (from {origin})"))
+            cleared = ", ".join(self.cfg.vips[i].ip for i in range(self.n) if _bit(admin.cleanup_mask, i))
+            acts.append(Log(f"cleanup of {cleared} (from {origin})"))
         for i, p in enumerate(admin.pins):
             if p:
                 acts.append(Log(f"VIP {self.cfg.vips[i].ip} pinned to {self.names[p - 1]} (from {origin})"))
@@ -328,19 +492,21 @@ class Engine:
                 and now - p.last_heard <= self.cfg.heartbeat.dead_time)
 
     def peer_suspect(self, now: float) -> bool:
-        """Quiet for longer than usual: the shell probes rapidly to tell loss from death."""
+        """Quiet for longer than usual: probe rapidly to tell loss from death."""
         p = self.peer
-        return (self.peer_alive(now) and now - p.last_heard > self.cfg.heartbeat.suspect_after)
+        return (self.peer_alive(now) and p.last_heard is not None
+                and now - p.last_heard > self.cfg.heartbeat.suspect_after)
 
     def available(self, i: int) -> bool:
         return not self.standby and self.carrier.get(self.cfg.vips[i].interface, False)
 
-    def _rank(self, node: str, i: int):
+    def _rank(self, node: str, i: int) -> tuple[bool, bool, bool, int, bool, int]:
         if node == self.me:
             healthy, sticky, holds = self.dns_ok, i in self.sticky or (
                 i in self.held and self.homes[i] == self.me), i in self.held
         else:
             m = self.peer.msg
+            assert m is not None
             # A peer still starting has no DNS result yet: not a failure.
             healthy, sticky, holds = m.dns_ok or not m.ready, _bit(m.sticky, i), _bit(m.held, i)
         pinned = self.admin.pins[i] == self.names.index(node) + 1
@@ -353,7 +519,7 @@ class Engine:
         if self.available(i):
             cands.append(self.me)
         alive = self.peer_alive(now)
-        if alive and _bit(self.peer.msg.available, i):
+        if alive and self.peer.msg is not None and _bit(self.peer.msg.available, i):
             cands.append(self.peer_name)
         if not alive and i not in self.held and not self.witness_fresh():
             cands = [c for c in cands if c != self.me]
@@ -361,18 +527,20 @@ class Engine:
             return None
         return max(cands, key=lambda n: self._rank(n, i))
 
-    def decide(self, now: float) -> list:
+    def decide(self, now: float) -> list[Action]:
         if not self.ready:
             if not self.dns_seen:
                 return []
             if not self.peer_alive(now) and now - self.started < self.cfg.heartbeat.dead_time:
                 return []  # give the peer a chance to speak before claiming anything
             self.ready = True
-        acts: list = []
+            first: list[Action] = [Notify("READY=1"), Log("ready: first decision made")]
+            return first + self.decide(now)
+        acts: list[Action] = []
         alive = self.peer_alive(now)
         m = self.peer.msg if alive else None
         if self.peer_was_alive and not alive:
-            silent = now - self.peer.last_heard
+            silent = now - (self.peer.last_heard or now)
             why = "said bye" if self.peer.left else f"silent for {silent:.2f} s"
             self._record("peer_lost", self.peer_name, now, why)
             acts.append(Log(f"peer {self.peer_name} lost ({why})", "warning"))
@@ -384,6 +552,8 @@ class Engine:
             owner = self.owner(now, i)
             peer_holds = m is not None and _bit(m.held, i)
             peer_yields = m is not None and _bit(m.yielding, i)
+            if i in self.held and peer_holds:
+                self.contested.add(i)   # both hold it: the client may point at either
             if owner == self.me:
                 if i in self.yielding:
                     self.yielding.discard(i)
@@ -421,77 +591,68 @@ class Engine:
                 self.contested.discard(i)
         acts += self._expire_sticky(now)
         if changed:
-            acts.append(SendNow())
+            self._send_now = True
         return acts
 
-    def _claim(self, now: float, i: int, peer_alive: bool) -> list:
+    def _claim(self, now: float, i: int, peer_alive: bool) -> list[Action]:
         vip = self.cfg.vips[i]
         self.held.add(i)
         why = "preferred here"
         if self.homes[i] != self.me:
             m = self.peer.msg
+            sticky = False
             if not peer_alive and self.peer.left:
                 # An orderly stop is maintenance, not a failure: the VIP goes home on return.
-                why, sticky = f"peer {self.peer_name} stopped", False
+                why = f"peer {self.peer_name} stopped"
             elif not peer_alive and self.peer.ever_heard:
                 why, sticky = f"peer {self.peer_name} is dead", True
-            elif not peer_alive:
-                why, sticky = f"peer {self.peer_name} not heard since start", False
+            elif not peer_alive or m is None:
+                why = f"peer {self.peer_name} not heard since start"
             elif not m.dns_ok and m.ready:
                 why, sticky = f"DNS failed on {self.peer_name}", True
             elif m.standby:
-                why, sticky = f"{self.peer_name} is in standby", False
+                why = f"{self.peer_name} is in standby"
             elif not _bit(m.available, i):
                 why, sticky = f"{self.peer_name} cannot hold it (no carrier)", True
             else:
-                why, sticky = "moved by operator" if self.admin.pins[i] else "rank", False
+                why = "moved by operator" if self.admin.pins[i] else "rank"
             if sticky and (self.cfg.failback == "manual" or self.cfg.hold_down > 0):
                 self.sticky.add(i)
             self.failovers += 1
             self.last_failover = now
         return [Claim(i), Announce(i), Log(f"claimed VIP {vip.address} on {vip.interface} ({why})")]
 
-    def _expire_sticky(self, now: float) -> list:
+    def _expire_sticky(self, now: float) -> list[Action]:
         if self.cfg.failback != "auto" or not self.sticky:
             return []
         gs = self.peer.good_since
         if not self.peer_alive(now) or gs is None or now - gs < self.cfg.hold_down:
             return []
-        acts = []
+        acts: list[Action] = []
         for i in sorted(self.sticky):
             if self.homes[i] == self.peer_name:
                 self.sticky.discard(i)
                 acts.append(Log(f"VIP {self.cfg.vips[i].address}: {self.peer_name} healthy for "
                                 f"{self.cfg.hold_down:g} s, failing back"))
-        return acts + (self.decide(now) + [SendNow()] if acts else [])
-
-    def next_wakeup(self, now: float) -> float | None:
-        """The next moment the decision could change without an input."""
-        times = []
-        if not self.ready:
-            times.append(self.started + self.cfg.heartbeat.dead_time)
-        if self.listen_until > now:
-            times.append(self.listen_until)
-        if self.peer_alive(now):
-            times.append(self.peer.last_heard + self.cfg.heartbeat.dead_time + 1e-6)
-            if self.cfg.failback == "auto" and self.sticky and self.peer.good_since is not None:
-                times.append(self.peer.good_since + self.cfg.hold_down)
-        return min(times) if times else None
+        if acts:
+            self._send_now = True
+            acts += self.decide(now)
+        return acts
 
     # --- outputs --------------------------------------------------------------------------------
 
     def message(self, now: float, mtype: int = wire.HEARTBEAT) -> wire.Message:
         self.seq += 1
         self.sent_at[self.seq] = now
-        self.sent_at.pop(self.seq - 64, None)
+        self.sent_at.pop(self.seq - STATUS_KEEP, None)
         ack_seq, ack_delay = 0, 0
         if self.last_rx:
             ack_seq, ack_delay = self.last_rx[0], int((now - self.last_rx[1]) * 1e6)
         home_held = {i for i in self.held if self.homes[i] == self.me}
         return wire.Message(
             cluster=self.cfg.cluster, sender=self.me, incarnation=self.incarnation, seq=self.seq,
-            type=mtype, ack_seq=ack_seq, ack_delay_us=ack_delay, dns_ok=self.dns_ok,
-            standby=self.standby, witness_ok=self.witness_ok, ready=self.ready,
+            type=mtype, echo=self.live.target, ack_seq=ack_seq, ack_delay_us=ack_delay,
+            dns_ok=self.dns_ok, standby=self.standby, witness_ok=self.witness_ok, ready=self.ready,
             consecutive_failures=self.consecutive, total_failures=self.total_failures,
             dns_latency_us=int((self.dns_latency or 0) * 1e6), nvips=self.n,
             held=_mask(self.held), yielding=_mask(self.yielding),
@@ -502,14 +663,32 @@ class Engine:
             digest=bytes.fromhex(self.cfg.digest)[:8], admin=self.admin,
         )
 
-    def leave(self, now: float) -> tuple[list, wire.Message]:
+    def _send(self, now: float, mtype: int) -> Send:
+        """The core encodes and signs what it sends: the key lives here and nowhere else."""
+        return Send(wire.encode(self.message(now, mtype), self.key), wire.TYPES[mtype])
+
+    def _on_stop(self, now: float) -> list[Action]:
         """Orderly stop: release everything and say bye so the peer takes over at once."""
-        acts = [Release(i) for i in sorted(self.held)]
+        acts: list[Action] = [Notify("STOPPING=1")]
+        acts += [Release(i) for i in sorted(self.held)]
         acts += [Log(f"released VIP {self.cfg.vips[i].address} (stopping)") for i in sorted(self.held)]
         self.held.clear()
         self.sticky.clear()
         self.yielding.clear()
-        return acts, self.message(now, wire.BYE)
+        self.stopping = True
+        self.byes_left = BYE_REPEATS
+        self.next_bye = now
+        return acts + self._bye(now)
+
+    def _bye(self, now: float) -> list[Action]:
+        if not self.byes_left or now < self.next_bye:
+            return []
+        self.byes_left -= 1
+        self.next_bye = now + BYE_SPACING
+        acts: list[Action] = [self._send(now, wire.BYE)]
+        if not self.byes_left:
+            acts += [Log("stopped"), Stopped()]
+        return acts
 
     def _record(self, what: str, node: str, now: float, why: str) -> None:
         f = self.failures.get((what, node))
@@ -517,3 +696,9 @@ class Engine:
             self.failures[(what, node)] = Failure(what, node, now, now, 1, why)
         else:
             self.failures[(what, node)] = replace(f, last=now, count=f.count + 1, why=why)
+
+
+def _advance(when: float, every: float, now: float) -> float:
+    """The next slot of a cadence after `now`; skip the slots missed in a stall."""
+    nxt = when + every
+    return nxt if nxt > now else now + every

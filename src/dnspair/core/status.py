@@ -7,6 +7,7 @@ Secrets never enter it: the key is not part of the engine state read here.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from .. import __version__
 from .engine import Engine, _bit
@@ -20,15 +21,15 @@ def _iso(wall: float | None) -> str | None:
     return dt.datetime.fromtimestamp(wall, dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
-def build(e: Engine, now: float, wall_now: float, pid: int | None = None) -> dict:
+def build(e: Engine, now: float, wall_now: float, pid: int | None = None) -> dict[str, Any]:
     """`now` is monotonic (the engine's clock), `wall_now` the matching wall time."""
-    def wall(t):
+    def wall(t: float | None) -> float | None:
         return None if t is None else wall_now - (now - t)
 
     alive = e.peer_alive(now)
     m = e.peer.msg
     hb = e.cfg.heartbeat
-    me = {
+    me: dict[str, Any] = {
         "name": e.me, "self": True, "online": True, "last_heard_s": 0.0, "standby": e.standby,
         "ready": e.ready,
         "dns": {"ok": e.dns_ok if e.dns_seen else None,
@@ -38,12 +39,12 @@ def build(e: Engine, now: float, wall_now: float, pid: int | None = None) -> dic
         "config_digest": e.cfg.digest,
         "addresses": list(e.cfg.nodes[e.me].addresses),
     }
-    peer_links = []
+    peer_links: list[dict[str, Any]] = []
     for k, addr in enumerate(e.cfg.nodes[e.peer_name].addresses):
         t = e.peer.links_heard.get(k)
         peer_links.append({"address": addr, "up": t is not None and now - t <= hb.dead_time,
                            "last_heard_s": None if t is None else round(now - t, 3)})
-    peer = {
+    peer: dict[str, Any] = {
         "name": e.peer_name, "self": False, "online": alive,
         "last_heard_s": None if e.peer.last_heard is None else round(now - e.peer.last_heard, 3),
         "standby": bool(m and m.standby), "ready": bool(m and m.ready),
@@ -57,7 +58,7 @@ def build(e: Engine, now: float, wall_now: float, pid: int | None = None) -> dic
     }
     if not alive:
         peer["dns"]["ok"] = None
-    vips = []
+    vips: list[dict[str, Any]] = []
     for i, v in enumerate(e.cfg.vips):
         holders = ([e.me] if i in e.held else []) + ([e.peer_name] if alive and m and _bit(m.held, i) else [])
         owner = None
@@ -87,7 +88,8 @@ def build(e: Engine, now: float, wall_now: float, pid: int | None = None) -> dic
         "cluster": e.cfg.cluster,
         "node": e.me,
         "daemon": {"version": __version__, "pid": pid, "started": _iso(wall(e.started)),
-                   "uptime_s": round(now - e.started, 3)},
+                   "uptime_s": round(now - e.started, 3), "incarnation": f"{e.incarnation:016x}",
+                   "stalls": e.stalls},
         "failback": e.cfg.failback,
         "nodes": [me, peer] if e.me < e.peer_name else [peer, me],
         "vips": vips,

@@ -1,6 +1,6 @@
 """Heartbeat wire format (docs/protocol.md describes it byte by byte).
 
-Pure: `encode` and `decode` work on bytes and a key; `ReplayGuard` decides what is fresh.
+Pure: `encode` and `decode` work on bytes and a key; `SeqMemory` decides what is fresh.
 Anything that does not decode cleanly raises `Dropped` with a short reason that the shell
 counts; it never changes state.
 """
@@ -12,7 +12,7 @@ import struct
 from dataclasses import dataclass, field
 
 MAGIC = b"DP"
-VERSION = 1
+VERSION = 2
 MAC_LEN = 32
 MAX_DATAGRAM = 512
 MAX_VIPS = 16
@@ -23,10 +23,33 @@ TYPES = {HEARTBEAT: "heartbeat", PROBE: "probe", BYE: "bye"}
 # flags
 F_DNS_OK, F_STANDBY, F_WITNESS_OK, F_READY = 1, 2, 4, 8
 
-_HEAD = struct.Struct("!2sBBQQQI")       # magic, version, type, incarnation, seq, ack_seq, ack_delay_us
+_HEAD = struct.Struct("!2sBBQQQQI")  # magic, version, type, incarnation, echo, seq, ack_seq, ack_delay_us
 _VIEW = struct.Struct("!BHIIBHHHHB8sIBH")  # flags, cfail, tfail, latency_us, nvips, held, yielding,
 #                                           sticky, available, links_mask, digest, admin_counter,
 #                                           admin_node, admin_cleanup_mask
+
+
+U32 = 0xFFFFFFFF
+U64 = 0xFFFFFFFFFFFFFFFF
+
+
+def incarnation(counter: int, nonce: int) -> int:
+    """A start's identity: the persisted start counter (high 32 bits) and 32 random bits.
+
+    Never the wall clock: a Pi without a real-time clock boots "in the past". The counter
+    orders restarts of one node; the nonce makes a start unique even if the counter was lost.
+    """
+    return (counter & U32) << 32 | (nonce & U32)
+
+
+def counter_of(inc: int) -> int:
+    return inc >> 32 & U32
+
+
+def serial_newer(a: int, b: int) -> bool:
+    """a is newer than b in 32-bit serial number arithmetic (RFC 1982): counters wrap."""
+    d = (a - b) & U32
+    return 0 < d < 0x80000000
 
 
 class Dropped(Exception):
@@ -52,9 +75,15 @@ class Admin:
     cleanup_mask: int = 0
     cleanup_all: bool = False
 
-    @property
-    def version(self) -> tuple[int, int]:
-        return (self.counter, self.node)
+    def newer_than(self, other: Admin) -> bool:
+        """Counters wrap (serial arithmetic), so no value a peer sends can stop new commands."""
+        if self.counter == other.counter:
+            return self.node > other.node
+        return serial_newer(self.counter, other.counter)
+
+    def next(self, node: int, pins: tuple[int, ...], cleanup_mask: int = 0,
+             cleanup_all: bool = False) -> Admin:
+        return Admin((self.counter + 1) & U32, node, pins, cleanup_mask, cleanup_all)
 
 
 @dataclass(frozen=True)
@@ -64,6 +93,7 @@ class Message:
     incarnation: int
     seq: int
     type: int = HEARTBEAT
+    echo: int = 0          # the peer incarnation the sender last heard (0: none yet)
     ack_seq: int = 0
     ack_delay_us: int = 0
     dns_ok: bool = False
@@ -95,13 +125,13 @@ def encode(msg: Message, key: bytes) -> bytes:
              | (0x80 if msg.admin.cleanup_all else 0))
     pins = bytes(msg.admin.pins[:msg.nvips]).ljust(msg.nvips, b"\0")
     body = b"".join((
-        _HEAD.pack(MAGIC, VERSION, msg.type, msg.incarnation, msg.seq, msg.ack_seq,
-                   min(msg.ack_delay_us, 0xFFFFFFFF)),
+        _HEAD.pack(MAGIC, VERSION, msg.type, msg.incarnation & U64, msg.echo & U64, msg.seq & U64,
+                   msg.ack_seq & U64, max(0, min(msg.ack_delay_us, U32))),
         bytes([len(cluster)]), cluster, bytes([len(sender)]), sender,
-        _VIEW.pack(flags, min(msg.consecutive_failures, 0xFFFF), min(msg.total_failures, 0xFFFFFFFF),
-                   min(msg.dns_latency_us, 0xFFFFFFFF), msg.nvips, msg.held, msg.yielding, msg.sticky,
+        _VIEW.pack(flags, min(msg.consecutive_failures, 0xFFFF), min(msg.total_failures, U32),
+                   max(0, min(msg.dns_latency_us, U32)), msg.nvips, msg.held, msg.yielding, msg.sticky,
                    msg.available, msg.links_mask, msg.digest[:8].ljust(8, b"\0"),
-                   msg.admin.counter, msg.admin.node, msg.admin.cleanup_mask),
+                   msg.admin.counter & U32, msg.admin.node, msg.admin.cleanup_mask),
         pins,
     ))
     return body + hmac.new(key, body, hashlib.sha256).digest()
@@ -121,7 +151,7 @@ def decode(data: bytes, key: bytes, cluster: str) -> Message:
     if not hmac.compare_digest(mac, hmac.new(key, body, hashlib.sha256).digest()):
         raise Dropped("bad_mac")
     try:
-        magic, version, mtype, inc, seq, ack_seq, ack_delay = _HEAD.unpack_from(body, 0)
+        magic, version, mtype, inc, echo, seq, ack_seq, ack_delay = _HEAD.unpack_from(body, 0)
         off = _HEAD.size
         clen = body[off]
         mcluster = body[off + 1: off + 1 + clen].decode()
@@ -145,7 +175,7 @@ def decode(data: bytes, key: bytes, cluster: str) -> Message:
     if mcluster != cluster:
         raise Dropped("wrong_cluster", mcluster)
     return Message(
-        cluster=mcluster, sender=sender, incarnation=inc, seq=seq, type=mtype, ack_seq=ack_seq,
+        cluster=mcluster, sender=sender, incarnation=inc, seq=seq, type=mtype, echo=echo, ack_seq=ack_seq,
         ack_delay_us=ack_delay, dns_ok=bool(flags & F_DNS_OK), standby=bool(flags & F_STANDBY),
         witness_ok=bool(flags & F_WITNESS_OK), ready=bool(flags & F_READY),
         consecutive_failures=cfail, total_failures=tfail, dns_latency_us=lat, nvips=nvips,
@@ -155,24 +185,25 @@ def decode(data: bytes, key: bytes, cluster: str) -> Message:
     )
 
 
-@dataclass
-class ReplayGuard:
-    """Accepts each (incarnation, seq) of one peer at most once, in increasing order.
+class SeqMemory:
+    """The newest seq seen from each of the last `size` incarnations of one peer.
 
-    A restarted peer announces a higher incarnation (its start time in ns). A lower one is
-    accepted only once the current incarnation has gone silent (`peer_dead`): a Pi without a
-    clock may boot with an earlier time, and waiting for the dead time bounds what an
-    attacker replaying old datagrams can do.
+    A datagram is fresh when its seq is higher than any seen before from its incarnation.
+    Incarnations are not ordered (a new one may be "smaller"), so any incarnation not seen
+    before is fresh: it cannot pose as a live peer, because liveness needs the echo of our
+    own incarnation (see `core/liveness.py`).
     """
-    incarnation: int = 0
-    seq: int = 0
 
-    def check(self, incarnation: int, seq: int, peer_dead: bool) -> None:
-        if incarnation == self.incarnation:
-            if seq <= self.seq:
-                raise Dropped("replay", f"seq {seq} <= {self.seq}")
-        elif incarnation < self.incarnation and not peer_dead:
-            raise Dropped("replay", "old incarnation")
+    def __init__(self, size: int = 64):
+        self.size = size
+        self.newest: dict[int, int] = {}
+
+    def fresh(self, incarnation: int, seq: int) -> bool:
+        last = self.newest.get(incarnation)
+        return last is None or seq > last
 
     def accept(self, incarnation: int, seq: int) -> None:
-        self.incarnation, self.seq = incarnation, seq
+        self.newest.pop(incarnation, None)
+        self.newest[incarnation] = seq   # dicts keep insertion order: the oldest goes first
+        while len(self.newest) > self.size:
+            del self.newest[next(iter(self.newest))]

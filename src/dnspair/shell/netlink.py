@@ -13,20 +13,26 @@ log = logging.getLogger("dnspair")
 
 
 class Netlink:
-    def __init__(self):
+    def __init__(self) -> None:
         self.ipr: AsyncIPRoute | None = None
         self._index: dict[str, int] = {}
 
-    async def open(self):
+    async def open(self) -> None:
         self.ipr = AsyncIPRoute()
 
-    async def close(self):
+    async def close(self) -> None:
         if self.ipr is not None:
             self.ipr.close()
 
+    @property
+    def _ipr(self) -> AsyncIPRoute:
+        if self.ipr is None:
+            raise RuntimeError("Netlink.open() was not called")
+        return self.ipr
+
     async def index(self, ifname: str) -> int:
         if ifname not in self._index:
-            found = await self.ipr.link_lookup(ifname=ifname)
+            found = await self._ipr.link_lookup(ifname=ifname)
             if not found:
                 raise LookupError(f"no interface {ifname}")
             self._index[ifname] = found[0]
@@ -37,12 +43,12 @@ class Netlink:
             idx = await self.index(ifname)
         except LookupError:
             return set()
-        return {m.get_attr("IFA_ADDRESS") async for m in await self.ipr.addr("dump", index=idx)}
+        return {m.get_attr("IFA_ADDRESS") async for m in await self._ipr.addr("dump", index=idx)}
 
     async def add(self, ifname: str, ip: str, prefixlen: int) -> None:
         """Idempotent: an address already there is fine."""
         try:
-            await self.ipr.addr("add", index=await self.index(ifname), address=ip, prefixlen=prefixlen)
+            await self._ipr.addr("add", index=await self.index(ifname), address=ip, prefixlen=prefixlen)
         except NetlinkError as e:
             if e.code != EEXIST:
                 raise
@@ -50,7 +56,7 @@ class Netlink:
     async def remove(self, ifname: str, ip: str, prefixlen: int) -> None:
         """Idempotent: an address already gone is fine."""
         try:
-            await self.ipr.addr("del", index=await self.index(ifname), address=ip, prefixlen=prefixlen)
+            await self._ipr.addr("del", index=await self.index(ifname), address=ip, prefixlen=prefixlen)
         except NetlinkError as e:
             if e.code not in (EADDRNOTAVAIL, ENODEV):
                 raise
@@ -59,7 +65,7 @@ class Netlink:
 
     async def carrier(self, ifname: str) -> bool:
         try:
-            links = await self.ipr.link("get", index=await self.index(ifname))
+            links = await self._ipr.link("get", index=await self.index(ifname))
         except (LookupError, NetlinkError):
             return False
         return any(bool(m.get_attr("IFLA_CARRIER")) and m["flags"] & 1 for m in links)
