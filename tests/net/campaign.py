@@ -24,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import campaign_check as check  # noqa: E402
 import lab as labmod  # noqa: E402
 from campaign_check import Event, Record  # noqa: E402
-import campaign_check as check  # noqa: E402
 from campaign_watch import Client, Flood, Sampler  # noqa: E402
 from pair import NODE_NAME, Pair  # noqa: E402
 
@@ -229,7 +229,7 @@ class Run:
         (and, if home, that holder is the VIP's preferred node); else what is wrong."""
         lab = self.lab
         on = {n: set(lab.vips_on(n)) for n in labmod.NODES}
-        for vip, want in zip(labmod.VIPS, labmod.NODES):
+        for vip, want in zip(labmod.VIPS, labmod.NODES, strict=True):
             holders = [n for n in labmod.NODES if vip in on[n]]
             if len(holders) != 1:
                 return f"{vip} held by {holders or 'nobody'}"
@@ -320,9 +320,10 @@ def run_one(seed: int, steps: int, slack: float, keep: Path | None, kinds=KINDS)
         except Exception as e:  # noqa: BLE001 - a broken schedule is a result, not a crash
             r.violate("run", detail=f"{type(e).__name__}: {str(e)[:2000]}")
             r.outages = getattr(r, "outages", [])
+        t0 = r.rec.events[0].t if r.rec.events else 0.0
         result.update(violations=r.violations, outages=r.outages, after=r.after,
-                      converge_s=r.converge_s, events=[(round(e.t - r.rec.events[0].t, 3), e.step, e.kind, e.phase)
-                                                       for e in r.rec.events] if r.rec.events else [])
+                      converge_s=r.converge_s,
+                      events=[(round(e.t - t0, 3), e.step, e.kind, e.phase) for e in r.rec.events])
         if r.violations and keep:
             dest = keep / str(seed)
             dest.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -51,7 +50,7 @@ class Client:
             try:
                 buf, _ = s.recvfrom(4096)
                 rid, _rcode, addrs = labmod.dns_parse_response(buf)
-            except (socket.timeout, ConnectionRefusedError):
+            except (TimeoutError, ConnectionRefusedError):
                 return None
             except OSError:  # e.g. ICMP unreachable: no answer, wait out the timeout
                 continue

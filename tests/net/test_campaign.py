@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import lab as labmod
 import pytest
+
+import lab as labmod
 
 REPO = Path(__file__).resolve().parents[2]
 FIXED_SEED = 20261202  # link, kill with clock +1h, bind hang, heartbeat loss

@@ -5,8 +5,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "net"))
 
-from campaign_check import (Event, Record, Sample, Snap, check_answers, check_arp,  # noqa: E402
-                            check_duplicates, outages, worst_by_kind)
+from campaign_check import (  # noqa: E402
+    Event,
+    Record,
+    Sample,
+    Snap,
+    check_answers,
+    check_arp,
+    check_duplicates,
+    outages,
+    worst_by_kind,
+)
 
 V1, V2 = "192.0.2.11", "192.0.2.12"
 
