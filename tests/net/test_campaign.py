@@ -12,7 +12,9 @@ import pytest
 import lab as labmod
 
 REPO = Path(__file__).resolve().parents[2]
-FIXED_SEED = 20261202  # link, kill with clock +1h, bind hang, heartbeat loss
+# one-way heartbeat loss, kill + restart with the clock 1 h behind, bind stop, 0.18 s freeze:
+# 3 violations on 38b5511 (before the engine: commits), none after
+FIXED_SEED = 20264459
 
 
 def campaign(tmp_path, seed, runs=1, steps=4):
