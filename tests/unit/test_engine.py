@@ -296,7 +296,7 @@ def test_replayed_heartbeats_of_an_earlier_incarnation_are_not_a_live_peer():
     p.kill(A)
     p.addresses[A].clear()
     p.restart(A, incarnation=wire.incarnation(2, 77))
-    for k in range(0, 60):          # replay B's heartbeats to the fresh A, 10 ms apart
+    for k in range(150):            # replay B's heartbeats to the fresh A, 10 ms apart
         p.deliver(A, events.Datagram(0, recorded[k % len(recorded)]))
         p.step(0.01)
     assert not p.e[A].peer_alive(p.now)

@@ -78,7 +78,7 @@ def test_health_ok_and_503_with_one_line():
     p.dns["dns-pm01"] = False
     p.run(1.0)
     code, _, body = parse(served(build(p.e["dns-pm01"], p.now, 1e9, 1), get("/health?x=1"))[0])
-    assert code == 503 and body == "FAIL dns-pm01: DNS failed (refused)\n"
+    assert code == 503 and body == "FAIL dns-pm01: DNS failed on dns-pm01 (refused)\n"
     p.kill("dns-pm02")
     p.run(1.0)
     code, _, body = parse(served(build(p.e["dns-pm01"], p.now, 1e9, 1), get("/health"))[0])

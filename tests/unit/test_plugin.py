@@ -13,6 +13,7 @@ import dns.rrset
 import pytest
 from nagiosplugin.state import Critical, Ok, Warn
 
+from dnspair.core import verdict
 from dnspair.core.status import build
 from dnspair.surfaces import plugin
 from pairsim import Pair
@@ -99,6 +100,7 @@ def test_standby_is_warning():
 def test_vip_without_owner_and_vip_dns_silent_are_critical():
     st = status(healthy())
     st["vips"][1]["owner"] = None
+    verdict.add_findings(st)  # the plugin maps the document's findings: a changed document, new ones
     f = plugin.judge(st, {"192.0.2.11": (None, "timeout")})
     assert {t for s, t in f if s == Critical} == {"192.0.2.12 has no owner",
                                                   "192.0.2.11 DNS no answer (timeout)"}
@@ -108,8 +110,9 @@ def test_one_of_two_links_down_and_config_mismatch_warn():
     st = status(healthy())
     st["heartbeat"].update(links_up=1, links_total=2)
     st["config_match"] = False
+    verdict.add_findings(st)
     f = plugin.judge(st)
-    assert f == [(Warn, "1/2 links up"), (Warn, "configs differ")]
+    assert f == [(Warn, "only 1 of 2 heartbeat links up"), (Warn, "configs differ")]
 
 
 # --- the program -----------------------------------------------------------------------------

@@ -37,6 +37,9 @@ from .liveness import LEARN, LIVE, Liveness
 BYE_REPEATS = 3          # a lost bye only costs the dead time; each repeat has a new seq
 BYE_SPACING = 0.002
 STATUS_KEEP = 64         # sent heartbeats remembered for round-trip times
+# A node that starts alone listens this long (at least the dead time) before it claims
+# anything: both nodes booting together may open their sockets a few hundred ms apart.
+START_LISTEN = 1.0
 
 
 @dataclass
@@ -118,6 +121,7 @@ class Engine:
         self.stalls = 0
         # the clock the engine keeps for itself
         self.started_up = False
+        self.listening_from = now
         self.stopping = False
         self.byes_left = 0
         self.next_heartbeat = now
@@ -231,7 +235,7 @@ class Engine:
         if self.watchdog:
             times.append(self.next_watchdog)
         if not self.ready:
-            times.append(self.started + hb.dead_time)
+            times.append(self.listening_from + self._start_listen())
         if self.listen_until > now:
             times.append(self.listen_until)
         last = self.peer.last_heard
@@ -273,6 +277,7 @@ class Engine:
     def _on_start(self, now: float, held: set[int]) -> list[Action]:
         """At start: the addresses already on our interfaces are ours; no flapping."""
         self.started_up = True
+        self.listening_from = now   # sockets are open from here: the wait for the peer starts
         self.held = set(held) & set(range(self.n))
         self.next_heartbeat = self.next_dns = self.next_witness = self.next_watchdog = now
         return [Log(f"adopted VIP {self.cfg.vips[i].address} already on {self.cfg.vips[i].interface}")
@@ -308,6 +313,9 @@ class Engine:
             self._listen(now)  # heartbeats could not flow: the peer's silence means nothing yet
         self._send_now = True
         return [Log(f"carrier {'up' if up else 'DOWN'} on {interface}", "info" if up else "warning")]
+
+    def _start_listen(self) -> float:
+        return max(self.cfg.heartbeat.dead_time, START_LISTEN)
 
     def _listen(self, now: float) -> None:
         self.listen_until = now + self.cfg.heartbeat.dead_time
@@ -531,7 +539,7 @@ class Engine:
         if not self.ready:
             if not self.dns_seen:
                 return []
-            if not self.peer_alive(now) and now - self.started < self.cfg.heartbeat.dead_time:
+            if not self.peer_alive(now) and now - self.listening_from < self._start_listen():
                 return []  # give the peer a chance to speak before claiming anything
             self.ready = True
             first: list[Action] = [Notify("READY=1"), Log("ready: first decision made")]

@@ -11,6 +11,7 @@ from typing import Any
 
 from .. import __version__
 from .engine import Engine, _bit
+from .verdict import add_findings
 
 SCHEMA = 1
 
@@ -83,7 +84,7 @@ def build(e: Engine, now: float, wall_now: float, pid: int | None = None) -> dic
         failed.append({"what": "dns_check", "node": e.peer_name, "count": m.total_failures,
                        "why": "reported by the peer", "first": None, "last": None})
     links_up = sum(1 for link in peer_links if link["up"])
-    return {
+    return add_findings({
         "schema": SCHEMA,
         "cluster": e.cfg.cluster,
         "node": e.me,
@@ -103,4 +104,4 @@ def build(e: Engine, now: float, wall_now: float, pid: int | None = None) -> dic
         "config_match": None if m is None else e.peer_digest_ok,
         "witness": None if e.cfg.witness is None else {"address": e.cfg.witness.address,
                                                         "ok": e.witness_ok},
-    }
+    })

@@ -203,7 +203,7 @@ class SeqMemory:
         return last is None or seq > last
 
     def accept(self, incarnation: int, seq: int) -> None:
-        self.newest.pop(incarnation, None)
-        self.newest[incarnation] = seq   # dicts keep insertion order: the oldest goes first
-        while len(self.newest) > self.size:
-            del self.newest[next(iter(self.newest))]
+        known = incarnation in self.newest
+        self.newest[incarnation] = seq
+        if not known and len(self.newest) > self.size:
+            del self.newest[next(iter(self.newest))]   # dicts keep insertion order: the oldest

@@ -11,6 +11,8 @@ import asyncio
 import json
 import logging
 
+from ..core import verdict
+
 log = logging.getLogger("dnspair")
 MAX_HEAD = 8192
 READ_TIMEOUT = 2.0
@@ -21,21 +23,21 @@ REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not All
            431: "Request Header Fields Too Large", 503: "Service Unavailable"}
 
 
+# Findings on this node that mean it does not do its job; every critical one does too.
+FAILS_HERE = {"starting", "dns_failed"}
+
+
 def health(st: dict) -> tuple[int, str]:
-    """200 when this node does its job (ready, own DNS not failed, every VIP owned)."""
-    me = next(n for n in st["nodes"] if n["self"])
+    """503 when a finding says this node does not do its job (starting, its own DNS failed,
+    or any critical one: a VIP without owner, DNS failed on both); else 200 with the other
+    findings as notes. The findings are the status document's (core/verdict.py)."""
+    me = next(n for n in st["nodes"] if n["self"])["name"]
+    found = verdict.read(st)
+    bad = [f.text for f in found if f.severity == "critical" or (f.kind in FAILS_HERE and f.node == me)]
+    if bad:
+        return 503, f"FAIL {me}: {'; '.join(bad)}"
     held = [v["address"].split("/")[0] for v in st["vips"] if v["held_here"]]
-    unowned = [v["address"].split("/")[0] for v in st["vips"] if v["owner"] is None]
-    if not me["ready"]:
-        return 503, f"FAIL {me['name']}: starting"
-    if me["dns"]["ok"] is False:
-        return 503, f"FAIL {me['name']}: DNS failed ({me['dns']['last_error'] or 'check failed'})"
-    if unowned:
-        return 503, f"FAIL {me['name']}: no owner for {', '.join(unowned)}"
-    peer = next(n for n in st["nodes"] if not n["self"])
-    return 200, (f"OK {me['name']} holds {', '.join(held) or 'no VIP'}"
-                 + ("" if peer["online"] else f"; peer {peer['name']} unheard")
-                 + ("; standby" if me["standby"] else ""))
+    return 200, "; ".join([f"OK {me} holds {', '.join(held) or 'no VIP'}", *(f.text for f in found)])
 
 
 def _num(v) -> str:
@@ -90,6 +92,8 @@ def metrics(st: dict) -> str:
     m("last_failover_age_seconds", "gauge", "Seconds since the last failover (NaN: never).",
       [("", fo["last_age_s"])])
     m("failed_actions", "gauge", "Failures waiting for `dnspair cleanup`.", [("", len(st["failed_actions"]))])
+    m("finding", "gauge", "1 for each finding of the verdict (docs/status.md, findings).",
+      [(_lbl(kind=f.kind, severity=f.severity, subject=f.subject), 1) for f in verdict.read(st)])
     m("config_match", "gauge", "1 if both nodes run the same config, NaN if unknown.",
       [("", None if st["config_match"] is None else int(st["config_match"]))])
     return "\n".join(out) + "\n"

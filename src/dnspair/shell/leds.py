@@ -1,7 +1,8 @@
 """Status LEDs and the button on the board (gpiozero).
 
 green: healthy and serving its own VIP; amber blinking: holding the peer's VIP;
-red: local DNS failed or the peer unheard. Short press: cleanup; hold: toggle standby.
+red: local DNS failed, the peer unheard, or a critical finding (the findings of
+core/verdict.py). Short press: cleanup; hold: toggle standby.
 Pins are a nicety: no GPIO means a warning and no LEDs, and a GPIO error is logged,
 never raised, so heartbeats and failover carry on whatever the pins do.
 """
@@ -10,18 +11,30 @@ from __future__ import annotations
 import logging
 import warnings
 
+from ..core import verdict
+
 log = logging.getLogger("dnspair")
 
 
+# Red keeps its meaning on the board: the peer unheard is only a warning for Nagios (the
+# survivor serves both VIPs), but the person at the board must see the pair lost its partner.
+NOT_GREEN = {"dns_failed", "standby", "starting"}  # on this node
+
+
 def lights(st: dict) -> tuple[bool, bool, bool]:
-    """(green, amber blinking, red) for a status dict."""
-    me = next(n for n in st["nodes"] if n["self"])
-    peer = next(n for n in st["nodes"] if not n["self"])
-    own = any(v["owner"] == me["name"] and v["preferred"] == me["name"] for v in st["vips"])
-    foreign = any(v["owner"] == me["name"] and v["preferred"] != me["name"] for v in st["vips"])
-    green = own and me["dns"]["ok"] is True and not me["standby"]
-    red = me["dns"]["ok"] is False or not peer["online"]
-    return green, foreign, red
+    """(green, amber blinking, red) for a status dict, mapped from its findings
+    (core/verdict.py). green: serving its own VIP and no finding in NOT_GREEN on this node;
+    amber: a VIP away from home is on this node; red: any critical finding, this node's
+    DNS failed, or the peer unheard."""
+    me = next(n for n in st["nodes"] if n["self"])["name"]
+    found = verdict.read(st)
+    here = {f.kind for f in found if f.node == me}
+    own = any(v["owner"] == me and v["preferred"] == me for v in st["vips"])
+    critical = any(f.severity == "critical" for f in found)
+    green = own and not here & NOT_GREEN and not any(f.kind == "dns_failed_both" for f in found)
+    amber = "vip_away" in here
+    red = critical or "dns_failed" in here or any(f.kind == "peer_unheard" for f in found)
+    return green, amber, red
 
 
 class Panel:

@@ -1,8 +1,9 @@
 """`check_dnspair`: the Nagios/Icinga plugin (nagiosplugin, Monitoring Plugins conventions).
 
 Local mode asks the daemon over the control socket (NRPE on a node); remote mode (-H) asks
-a node's status endpoint. Either way it judges the one status model, then sends a real DNS
-query through every owned VIP, because "the daemon says fine" is not what users see.
+a node's status endpoint. Either way it maps the findings in the one status model (the
+daemon's verdict, core/verdict.py), then sends a real DNS query through every owned VIP,
+because "the daemon says fine" is not what users see.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import nagiosplugin
 from nagiosplugin.state import Critical, Ok, Unknown, Warn
 
 from .. import __version__
+from ..core import verdict
 
 DEFAULT_CONFIG = "/etc/dnspair/dnspair.yaml"
 DEFAULT_PORT = 8053
@@ -68,7 +70,8 @@ def fetch_remote(host: str, port: int, timeout: float) -> dict:
     try:
         st = json.loads(body)
         st["vips"], st["nodes"]  # noqa: B018 - the shape we rely on
-    except (ValueError, TypeError, KeyError):
+        verdict.read(st)
+    except (ValueError, TypeError, KeyError, AttributeError):
         raise Unreachable(f"{host}:{port}/status sent no dnspair status") from None
     return st
 
@@ -116,37 +119,15 @@ def query(server: str, name: str, qtype: str, timeout: float, port: int = 53):
 
 # --- judging --------------------------------------------------------------------------------
 
+STATE = {"critical": Critical, "warning": Warn}
+
+
 def judge(st: dict, dns: dict | None = None) -> list[tuple]:
-    """[(state, text)] worst first. `dns` maps VIP address -> (latency ms, why)."""
-    dns = dns or {}
-    out = []
-    nodes = st["nodes"]
-    peer = next((n for n in nodes if not n["self"]), None)
-    for v in st["vips"]:
-        ip = v["address"].split("/")[0]
-        if v["owner"] is None:
-            out.append((Critical, f"{ip} has no owner"))
-        elif dns.get(ip, (0, None))[1]:
-            out.append((Critical, f"{ip} DNS no answer ({dns[ip][1]})"))
-    if nodes and all(n["dns"]["ok"] is False for n in nodes):
-        out.append((Critical, "DNS failed on both nodes"))
-    for v in st["vips"]:
-        if v["owner"] is not None and v["moved"]:
-            ip = v["address"].split("/")[0]
-            out.append((Warn, f"{ip} on {v['owner']}, not {v['preferred']}"))
-    if peer and not peer["online"]:
-        age = peer["last_heard_s"]
-        out.append((Warn, f"peer {peer['name']} unheard" + (f" {age:.0f}s" if age is not None else "")))
-    hb = st["heartbeat"]
-    if peer and peer["online"] and hb["links_total"] > 1 and hb["links_up"] < hb["links_total"]:
-        out.append((Warn, f"{hb['links_up']}/{hb['links_total']} links up"))
-    if not all(n["dns"]["ok"] is False for n in nodes):
-        out += [(Warn, f"DNS failed on {n['name']}") for n in nodes if n["dns"]["ok"] is False]
-    if st.get("config_match") is False:
-        out.append((Warn, "configs differ"))
-    if st["failed_actions"]:
-        out.append((Warn, f"{len(st['failed_actions'])} failure(s) need cleanup"))
-    out += [(Warn, f"{n['name']} standby") for n in nodes if n["standby"]]
+    """[(state, text)] worst first: the status document's findings (core/verdict.py), then
+    the plugin's own measurement, the answers through the VIPs. `dns` maps VIP address ->
+    (latency ms, why)."""
+    out = [(STATE[f.severity], f.text) for f in verdict.read(st)]
+    out += [(Critical, f"{ip} DNS no answer ({why})") for ip, (_ms, why) in (dns or {}).items() if why]
     if not out:
         out = [(Ok, ", ".join(f"{v['address'].split('/')[0]} on {v['owner']}" for v in st["vips"]))]
     order = {Critical: 0, Warn: 1, Unknown: 2, Ok: 3}

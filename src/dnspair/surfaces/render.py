@@ -1,6 +1,8 @@
 """`dnspair status` as text, laid out like `pcs status` (from the one status model)."""
 from __future__ import annotations
 
+from ..core import verdict
+
 
 def _age(s):
     if s is None:
@@ -21,29 +23,8 @@ def _uptime(s):
 
 
 def warnings(st: dict) -> list[str]:
-    """What an operator should look at; shared by the CLI and the plugin."""
-    out = []
-    peer = next(n for n in st["nodes"] if not n["self"])
-    hb = st["heartbeat"]
-    if not peer["online"]:
-        out.append(f"peer {peer['name']} is not heard (last {_age(peer['last_heard_s'])})")
-    elif hb["links_total"] > 1 and hb["links_up"] < hb["links_total"]:
-        out.append(f"only {hb['links_up']} of {hb['links_total']} heartbeat links up")
-    if st["config_match"] is False:
-        out.append("the two nodes run different configs")
-    for v in st["vips"]:
-        if v["owner"] is None:
-            out.append(f"VIP {v['address']} has no owner")
-        elif v["moved"]:
-            out.append(f"VIP {v['address']} is on {v['owner']}, away from {v['preferred']}")
-    for n in st["nodes"]:
-        if n["standby"]:
-            out.append(f"{n['name']} is in standby")
-        if n["dns"]["ok"] is False:
-            out.append(f"DNS failed on {n['name']}")
-    if st["failed_actions"]:
-        out.append("failures recorded: run `dnspair cleanup` once fixed")
-    return out
+    """What an operator should look at: the findings' texts (core/verdict.py)."""
+    return [f.text for f in verdict.read(st)]
 
 
 def text(st: dict) -> str:
@@ -99,7 +80,8 @@ def text(st: dict) -> str:
         if st.get("control_rejected"):
             parts.append(f"control_rejected={st['control_rejected']}")
         lines += ["", "Rejected input:", "  * " + ", ".join(parts)]
-    warn = warnings(st)
-    if warn:
-        lines += ["", "Warnings:"] + [f"  * {w}" for w in warn]
+    found = verdict.read(st)
+    if found:
+        lines += ["", "Warnings:"] + [f"  * {'CRITICAL: ' if f.severity == 'critical' else ''}{f.text}"
+                                      for f in found]
     return "\n".join(lines)

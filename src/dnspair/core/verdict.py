@@ -1,0 +1,134 @@
+"""What is wrong with the pair, decided once from the status document.
+
+Pure: a function of the dict `status.build` makes (docs/status.md). Every surface (the CLI's
+warnings, `check_dnspair`, `/health`, the LEDs) maps these findings; none re-derives them.
+Severities are the Nagios meaning: critical when clients lose a nameserver, warning when the
+pair still serves but has lost redundancy or needs an operator.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, get_args
+
+Severity = Literal["critical", "warning"]
+SEVERITIES: tuple[str, ...] = get_args(Severity)
+
+# The stable kinds, in the order findings are listed (worst first).
+KINDS: tuple[str, ...] = (
+    "vip_unowned", "dns_failed_both", "vip_away", "peer_unheard", "links_degraded",
+    "dns_failed", "config_mismatch", "failures_recorded", "standby", "starting",
+)
+
+SEVERITY: dict[str, Severity] = {
+    "vip_unowned": "critical",      # a nameserver address nobody answers on
+    "dns_failed_both": "critical",  # no bind behind either VIP
+    "vip_away": "warning",
+    # check_dnspair has always warned here while the LED goes red: the survivor serves both
+    # VIPs, so for Nagios this is lost redundancy (WARNING), not lost service (CRITICAL).
+    "peer_unheard": "warning",
+    "links_degraded": "warning",
+    "dns_failed": "warning",        # one node: its VIP has moved (or will) to the other
+    "config_mismatch": "warning",
+    "failures_recorded": "warning",
+    "standby": "warning",
+    "starting": "warning",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str
+    severity: Severity
+    subject: str        # a VIP address (no prefix length), a node name, or the cluster name
+    text: str           # one line, for people
+    node: str | None = None  # the node it is on (a VIP's holder), None for the pair as a whole
+
+    def as_dict(self) -> dict[str, str | None]:
+        return asdict(self)
+
+
+def _ip(vip: Mapping[str, Any]) -> str:
+    return str(vip["address"]).split("/")[0]
+
+
+def _ago(s: float | None) -> str:
+    if s is None:
+        return "since start"
+    return f"for {s:.1f} s" if s < 10 else f"for {s:.0f} s"
+
+
+def findings(st: Mapping[str, Any]) -> list[Finding]:
+    """Every finding for a status document, worst first (critical, then KINDS order)."""
+    out: list[Finding] = []
+
+    def add(kind: str, subject: str, text: str, node: str | None = None) -> None:
+        out.append(Finding(kind, SEVERITY[kind], subject, text, node))
+
+    cluster = str(st["cluster"])
+    nodes: Sequence[Mapping[str, Any]] = st["nodes"]
+    peer = next((n for n in nodes if not n["self"]), None)
+    hb = st["heartbeat"]
+    for v in st["vips"]:
+        if v["owner"] is None:
+            add("vip_unowned", _ip(v), f"{_ip(v)} has no owner")
+        elif v["moved"]:
+            add("vip_away", _ip(v), f"{_ip(v)} on {v['owner']}, not {v['preferred']}", v["owner"])
+    both_failed = bool(nodes) and all(n["dns"]["ok"] is False for n in nodes)
+    if both_failed:
+        add("dns_failed_both", cluster, "DNS failed on both nodes")
+    if peer is not None and not peer["online"]:
+        add("peer_unheard", peer["name"], f"peer {peer['name']} unheard {_ago(peer['last_heard_s'])}",
+            peer["name"])
+    elif peer is not None and hb["links_total"] > 1 and hb["links_up"] < hb["links_total"]:
+        add("links_degraded", peer["name"],
+            f"only {hb['links_up']} of {hb['links_total']} heartbeat links up", peer["name"])
+    for n in nodes:
+        if n["dns"]["ok"] is False and not both_failed:
+            why = n["dns"].get("last_error")
+            add("dns_failed", n["name"], f"DNS failed on {n['name']}" + (f" ({why})" if why else ""),
+                n["name"])
+    if st.get("config_match") is False:
+        add("config_mismatch", cluster, "configs differ")
+    if st["failed_actions"]:
+        add("failures_recorded", cluster, f"{len(st['failed_actions'])} failure(s) need cleanup")
+    for n in nodes:
+        if n["standby"]:
+            add("standby", n["name"], f"{n['name']} standby", n["name"])
+    for n in nodes:
+        if n["online"] and not n["ready"]:
+            add("starting", n["name"], f"{n['name']} starting", n["name"])
+    rank = {k: i for i, k in enumerate(KINDS)}
+    return sorted(out, key=lambda f: (SEVERITIES.index(f.severity), rank[f.kind]))
+
+
+def add_findings(st: dict[str, Any]) -> dict[str, Any]:
+    """`st` with its findings under "findings" (JSON-safe dicts); for status.build."""
+    st["findings"] = [f.as_dict() for f in findings(st)]
+    return st
+
+
+def _severity(value: object) -> Severity:
+    if value == "critical":
+        return "critical"
+    if value == "warning":
+        return "warning"
+    raise ValueError(f"finding severity {value!r} is neither critical nor warning")
+
+
+def read(st: Mapping[str, Any]) -> list[Finding]:
+    """The document's own findings (a remote node's verdict); computed here for a document
+    without the key (a daemon older than it). ValueError on a malformed entry."""
+    raw = st.get("findings")
+    if raw is None:
+        return findings(st)
+    if not isinstance(raw, list):
+        raise ValueError("findings is not a list")
+    out = []
+    for d in raw:
+        if not isinstance(d, dict) or not all(isinstance(d.get(k), str) for k in ("kind", "subject", "text")):
+            raise ValueError(f"malformed finding {d!r}"[:120])
+        node = d.get("node")
+        out.append(Finding(d["kind"], _severity(d.get("severity")), d["subject"], d["text"],
+                           node if isinstance(node, str) else None))
+    return out
