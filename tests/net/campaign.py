@@ -128,8 +128,8 @@ class Run:
 
     # ---- recording
 
-    def event(self, step: int, kind: str, phase: str, budget: float):
-        self.rec.events.append(Event(time.monotonic(), step, kind, phase, budget))
+    def event(self, step: int, kind: str, phase: str, budget: float, rolling: bool = False):
+        self.rec.events.append(Event(time.monotonic(), step, kind, phase, budget, rolling))
 
     def violate(self, invariant: str, **detail):
         self.violations.append(dict(detail, invariant=invariant))
@@ -143,34 +143,23 @@ class Run:
     # ---- faults
 
     def _inner(self, kind: str, node: str, seconds: float, i: int, budget_kind: str):
-        """A fault held for `seconds`, then its recovery. Returns (deaf start, deaf end)."""
+        """A fault held for `seconds`, then its recovery. Returns (deaf start, deaf end).
+        Each event is recorded just before its action: what the sampler sees next is its effect."""
         lab, p = self.lab, self.pair
+        budget = BUDGET[kind] + (seconds if kind == "freeze" else 0.0)
+        do, undo = {
+            "freeze": (lambda: lab.send_signal(p.procs[node], signal.SIGSTOP),
+                       lambda: lab.send_signal(p.procs[node], signal.SIGCONT)),
+            "link": (lambda: lab.link_down(node), lambda: lab.link_up(node)),
+            "bind_stop": (lambda: lab.stop_bind(node), lambda: lab.restore_bind(node)),
+            "bind_hang": (lambda: lab.hang_bind(node), lambda: lab.resume_bind(node)),
+        }[kind]
         t0 = time.monotonic()
-        if kind == "freeze":
-            self.event(i, budget_kind, "fault", BUDGET["freeze"] + seconds)
-            lab.send_signal(p.procs[node], signal.SIGSTOP)
-            time.sleep(seconds)
-            lab.send_signal(p.procs[node], signal.SIGCONT)
-        elif kind == "link":
-            self.event(i, budget_kind, "fault", BUDGET["link"])
-            lab.link_down(node)
-            time.sleep(seconds)
-            lab.link_up(node)
-        elif kind == "bind_stop":
-            self.event(i, budget_kind, "fault", BUDGET["bind_stop"])
-            lab.stop_bind(node)
-            time.sleep(seconds)
-            self.event(i, budget_kind, "recovery", BUDGET["recovery"])
-            lab.restore_bind(node)
-        elif kind == "bind_hang":
-            self.event(i, budget_kind, "fault", BUDGET["bind_hang"])
-            lab.hang_bind(node)
-            time.sleep(seconds)
-            lab.resume_bind(node)
-        elif kind == "loss":
-            raise AssertionError("loss is applied by step()")
-        if kind in ("freeze", "link", "bind_hang"):
-            self.event(i, budget_kind, "recovery", BUDGET["recovery"])
+        self.event(i, budget_kind, "fault", budget)
+        do()
+        time.sleep(seconds)
+        self.event(i, budget_kind, "recovery", BUDGET["recovery"])
+        undo()
         return t0, time.monotonic()
 
     def step(self, i: int, s: dict):
@@ -180,24 +169,24 @@ class Run:
             deaf = self._inner(kind, node, secs, i, kind)
         elif kind == "loss":
             t0 = time.monotonic()
-            self.event(i, kind, "fault", BUDGET["loss"])
+            self.event(i, kind, "fault", BUDGET["loss"], rolling=True)
             targets = labmod.NODES if node == "both" else (node,)
             for n in targets:
                 lab.drop_heartbeats(n, s["percent"], port=HEARTBEAT_PORT)
             time.sleep(secs)
+            self.event(i, kind, "recovery", BUDGET["recovery"])
             for n in targets:
                 lab.clear_drops(n)
-            self.event(i, kind, "recovery", BUDGET["recovery"])
             deaf = (t0, time.monotonic())
         elif kind == "kill":
             t0 = time.monotonic()
             self.event(i, kind, "fault", BUDGET["kill"])
             p.stop(node, sig=signal.SIGKILL)
             time.sleep(secs)
+            self.event(i, kind, "recovery", BUDGET["recovery"])
             r = lab.dnspair_cli(node, "release", "--config", str(p.configs[node]))  # ExecStopPost
             if r.returncode != 0:
                 self.violate("5 daemon healthy", step=i, detail=f"release failed: {r.stderr.strip()}")
-            self.event(i, kind, "recovery", BUDGET["recovery"])
             self.start_daemon(node, clock=s["clock"])
             try:
                 self.wait_ready(node)
@@ -215,8 +204,8 @@ class Run:
                     deaf = d
                 time.sleep(0.5)  # the takeover under the flood, before the flood ends
             finally:
+                self.event(i, kind, "recovery", BUDGET["recovery"])
                 flood.stop()
-            self.event(i, kind, "recovery", BUDGET["recovery"])
         if deaf and kind in DEAF | {"flood"}:
             self.rec.deaf.append(deaf)
         time.sleep(s["pause"])

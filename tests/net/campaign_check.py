@@ -34,6 +34,9 @@ class Event:
     kind: str           # fault kind, 'start' or 'cleanup'
     phase: str          # 'fault' | 'recovery'
     budget: float       # failover budget from t (s), before slack
+    # Heartbeat loss can make a node look dead (or alive again) at any moment of its window:
+    # until the next event, the budget counts from the start of each outage, not from t.
+    rolling: bool = False
 
 
 @dataclass
@@ -43,6 +46,7 @@ class Record:
     events: list = field(default_factory=list)
     deaf: list = field(default_factory=list)   # [(start, end)]: the nodes may not hear each other
     timeout: float = 0.2                       # the client's query timeout
+    sample_lag: float = 0.05                   # a snap is stamped when its sampling began
 
 
 def _latest_event(events, t):
@@ -75,7 +79,7 @@ def _judge(rec: Record, a: float, b: float, closed: bool, slack: float, lead: fl
     e = _latest_event(rec.events, a + lead)
     if e is None:
         return None, False
-    return e, closed and b <= e.t + e.budget + slack
+    return e, closed and b <= max(e.t, a if e.rolling else e.t) + e.budget + slack
 
 
 def check_answers(rec: Record, vips, slack: float):
@@ -119,7 +123,7 @@ def check_arp(rec: Record, vips, slack: float):
             n = s.arp.get(vip)
             return n is not None and n not in s.holders.get(vip, set())
         for a, b, closed in _spans(snaps, stale):
-            e, ok = _judge(rec, a, b, closed, slack, 0.0)
+            e, ok = _judge(rec, a, b, closed, slack, rec.sample_lag)
             if not ok:
                 bad.append({"invariant": "2 neighbour entry on a holder", "vip": vip, "start": a,
                             "end": b, "seconds": round(b - a, 3), "closed": closed,

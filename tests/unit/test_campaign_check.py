@@ -87,3 +87,24 @@ def test_double_holder_allowed_only_while_deaf_and_one_hand_over_after():
     late = lambda t: {V1: {"node1", "node2"} if 1.0 <= t < 2.5 else {"node1"}}  # noqa: E731
     [v] = check_duplicates(record(snaps=snaps(late, arp), deaf=[(1.0, 2.0)]), [V1], 0.0)
     assert round(v["start"], 2) == 2.0 and round(v["seconds"], 2) == 0.5
+
+
+def test_within_a_loss_window_each_outage_gets_the_budget_from_its_own_start():
+    # 90 % loss both ways from 0 to 2 s: the pair may split and heal at any moment of it
+    ev = [Event(0.0, -1, "start", "recovery", 0.0), Event(0.0, 0, "loss", "fault", 0.25, rolling=True),
+          Event(2.0, 0, "loss", "recovery", 0.25)]
+    late = Record(samples=answers(V1, lambda t: None if 1.5 <= t < 1.7 else "node1"), events=ev)
+    assert check_answers(late, [V1], slack=0.0)[0] == []
+    long = Record(samples=answers(V1, lambda t: None if 1.5 <= t < 2.0 else "node1"), events=ev)
+    assert len(check_answers(long, [V1], slack=0.0)[0]) == 1, "still bounded by the budget"
+    fixed = Record(samples=late.samples, events=[Event(e.t, e.step, e.kind, e.phase, e.budget)
+                                                 for e in ev])
+    assert len(check_answers(fixed, [V1], slack=0.0)[0]) == 1, "a one-off fault's budget is from it"
+
+
+def test_a_snap_taken_as_a_fault_began_is_charged_to_that_fault():
+    # the snap at 1.0 was stamped a few ms before the event was recorded at 1.004
+    ev = [Event(0.0, -1, "start", "recovery", 0.0), Event(1.004, 0, "link", "fault", 0.25)]
+    rec = Record(snaps=snaps(lambda t: {V1: {"node2"} if t >= 1.0 else {"node1"}},
+                             lambda t: {V1: "node2" if t >= 1.2 else "node1"}), events=ev)
+    assert check_arp(rec, [V1], slack=0.0) == []
