@@ -55,6 +55,7 @@ class Daemon:
         st = self.engine.handle(time.monotonic(), ev)
         self._arm(st.wake_at)
         changed = False
+        queued = not self.queue.empty()
         for a in st.actions:
             match a:
                 case A.Log(text, level):
@@ -68,8 +69,11 @@ class Daemon:
                     self._check_witness()
                 case A.Stopped():
                     self.stopped.set()
+                case A.Send(data) if not queued:
+                    self.hb.send(data)   # nothing to wait for: no extra task switch at rest
                 case A.Claim() | A.Release() | A.Announce() | A.Send():
                     self.queue.put_nowait(a)
+                    queued = True
         if changed and self.listeners:
             st_doc = self.status()
             for fn in self.listeners:
@@ -217,12 +221,12 @@ class Daemon:
         ifnames = sorted({v.interface for v in self.cfg.vips})
         if hasattr(self.announcer, "open"):
             self.announcer.open(ifnames)
-        actuator = loop.create_task(self._actuator())
+        actuator = loop.create_task(self._actuator(), name="actuator")
         self.step(E.Start(frozenset(held)))
         for name in ifnames:
             self.step(E.Carrier(name, await self.nl.carrier(name)))
         carrier = loop.create_task(netlink.watch_carrier(
-            set(ifnames), lambda name, up: self.step(E.Carrier(name, up))))
+            set(ifnames), lambda name, up: self.step(E.Carrier(name, up))), name="carrier watch")
         log.info("started as %s in cluster %s (%d VIPs, %d link(s), incarnation %016x)", self.me,
                  self.cfg.cluster, len(self.cfg.vips), len(self.cfg.nodes[self.me].addresses),
                  self.engine.incarnation)
@@ -232,7 +236,7 @@ class Daemon:
         rc = 0
         for t in done:
             if t is not stop:
-                log.error("internal error, stopping: %s ended: %r", t.get_coro().__name__, t.exception())
+                log.error("internal error, stopping: %s ended: %r", t.get_name(), t.exception())
                 rc = 1
         self.prober.close()
         if actuator.done():

@@ -21,7 +21,7 @@ class Pair:
         self.wake: dict[str, float | None] = {a: None, b: None}
         self.up = {a: True, b: True}          # daemon running
         self.link = {a: True, b: True}        # can send/receive heartbeats
-        self.dns = {a: True, b: True}
+        self.dns: dict[str, bool | str] = {a: True, b: True}   # True, False (stopped) or "hung"
         self.logs: list[str] = []
         self.addresses: dict[str, set[int]] = {a: set(), b: set()}  # what the "kernel" holds
         self.announced: list[tuple[str, int]] = []
@@ -80,7 +80,8 @@ class Pair:
                     self.deliver(other, E.Datagram(0, data))
             case A.CheckDns():
                 ok = self.dns[node]
-                self.deliver(node, E.DnsResult(ok, 0.001, None if ok else "refused"))
+                if ok != "hung":     # a hung bind never answers: the engine's timeout judges
+                    self.deliver(node, E.DnsResult(ok, 0.001, None if ok else "refused"))
             case A.Reply():
                 self.replies.append(a)
 

@@ -331,3 +331,19 @@ def test_a_peer_at_the_largest_admin_counter_does_not_stop_commands():
     p.run(0.5)
     assert p.e[A].admin.counter == 0 and p.e[B].admin.counter == 0
     assert p.holders()[V2] == [A]
+
+
+def test_a_hung_bind_fails_its_check_when_the_engine_s_timeout_runs_out():
+    p = Pair()
+    settle(p)
+    p.dns[A] = "hung"
+    t0 = p.now
+    while p.holders()[V1] != [B]:
+        p.step(0.005)
+        assert p.now - t0 < 1.0
+    check = p.cfg.dns_check
+    assert p.now - t0 <= check.interval + check.timeout + 0.02
+    assert "timeout after" in p.e[A].dns_error
+    p.dns[A] = True
+    p.run(0.5)
+    assert p.e[A].dns_ok and p.e[A].dns_error is None

@@ -87,9 +87,9 @@ def test_incarnation_is_counter_and_nonce_and_admin_counters_wrap():
 
 
 def test_documented_size_of_the_seed_heartbeat():
-    # docs/protocol.md: 40 fixed + 1+7 cluster + 1+8 sender + 36 view + 2 pins + 32 MAC
+    # docs/protocol.md: 40 fixed + 1+7 cluster + 1+8 sender + 39 view + 2 pins + 32 MAC
     m = wire.Message(cluster="clst-01", sender="dns-pm01", incarnation=1, seq=1, nvips=2)
     data = wire.encode(m, KEY)
-    assert len(data) == 127
+    assert len(data) == 130
     assert data[:2] == b"DP" and data[2] == 2 and data[3] == wire.HEARTBEAT
     assert data[40] == 7 and data[41:48] == b"clst-01" and data[48] == 8

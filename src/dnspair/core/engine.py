@@ -7,7 +7,7 @@ here (`_due`): heartbeat cadence, suspect/probe, dead time, DNS check cadence, w
 cadence, stall detection, bye repeats, the systemd watchdog. Rules (docs/protocol.md has the
 reasoning):
 
-* Each VIP goes to the best node by rank: pinned (`dnspair move`) > DNS healthy > sticky
+* Each VIP goes to the best node by rank: DNS healthy > pinned (`dnspair move`) > sticky
   (holds it and should not lose it by preference alone) > preference score > already holds
   it > name order. Only nodes that are alive and available (carrier up, not standby) count.
 * A node that takes a VIP from a failed or dead peer marks it sticky: with `failback: manual`
@@ -17,8 +17,9 @@ reasoning):
   loses no query and a VIP is never claimed by both.
 * A peer silent for `dead_time` (or that said bye) is dead: take every VIP, but a VIP not
   already held only if the witness (when configured) answers.
-* Whenever both nodes held a VIP at once (a contest: partition, freeze, stall), the node that
-  keeps it announces it again once it alone holds it: clients may point at the other.
+* Whenever both nodes held a VIP at once (a contest: partition, freeze, stall), or the peer
+  says it let go of one we hold, the node that keeps it announces it again once it alone
+  holds it: clients may point at the other.
 * The peer is alive only while its heartbeats echo our incarnation (`core/liveness.py`).
 """
 from __future__ import annotations
@@ -40,6 +41,9 @@ STATUS_KEEP = 64         # sent heartbeats remembered for round-trip times
 # A node that starts alone listens this long (at least the dead time) before it claims
 # anything: both nodes booting together may open their sockets a few hundred ms apart.
 START_LISTEN = 1.0
+# A node that let go of a VIP says so in its heartbeats this long, so the node that keeps it
+# announces again even if the heartbeat showing the contest was lost.
+RELEASE_ECHO = 1.0
 
 
 @dataclass
@@ -104,6 +108,9 @@ class Engine:
         self.sticky: set[int] = set()
         self.yielding: set[int] = set()
         self.contested: set[int] = set()  # held here while the peer also held (or may have)
+        self.released_at: dict[int, float] = {}
+        self.release_epoch = 0
+        self.peer_release_epoch: int | None = None
         self.admin = wire.Admin(pins=(0,) * self.n)
         self.peer = Peer()
         self.live = Liveness(cfg.heartbeat.dead_time)
@@ -126,6 +133,7 @@ class Engine:
         self.byes_left = 0
         self.next_heartbeat = now
         self.next_dns = now
+        self.dns_asked: float | None = None   # a DNS check is out since then
         self.next_probe = 0.0
         self.next_witness = now
         self.next_watchdog = now
@@ -152,7 +160,9 @@ class Engine:
             case Datagram(link, data, src):
                 acts += self._on_datagram(now, link, data, src)
             case DnsResult(ok, latency, error):
-                acts += self._on_dns(now, ok, latency, error)
+                if self.dns_asked is not None:   # else: a late answer, already judged a timeout
+                    self.dns_asked = None
+                    acts += self._on_dns(now, ok, latency, error)
             case Carrier(interface, up):
                 acts += self._on_carrier(now, interface, up)
             case WitnessResult(ok):
@@ -197,9 +207,16 @@ class Engine:
     def _due(self, now: float) -> list[Action]:
         hb = self.cfg.heartbeat
         acts: list[Action] = []
+        check = self.cfg.dns_check
+        if self.dns_asked is not None and now >= self.dns_asked + check.timeout:
+            # No answer in time: bind is hung (a stopped bind is refused at once).
+            self.dns_asked = None
+            acts += self._on_dns(now, False, None, f"timeout after {check.timeout:g} s (bind hung?)")
         if now >= self.next_dns:
-            acts.append(CheckDns())   # first: bind answers while we send
-            self.next_dns = _advance(self.next_dns, self.cfg.dns_check.interval, now)
+            if self.dns_asked is None:
+                acts.append(CheckDns())   # first: bind answers while we send
+                self.dns_asked = now
+            self.next_dns = _advance(self.next_dns, check.interval, now)
         suspect = self.peer_suspect(now)
         if suspect and not self.probing and self.cfg.witness is not None:
             acts.append(CheckWitness())   # ask the witness now, not at its next interval
@@ -230,11 +247,13 @@ class Engine:
         """The next moment something is due or the decision could change without an input."""
         hb = self.cfg.heartbeat
         times = [self.next_heartbeat, self.next_dns]
+        if self.dns_asked is not None:
+            times.append(self.dns_asked + self.cfg.dns_check.timeout)
         if self.cfg.witness is not None:
             times.append(self.next_witness)
         if self.watchdog:
             times.append(self.next_watchdog)
-        if not self.ready:
+        if not self.ready and self.listening_from + self._start_listen() > now:
             times.append(self.listening_from + self._start_listen())
         if self.listen_until > now:
             times.append(self.listen_until)
@@ -431,6 +450,12 @@ class Engine:
             self.peer.good_since = now
         if msg.admin.newer_than(self.admin):
             acts += self._apply_admin(now, msg.admin)
+        if new_incarnation:
+            self.peer_release_epoch = None
+        if msg.release_epoch != self.peer_release_epoch:
+            # The peer let go of VIPs we hold: it may have announced them while it held them.
+            self.peer_release_epoch = msg.release_epoch
+            self.contested |= {i for i in self.held if _bit(msg.released, i)}
         return acts
 
     # --- operator commands ----------------------------------------------------------------
@@ -509,6 +534,7 @@ class Engine:
         return not self.standby and self.carrier.get(self.cfg.vips[i].interface, False)
 
     def _rank(self, node: str, i: int) -> tuple[bool, bool, bool, int, bool, int]:
+        """Greater is better: DNS healthy, pinned, sticky, preference, holds it, name order."""
         if node == self.me:
             healthy, sticky, holds = self.dns_ok, i in self.sticky or (
                 i in self.held and self.homes[i] == self.me), i in self.held
@@ -518,7 +544,8 @@ class Engine:
             # A peer still starting has no DNS result yet: not a failure.
             healthy, sticky, holds = m.dns_ok or not m.ready, _bit(m.sticky, i), _bit(m.held, i)
         pinned = self.admin.pins[i] == self.names.index(node) + 1
-        return (pinned, healthy, sticky, self.cfg.vips[i].prefers.get(node, 0), holds,
+        # A pin (`dnspair move`) places a healthy VIP; it never keeps one where bind is dead.
+        return (healthy, pinned, sticky, self.cfg.vips[i].prefers.get(node, 0), holds,
                 -self.names.index(node))
 
     def owner(self, now: float, i: int) -> str | None:
@@ -559,7 +586,10 @@ class Engine:
         for i, vip in enumerate(self.cfg.vips):
             owner = self.owner(now, i)
             peer_holds = m is not None and _bit(m.held, i)
-            peer_yields = m is not None and _bit(m.yielding, i)
+            # A peer whose bind failed (or that cannot hold it) will not hand over gracefully,
+            # and cannot answer anyway: do not wait for its yield.
+            peer_yields = m is not None and (_bit(m.yielding, i) or (m.ready and not m.dns_ok)
+                                             or not _bit(m.available, i))
             if i in self.held and peer_holds:
                 self.contested.add(i)   # both hold it: the client may point at either
             if owner == self.me:
@@ -594,6 +624,7 @@ class Engine:
                     self.sticky.discard(i)
                     self.yielding.discard(i)
                     self.contested.discard(i)
+                    self._released(now, i)
                     changed = True
             if i not in self.held:
                 self.contested.discard(i)
@@ -601,6 +632,10 @@ class Engine:
         if changed:
             self._send_now = True
         return acts
+
+    def _released(self, now: float, i: int) -> None:
+        self.released_at[i] = now
+        self.release_epoch = (self.release_epoch + 1) & 0xFF
 
     def _claim(self, now: float, i: int, peer_alive: bool) -> list[Action]:
         vip = self.cfg.vips[i]
@@ -669,6 +704,8 @@ class Engine:
             links_mask=_mask(k for k, t in self.peer.links_heard.items()
                              if now - t <= self.cfg.heartbeat.dead_time),
             digest=bytes.fromhex(self.cfg.digest)[:8], admin=self.admin,
+            released=_mask(i for i, t in self.released_at.items() if now - t <= RELEASE_ECHO),
+            release_epoch=self.release_epoch,
         )
 
     def _send(self, now: float, mtype: int) -> Send:

@@ -24,8 +24,9 @@ TYPES = {HEARTBEAT: "heartbeat", PROBE: "probe", BYE: "bye"}
 F_DNS_OK, F_STANDBY, F_WITNESS_OK, F_READY = 1, 2, 4, 8
 
 _HEAD = struct.Struct("!2sBBQQQQI")  # magic, version, type, incarnation, echo, seq, ack_seq, ack_delay_us
-_VIEW = struct.Struct("!BHIIBHHHHB8sIBH")  # flags, cfail, tfail, latency_us, nvips, held, yielding,
+_VIEW = struct.Struct("!BHIIBHHHHB8sIBHHB")  # flags, cfail, tfail, latency_us, nvips, held, yielding,
 #                                           sticky, available, links_mask, digest, admin_counter,
+#                                           admin_node, admin_cleanup_mask, released, release_epoch
 #                                           admin_node, admin_cleanup_mask
 
 
@@ -109,6 +110,8 @@ class Message:
     sticky: int = 0        # bit i: held and not to be taken back by preference alone
     available: int = 0     # bit i: this node can hold VIP i (carrier up, not in standby)
     links_mask: int = 0    # bit k: link k has heard the peer recently
+    released: int = 0      # bit i: this node let go of VIP i lately (the owner re-announces)
+    release_epoch: int = 0  # +1 (mod 256) at each such release: a new one to act on
     digest: bytes = b"\0" * 8
     admin: Admin = field(default_factory=Admin)
 
@@ -131,7 +134,8 @@ def encode(msg: Message, key: bytes) -> bytes:
         _VIEW.pack(flags, min(msg.consecutive_failures, 0xFFFF), min(msg.total_failures, U32),
                    max(0, min(msg.dns_latency_us, U32)), msg.nvips, msg.held, msg.yielding, msg.sticky,
                    msg.available, msg.links_mask, msg.digest[:8].ljust(8, b"\0"),
-                   msg.admin.counter & U32, msg.admin.node, msg.admin.cleanup_mask),
+                   msg.admin.counter & U32, msg.admin.node, msg.admin.cleanup_mask,
+                   msg.released, msg.release_epoch & 0xFF),
         pins,
     ))
     return body + hmac.new(key, body, hashlib.sha256).digest()
@@ -160,7 +164,7 @@ def decode(data: bytes, key: bytes, cluster: str) -> Message:
         sender = body[off + 1: off + 1 + slen].decode()
         off += 1 + slen
         (flags, cfail, tfail, lat, nvips, held, yielding, sticky, available, links, digest,
-         acounter, anode, amask) = _VIEW.unpack_from(body, off)
+         acounter, anode, amask, released, repoch) = _VIEW.unpack_from(body, off)
         off += _VIEW.size
         pins = tuple(body[off: off + nvips])
         off += nvips
@@ -181,6 +185,7 @@ def decode(data: bytes, key: bytes, cluster: str) -> Message:
         consecutive_failures=cfail, total_failures=tfail, dns_latency_us=lat, nvips=nvips,
         held=_bits(held, nvips), yielding=_bits(yielding, nvips), sticky=_bits(sticky, nvips),
         available=_bits(available, nvips), links_mask=links, digest=digest,
+        released=_bits(released, nvips), release_epoch=repoch,
         admin=Admin(acounter, anode, pins, _bits(amask, nvips), bool(flags & 0x80)),
     )
 

@@ -68,6 +68,8 @@ class Heartbeats:
 
     def send(self, data: bytes) -> None:
         for k, link in enumerate(self.links):
+            if link.transport is None:
+                continue
             try:
                 link.transport.sendto(data)
             except OSError as e:

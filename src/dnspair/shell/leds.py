@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from typing import Any
 
 from ..core import verdict
 
@@ -49,10 +50,10 @@ class Panel:
         self.factory = factory
         self.hold_time = hold_time
         self.blink = blink
-        self.leds = {}
-        self.button = None
+        self.leds: dict[str, Any] = {}
+        self.button: Any = None
         self.last: dict | None = None
-        self.shown = None
+        self.shown: tuple[bool, bool, bool] | None = None
         self.lamp = False
         self._held = False
         self._warned = False
@@ -128,7 +129,8 @@ class Panel:
         """In the daemon's loop: the same path as the control socket."""
         try:
             if cmd is None:
-                me = next((n for n in self.last["nodes"] if n["self"]), {}) if self.last else {}
+                me: dict[str, Any] = (next((n for n in self.last["nodes"] if n["self"]), {})
+                                      if self.last else {})
                 cmd = "unstandby" if me.get("standby") else "standby"
             reply = self.command(cmd)
             log.info("button %s: %s: %s", how, cmd, reply.get("message") or reply.get("error"))
