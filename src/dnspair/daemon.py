@@ -219,8 +219,7 @@ class Daemon:
             loop.call_later(1.0, panel.end_lamp_test)
         await self.prober.open()
         ifnames = sorted({v.interface for v in self.cfg.vips})
-        if hasattr(self.announcer, "open"):
-            self.announcer.open(ifnames)
+        self.announcer.open(ifnames)
         actuator = loop.create_task(self._actuator(), name="actuator")
         self.step(E.Start(frozenset(held)))
         for name in ifnames:
@@ -245,7 +244,7 @@ class Daemon:
         try:
             await asyncio.wait_for(self.stopped.wait(), 5.0)
             await asyncio.wait_for(self.queue.join(), 5.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.error("orderly stop did not finish in time")
         self._arm(None)
         carrier.cancel()

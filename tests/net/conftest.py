@@ -1,6 +1,5 @@
 """The `lab` fixture: a fresh real two-node namespace network with bind on both nodes."""
 
-import os
 import sys
 from pathlib import Path
 

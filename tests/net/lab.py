@@ -52,7 +52,8 @@ API (``with Lab(second_link=False) as lab:`` or the pytest fixtures ``lab``/``la
     lab.drop_heartbeats(node, percent, port=None, proto=None, link="all") / clear_drops(node)
     lab.drop_counter(node) -> int / partition(port=None, proto=None) / heal()
     lab.resolv_conf(nameservers, options=None) / getent(name) -> (seconds, address|None)
-    lab.start_daemon(node, config_path, name=None, log=None, extra_args=()) -> Popen
+    lab.start_daemon(node, config_path, name=None, log=None, extra_args=(), wrapper=(),
+                     env_extra=None) -> Popen
     lab.dnspair_cli(node, *args) -> CompletedProcess / write_key(path) -> Path
     lab.popen(where, cmd, log=None) -> Popen / stop_process(p, grace, sig) / send_signal(p, sig)
     lab.run(where, *cmd) -> CompletedProcess / socket(where, family, type) -> socket in that netns
@@ -235,14 +236,14 @@ class Lab:
             self.workdir = Path(self.workdir)
             self.workdir.mkdir(parents=True, exist_ok=True)
 
-    def __enter__(self) -> "Lab":
+    def __enter__(self) -> Lab:
         self.start()
         return self
 
     def __exit__(self, *exc):
         self.close()
 
-    def start(self, bind: bool = True) -> "Lab":
+    def start(self, bind: bool = True) -> Lab:
         """Build the namespaces, veths and bridges, then start bind on both nodes."""
         why = requirements_missing()
         if why:
@@ -452,7 +453,7 @@ class Lab:
                 s.settimeout(max(0.001, deadline - time.monotonic()))
                 try:
                     buf, _ = s.recvfrom(4096)
-                except (socket.timeout, ConnectionRefusedError, OSError):
+                except (TimeoutError, ConnectionRefusedError, OSError):
                     return None
                 try:
                     rid, rcode, addrs = dns_parse_response(buf)
@@ -779,19 +780,22 @@ table ip dplab {{
         return [sys.executable, "-m", "dnspair"]
 
     def start_daemon(self, node: str, config_path, name: str | None = None,
-                     log: Path | str | None = None, extra_args=()) -> subprocess.Popen:
+                     log: Path | str | None = None, extra_args=(), wrapper=(),
+                     env_extra=None, **popen_kw) -> subprocess.Popen:
         """Run `dnspair daemon --config FILE --node NAME` in `node`'s namespace.
-        stdout+stderr go to `log` (default <workdir>/<node>/dnspair.log)."""
+        stdout+stderr go to `log` (default <workdir>/<node>/dnspair.log). `wrapper` goes
+        before the command (e.g. faketime and its arguments), `env_extra` into its
+        environment; popen_kw go to subprocess.Popen (e.g. preexec_fn for a resource limit)."""
         log = Path(log) if log else self.workdir / node / "dnspair.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(env_extra or {}))
         env.pop("NOTIFY_SOCKET", None)
         env.pop("WATCHDOG_USEC", None)
         src = Path(__file__).resolve().parents[2] / "src"
         env["PYTHONPATH"] = f"{src}:{env['PYTHONPATH']}" if env.get("PYTHONPATH") else str(src)
-        cmd = [*self.dnspair_command(), "daemon", "--config", str(config_path),
+        cmd = [*wrapper, *self.dnspair_command(), "daemon", "--config", str(config_path),
                "--node", name or node, *extra_args]
-        return self.popen(node, cmd, log=log, env=env, what=f"dnspair@{node}")
+        return self.popen(node, cmd, log=log, env=env, what=f"dnspair@{node}", **popen_kw)
 
     def dnspair_cli(self, node: str, *args, timeout: float = 30.0):
         """Run `dnspair ARGS...` in `node` (e.g. 'status', '--json'); CompletedProcess."""

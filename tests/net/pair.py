@@ -53,9 +53,10 @@ class Pair:
                                         lab.second_link, failback))
             self.configs[node] = path
 
-    def start(self, node=None, wait=True):
+    def start(self, node=None, wait=True, **daemon_kw):
+        """daemon_kw go to lab.start_daemon (wrapper=, env_extra=, or Popen arguments)."""
         for n in ([node] if node else labmod.NODES):
-            self.procs[n] = self.lab.start_daemon(n, self.configs[n], name=NODE_NAME[n])
+            self.procs[n] = self.lab.start_daemon(n, self.configs[n], name=NODE_NAME[n], **daemon_kw)
         if wait:
             for n in ([node] if node else labmod.NODES):
                 self.wait(lambda n=n: self.status(n)["nodes"] and self.me(n)["ready"], f"{n} ready")

@@ -6,7 +6,7 @@ import stat
 import time
 
 import lab as labmod
-from pair import NODE_NAME, Pair
+from pair import Pair
 
 VIP1, VIP2 = labmod.VIP1, labmod.VIP2
 
@@ -28,7 +28,7 @@ def test_notify_ready_status_and_watchdog(lab):
                                                    and got.count("WATCHDOG=1") >= 3):
             try:
                 got.append(sock.recv(4096).decode())
-            except socket.timeout:
+            except TimeoutError:
                 pass
     finally:
         sock.close()
@@ -66,7 +66,7 @@ def test_watchdog_is_fed_by_the_clock_while_the_daemon_is_starved(lab):
                     next_stop = time.monotonic() + 0.05
                 try:
                     got.append((time.monotonic(), sock.recv(4096).decode()))
-                except socket.timeout:
+                except TimeoutError:
                     pass
             return got
 

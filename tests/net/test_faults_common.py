@@ -70,7 +70,7 @@ class Watcher:
             s.settimeout(left)
             try:
                 buf, _ = s.recvfrom(4096)
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 return None
             try:
                 rid, _rcode, addrs = labmod.dns_parse_response(buf)
@@ -193,3 +193,25 @@ def failovers(p) -> dict:
     starts more than a dead time before its peer (a loaded machine) takes both VIPs at first,
     and that counts as a takeover."""
     return {n: p.status(n)["failovers"]["count"] for n in labmod.NODES}
+
+
+def control_exchange(path, data: bytes, close_early=False) -> bytes:
+    """Send raw bytes to a control socket; the reply (b"" if the daemon hung up)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(str(path))
+    try:
+        s.sendall(data)
+        if close_early:
+            return b""
+        out = b""
+        while not out.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+        return out
+    except (BrokenPipeError, ConnectionResetError):
+        return b""
+    finally:
+        s.close()

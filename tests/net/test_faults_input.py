@@ -15,11 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lab as labmod
-from pair import Pair
-from test_faults_common import Watcher, dnspair_log, failovers, held
-
 from dnspair.core import wire
 from dnspair.core.config import parse_key
+from pair import Pair
+from test_faults_common import Watcher, dnspair_log, failovers, held
+from test_faults_common import control_exchange as _control
 
 VIP1, VIP2 = labmod.VIP1, labmod.VIP2
 REPO = Path(__file__).resolve().parents[2]
@@ -121,27 +121,6 @@ def test_fuzzed_forged_and_replayed_heartbeats_change_nothing(lab):
         assert len(lines) == 1, f"{reason} logged once, not {len(lines)} times: {lines[:3]}"
     assert "Traceback" not in log and "ERROR" not in log
     assert p.status("node1")["heartbeat"]["dropped"] == {}, "node1 saw nothing bad"
-
-
-def _control(path, data: bytes, close_early=False) -> bytes:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(5)
-    s.connect(str(path))
-    try:
-        s.sendall(data)
-        if close_early:
-            return b""
-        out = b""
-        while not out.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            out += chunk
-        return out
-    except (BrokenPipeError, ConnectionResetError):
-        return b""
-    finally:
-        s.close()
 
 
 JUNK = [
@@ -287,9 +266,10 @@ def _mutations():
           suppress_health_check=list(HealthCheck))
 @given(_mutations())
 def test_mutated_example_configs_never_crash_check_config(tmp_path_factory, muts):
-    from dnspair.cli import main
     import contextlib
     import io
+
+    from dnspair.cli import main
     lines = EXAMPLE.splitlines(keepends=True)
     for i, how, ch in muts:
         i %= len(lines)

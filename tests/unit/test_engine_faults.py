@@ -36,8 +36,8 @@ def test_control_rejects_are_all_counted_but_each_kind_logged_once(caplog):
 
 
 def test_random_junk_cannot_flood_the_log(caplog):
-    import random
     import json
+    import random
     rng = random.Random(1)
     d = _stub()
     with caplog.at_level(logging.WARNING, logger="dnspair"):
@@ -58,12 +58,11 @@ def test_a_claim_is_announced_by_arp_before_the_heartbeat_that_reports_it(tmp_pa
     holds it; the client must already have been pointed at the new owner by then, or a query
     in that gap is lost (seen in the fault suite at the auto-failback hand-back)."""
     import asyncio
+    from dataclasses import replace
     from pathlib import Path
 
-    from dnspair.core.config import parse
-    from dataclasses import replace
-
     from dnspair.core.actions import Announce, Claim, Send
+    from dnspair.core.config import parse
 
     cfg = parse((Path(__file__).resolve().parents[2] / "example" / "dnspair.yaml").read_text())
     cfg = replace(cfg, state_dir=str(tmp_path))
@@ -80,11 +79,16 @@ def test_a_claim_is_announced_by_arp_before_the_heartbeat_that_reports_it(tmp_pa
         def send(self, frame):
             events.append("garp")
 
+        def getsockname(self):
+            return ("eth0", 0x0806, 0, 1, bytes.fromhex("02005e000100"))
+
+        def close(self):
+            pass
+
     async def scenario():
         d = Daemon(cfg, "dns-pm01", bytes(range(32)))
         d.nl = Netlink()
-        d.announcer._socket = lambda ifname: Sock()
-        d.announcer._mac = lambda ifname: "02:00:5e:00:01:00"
+        d.announcer._open_socket = lambda ifname: Sock()
         d.hb = SimpleNamespace(send=lambda data: events.append("heartbeat"))
         task = asyncio.get_running_loop().create_task(d._actuator())
         for a in (Claim(0), Announce(0), Send(b"hb")):

@@ -1,5 +1,6 @@
 """Random fault sequences against two engines: the rules hold whatever happens."""
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pairsim import Pair
 

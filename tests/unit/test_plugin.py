@@ -276,7 +276,7 @@ def dns_server():
         while not stop.is_set():
             try:
                 data, addr = s.recvfrom(4096)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             q = dns.message.from_wire(data)
             r = dns.message.make_response(q)

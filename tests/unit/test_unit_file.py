@@ -28,6 +28,14 @@ def test_unit_is_notify_restarts_and_has_a_crash_release_hook():
         assert hardening in s
 
 
+def test_file_limit_is_set_far_above_what_the_capped_daemon_can_use():
+    from dnspair.shell import control, http
+    limit = unit()["Service"]["LimitNOFILE"]
+    assert limit.isdigit(), f"one number, soft = hard: {limit}"
+    worst = 32 + control.MAX_CLIENTS + http.MAX_CLIENTS   # sockets, files, libraries + clients
+    assert int(limit) >= 16 * worst, (limit, worst)
+
+
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
 def test_systemd_analyze_verify(tmp_path):
     # The unit names /opt/dnspair (the image's venv); point it at this test's interpreter's dnspair.

@@ -28,11 +28,34 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from . import wire
-from .actions import (Action, Announce, CheckDns, CheckWitness, Claim, Log, Notify, Release, Reply,
-                      Send, Step, Stopped)
+from .actions import (
+    Action,
+    Announce,
+    CheckDns,
+    CheckWitness,
+    Claim,
+    Log,
+    Notify,
+    Release,
+    Reply,
+    Send,
+    Step,
+    Stopped,
+)
 from .config import Config
-from .events import (Carrier, ClaimFailed, Command, Datagram, DnsResult, Event, Resumed, Start, Stop,
-                     Tick, WitnessResult)
+from .events import (
+    Carrier,
+    ClaimFailed,
+    Command,
+    Datagram,
+    DnsResult,
+    Event,
+    Resumed,
+    Start,
+    Stop,
+    Tick,
+    WitnessResult,
+)
 from .liveness import LEARN, LIVE, Liveness
 
 BYE_REPEATS = 3          # a lost bye only costs the dead time; each repeat has a new seq
@@ -113,7 +136,7 @@ class Engine:
         self.peer_release_epoch: int | None = None
         self.admin = wire.Admin(pins=(0,) * self.n)
         self.peer = Peer()
-        self.live = Liveness(cfg.heartbeat.dead_time)
+        self.live = Liveness(cfg.heartbeat.dead_time, cfg.heartbeat.suspect_after)
         self.ready = False
         self.failures: dict[tuple[str, str], Failure] = {}
         self.drops: dict[str, int] = {}

@@ -8,8 +8,10 @@ and no value of the peer's own incarnation can lock it out (incarnations are not
 Which peer incarnation we echo (`target`) and which one is live (`established`):
 * a message that echoes us establishes its incarnation. While another established one is
   still heard, it takes over at once only if it has a higher start counter (the peer
-  restarted) or was never established before (it heard us after we started, so it is a
-  live process, not a recording: a restart whose state directory was lost); an incarnation
+  restarted), or if it was never established before (it heard us after we started, so it
+  is a live process, not a recording: a restart whose state directory was lost) and the
+  live one has been quiet past `quiet` (one stray datagram does not unseat a chatty peer);
+  an incarnation
   that was live before and went quiet waits until the live one is silent for the dead time;
 * a message that does not echo us (the peer started, or we did) makes us echo it if the
   live one is silent or its start counter is higher. Otherwise the new one learns our
@@ -29,6 +31,7 @@ LIVE, LEARN, STALE = "live", "learn", "stale"
 @dataclass
 class Liveness:
     dead_time: float
+    quiet: float = 0.0
     established: int | None = None
     established_heard: float | None = None
     target: int = 0
@@ -40,7 +43,7 @@ class Liveness:
             return True
         if self.established_heard is None or now - self.established_heard > self.dead_time:
             return True
-        if echoes_us and inc not in self.was_live:
+        if echoes_us and inc not in self.was_live and now - self.established_heard > self.quiet:
             return True
         return wire.counter_of(inc) > wire.counter_of(cur)
 

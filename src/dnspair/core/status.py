@@ -19,7 +19,7 @@ SCHEMA = 1
 def _iso(wall: float | None) -> str | None:
     if wall is None:
         return None
-    return dt.datetime.fromtimestamp(wall, dt.timezone.utc).isoformat(timespec="milliseconds")
+    return dt.datetime.fromtimestamp(wall, dt.UTC).isoformat(timespec="milliseconds")
 
 
 def build(e: Engine, now: float, wall_now: float, pid: int | None = None) -> dict[str, Any]:

@@ -7,7 +7,6 @@ import stat
 
 from ..core.config import Config, ConfigError, parse, parse_key
 
-
 MAX_CONFIG = 1 << 20
 
 

@@ -142,7 +142,7 @@ class Server:
                         + ("Allow: GET\r\n" if code == 405 else "") + "Connection: close\r\n\r\n")
                 writer.write(head.encode() + body)
                 await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
-        except (asyncio.TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError):
             pass
         except Exception as e:  # noqa: BLE001 - a bad request must never reach the loop
             log.warning("status endpoint: %s", e)
@@ -156,7 +156,7 @@ class Server:
     async def _answer(self, reader) -> tuple[int, str, bytes]:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return 408, "text/plain", b"request too slow\n"
         except asyncio.LimitOverrunError:
             return 431, "text/plain", f"request head over {MAX_HEAD} bytes\n".encode()

@@ -59,7 +59,7 @@ def fetch_remote(host: str, port: int, timeout: float) -> dict:
         body = r.read(1 << 20)
     except ConnectionRefusedError:
         raise NotRunning(f"dnspair not running on {host}:{port} (connection refused)") from None
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         raise Unreachable(f"no answer from {host}:{port} within {timeout:g} s") from None
     except (OSError, http.client.HTTPException) as e:
         raise Unreachable(f"{host}:{port}: {getattr(e, 'strerror', None) or e}") from None
@@ -103,7 +103,7 @@ def query(server: str, name: str, qtype: str, timeout: float, port: int = 53):
                 continue
             if reply.id == q.id:
                 break
-    except socket.timeout:
+    except TimeoutError:
         return None, "timeout"
     except ConnectionRefusedError:
         return None, "refused"

@@ -1,0 +1,204 @@
+"""The invariants: each a small function over a run's record returning violations with times.
+
+Budgets (docs/simulator.md): a failed or misdirected query is excused while it is within the
+failover budget of the latest fault edge (any fault's start or end, a stop hook, a restart):
+0.25 s, 0.4 s after a bind hang or slow bind, the engine's start listening time more after a
+daemon starts, a freeze's own duration more after its start,
+plus any extra heartbeat delay the network faults add and the witness's interval and timeout
+when one is configured.
+"""
+from __future__ import annotations
+
+import bisect
+from typing import NamedTuple
+
+DEATH_BUDGET = 0.25
+HANG_BUDGET = 0.4
+STARTS = ("start", "restart", "crash_end", "stop_end", "power_end")   # a daemon (re)starts here
+SETTLED = 2.0          # after the last fault ends (plus hold_down with failback: auto)
+
+
+class Violation(NamedTuple):
+    invariant: str
+    t: float
+    text: str
+    vip: int | None = None
+    node: str | None = None     # where the client pointed
+
+    def __str__(self) -> str:
+        return f"{self.invariant} at t={self.t:.3f}: {self.text}"
+
+
+class _Budget:
+    """Is moment q within the failover budget of some fault edge?"""
+
+    def __init__(self, rec, cfg):
+        self.marks = rec.marks
+        self.times = [m[0] for m in rec.marks]
+        self.timeset = set(self.times)
+        self.base = 0.0
+        if cfg.witness is not None:
+            self.base += cfg.witness.interval + cfg.witness.timeout
+        self.states = rec.states
+        self.stimes = [s[0] for s in rec.states]
+        # A daemon that starts alone listens for its peer first (engine.START_LISTEN, at least
+        # the dead time), so the budget after a start is that much longer.
+        from dnspair.core import engine
+        self.start = max(cfg.heartbeat.dead_time, getattr(engine, "START_LISTEN", 0.0))
+        self.longest = (max(HANG_BUDGET, self.start + DEATH_BUDGET) + max([m[2] for m in rec.marks] + [0.0])
+                        + self.base + cfg.heartbeat.dead_time + 0.1)
+
+    def state(self, q: float):
+        i = bisect.bisect_right(self.stimes, q) - 1
+        return self.states[i] if i >= 0 else (0.0, (), False, 0.0, (), False)
+
+    def covered(self, q: float) -> bool:
+        extra = self.base + self.state(q)[3]
+        i = bisect.bisect_right(self.times, q) - 1
+        while i >= 0:
+            t, kind, more = self.marks[i]
+            if q - t > self.longest:
+                return False
+            b = (HANG_BUDGET if kind in ("hung", "slow") else
+                 self.start + DEATH_BUDGET if kind in STARTS else DEATH_BUDGET)
+            if q - t <= b + more + extra:
+                return True
+            i -= 1
+        return False
+
+    def lossy_short(self, s: float, q: float) -> bool:
+        """Under heartbeat loss a false death (and its hand-back) can come at any moment, not
+        at a fault edge: an outage that began at s under loss is excused for one budget."""
+        return self.state(s)[5] and q - s <= DEATH_BUDGET + self.state(s)[3]
+
+    def last_mark(self, q: float) -> str:
+        i = bisect.bisect_right(self.times, q) - 1
+        return f"{self.marks[i][1]} at {self.marks[i][0]:.3f}" if i >= 0 else "none"
+
+
+def _stretches(bad: list, gap: float = 0.2):
+    """Group (t, vip, detail) by VIP into runs whose points are less than `gap` apart."""
+    out = []
+    open_: dict = {}
+    for t, vip, detail in bad:
+        cur = open_.get(vip)
+        if cur and t - cur[1] <= gap:
+            cur[1] = t
+        else:
+            cur = [t, t, vip, detail]
+            open_[vip] = cur
+            out.append(cur)
+    return out
+
+
+def answered(rec, cfg) -> list[Violation]:
+    """(1) While a node with healthy bind is up and reachable, every VIP is answered within budget."""
+    b = _Budget(rec, cfg)
+    bad = []
+    since: dict = {}
+    for t, vip, ok, _, target in rec.queries:
+        if ok:
+            since.pop(vip, None)
+            continue
+        s = since.setdefault(vip, t)
+        if b.state(t)[1] and not b.covered(t) and not b.lossy_short(s, t):
+            bad.append((t, vip, target))
+    return [Violation("answered", s, f"VIP{v + 1} ({cfg.vips[v].ip}) unanswered {s:.3f}-{e:.3f} "
+                      f"(client points at {target}; nodes able to serve: {', '.join(b.state(s)[1])}; "
+                      f"last fault edge: {b.last_mark(s)})", v, target)
+            for s, e, v, target in _stretches(bad)]
+
+
+def pointed(rec, cfg) -> list[Violation]:
+    """(2) The client is never pointed at a node without the address (another holds it) past budget."""
+    b = _Budget(rec, cfg)
+    bad = []
+    since: dict = {}
+    for t, vip, _, isbad, target in rec.queries:
+        if not isbad:
+            since.pop(vip, None)
+            continue
+        s = since.setdefault(vip, t)
+        if not b.covered(t) and not b.lossy_short(s, t):
+            bad.append((t, vip, target))
+    return [Violation("pointed", s, f"VIP{v + 1} ({cfg.vips[v].ip}): client's ARP points at {target}, "
+                      f"which lacks the address, {s:.3f}-{e:.3f} (last fault edge: {b.last_mark(s)})",
+                      v, target)
+            for s, e, v, target in _stretches(bad)]
+
+
+def single_owner(rec, cfg) -> list[Violation]:
+    """(3) While both nodes hear each other, no VIP is held by both longer than a hand-over."""
+    handover = 2 * cfg.heartbeat.interval + 0.05
+    b = _Budget(rec, cfg)
+    out = []
+    end = rec.converged.get("after_cleanup", {}).get("t", float("inf"))
+    ivals: dict = {}
+    for t, vip, holders in rec.addrs + [(end, v, ()) for v in range(len(cfg.vips))]:
+        if len(holders) == 2:
+            ivals.setdefault(vip, t)
+        elif vip in ivals:
+            s = ivals.pop(vip)
+            v = _double(b, s, t, handover)
+            if v is not None:
+                out.append(Violation("single_owner", v, f"VIP{vip + 1} ({cfg.vips[vip].ip}) held by both "
+                                     f"{s:.3f}-{t:.3f} while they heard each other "
+                                     f"(last fault edge: {b.last_mark(v)})"))
+    return out
+
+
+def _double(b: _Budget, s: float, e: float, handover: float) -> float | None:
+    """The first moment in [s, e) by which both held for `handover` since the later of s, the
+    moment they could hear each other and the latest fault edge; None if there is none."""
+    points = sorted({s} | {t for t in b.stimes if s < t < e} | {t for t in b.times if s < t < e})
+    since = None
+    for i, p in enumerate(points):
+        st = b.state(p)
+        hear, extra = st[2], st[3]
+        if not hear:
+            since = None
+        elif since is None or p in b.timeset and p > s:
+            since = p
+        nxt = points[i + 1] if i + 1 < len(points) else e
+        if since is not None and nxt - since > handover + extra:
+            return since + handover + extra
+    return None
+
+
+def converged(rec, cfg, moves: bool = False) -> list[Violation]:
+    """(4) Once faults stop the pair converges: one holder per VIP and the client on it; with
+    failback auto (and no pin) or after a cleanup, every VIP on its home node."""
+    out = []
+    names = cfg.node_names
+    homes = [v.home(names) for v in cfg.vips]
+    for phase, snap in rec.converged.items():
+        for i, v in enumerate(snap["vips"]):
+            want_home = phase == "after_cleanup" or (cfg.failback == "auto" and not moves)
+            hs = v["holders"]
+            why = None
+            if len(hs) != 1:
+                why = f"held by {list(hs) or 'nobody'}"
+            elif want_home and hs[0] != homes[i]:
+                why = f"held by {hs[0]}, not its home {homes[i]}"
+            elif not v["answered"] or v["target"] != hs[0]:
+                why = f"client points at {v['target']} (answered: {v['answered']}), holder {hs[0]}"
+            if why:
+                out.append(Violation("converged", snap["t"], f"{phase}: VIP{i + 1} ({cfg.vips[i].ip}) {why}",
+                                     i, v["target"]))
+    return out
+
+
+def no_errors(rec, cfg) -> list[Violation]:
+    """(5) Nothing raises (nor busy-loops, nor fails to stop)."""
+    return [Violation("raised", t, f"{node}: {text}") for t, node, text in rec.errors]
+
+
+ALL = (answered, pointed, single_owner, converged, no_errors)
+
+
+def check(rec, cfg, schedule: dict | None = None) -> list[Violation]:
+    moves = bool(schedule) and any(f["kind"] == "move" for f in schedule["faults"])
+    out: list[Violation] = []
+    for fn in ALL:
+        out += fn(rec, cfg, moves) if fn is converged else fn(rec, cfg)
+    return sorted(out, key=lambda v: v.t)

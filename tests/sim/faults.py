@@ -1,0 +1,223 @@
+"""Fault events: each a dict {kind, at, dur, ...}; `schedule` puts its edges on the world's queue.
+
+Kinds (node and vip are indexes; link is an index or "all"; dir 0: node 0 to 1, 1: back, 2: both):
+  loss {link, dir, p}   delay {link, dir, delay, jitter}   dup {link, dir, p}   partition {link, dir}
+  carrier {node, link}          cable out for dur: Carrier(iface, False) then True
+  bind {node, mode, latency}    mode stopped | hung | slow (answers after latency)
+  freeze {node}                 SIGSTOP for dur, then SIGCONT
+  slow {node, lag}              timers fire up to lag late
+  isolate {node}                nftables drops all but lo: carrier up, nothing gets through
+  crash {node, hook, lose_state} SIGKILL; the unit's stop hook removes the VIPs after hook s;
+                                 restart after dur (with a fresh state directory if lose_state)
+  stop {node}                   orderly stop (Stop, wait for Stopped), start again after dur
+  power {node, lose_state}      power cut: addresses and bind gone; boots after dur
+  standby {node}                operator standby for dur, then unstandby
+  cleanup {node, vip?} / move {node, vip, to}   operator commands (dur 0)
+  replay {node, count, gap}     the peer's last `count` datagrams sent to node again, gap apart
+  garbage {node, count}         random bytes and bit-flipped copies of the peer's datagrams
+  inject {node, fields}         a validly signed datagram as the peer, from its last one with
+                                 `fields` replaced ("admin.counter": ...): the attacker has the key
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from dnspair.core import wire
+from dnspair.core.events import Carrier, Command
+
+from .world import HUNG, P_DELIVER, P_FAULT, SLOW, STOPPED, World
+
+NET = ("loss", "delay", "dup", "partition")
+
+
+def schedule(w: World, f: dict) -> None:
+    kind = f["kind"]
+    t0, t1 = f["at"], f["at"] + f.get("dur", 0.0)
+    if kind in NET:
+        w.at(t0, P_FAULT, _net, w, f, True)
+        w.at(t1, P_FAULT, _net, w, f, False)
+    elif kind in EDGES:
+        start, end = EDGES[kind]
+        w.at(t0, P_FAULT, _edge, w, f, start, kind)
+        if end is not None:
+            w.at(t1, P_FAULT, _edge, w, f, end, kind + "_end")
+    elif kind in ("replay", "garbage", "inject"):
+        w.at(t0, P_FAULT, _attack, w, f)
+    else:
+        raise ValueError(f"unknown fault kind {kind!r}")
+
+
+def _net(w: World, f: dict, on: bool) -> None:
+    w.set_link(f, on)
+    w.mark(f["kind"] + ("" if on else "_end"))
+
+
+def _edge(w: World, f: dict, fn, kind: str) -> None:
+    fn(w, w.nodes[f["node"] % 2], f)
+    w.mark(f.get("mode", kind) if kind == "bind" else kind,
+           f.get("dur", 0.0) if kind == "freeze" else 0.0)
+
+
+# --- node faults: (start, end) ----------------------------------------------------------
+
+def _carrier(up: bool):
+    def fn(w, n, f):
+        k = f.get("link", 0) % w.nlinks
+        was = n.carrier_down[k] == 0
+        n.carrier_down[k] += -1 if up else 1
+        if (n.carrier_down[k] == 0) != was:
+            n.deliver(Carrier(w.iface(k), up))
+    return fn
+
+
+def _bind_on(w, n, f):
+    n.binds.append((f.get("mode", STOPPED), f.get("latency", 0.0)))
+
+
+def _bind_off(w, n, f):
+    n.binds.remove((f.get("mode", STOPPED), f.get("latency", 0.0)))
+
+
+def _freeze(w, n, f):
+    if n.engine is not None:
+        n.frozen += 1
+
+
+def _thaw(w, n, f):
+    if n.frozen:
+        n.frozen -= 1
+        if not n.frozen:
+            n.resume()
+
+
+def _slow_on(w, n, f):
+    n.lag = f.get("lag", 0.02)
+
+
+def _slow_off(w, n, f):
+    n.lag = 0.0
+
+
+def _isolate(on: bool):
+    def fn(w, n, f):
+        n.isolated += 1 if on else -1
+    return fn
+
+
+def _crash(w, n, f):
+    if n.engine is None:
+        return
+    n.kill()
+    w.at(w.now + min(f.get("hook", 0.1), f.get("dur", 1.0)), P_FAULT, n._hook, n.gen)
+
+
+def _start_again(w, n, f):
+    if n.engine is None and n.powered:
+        if f.get("lose_state"):
+            n.counter = -1   # no counter file: the shell starts again from 0
+        n.start()
+
+
+def _stop(w, n, f):
+    if n.engine is None or n.stopping:
+        return
+    from dnspair.core.events import Stop
+    n.stopping = True
+    n.deliver(Stop())
+    gen = n.gen
+    w.at(w.now + 5.0, P_FAULT, _stop_timeout, w, n, gen)
+
+
+def _stop_timeout(w, n, gen):
+    if n.gen == gen and n.engine is not None and n.stopping:
+        w.error(n.name, "orderly stop did not finish (no Stopped) within 5 s: systemd kills it")
+        n.kill()
+        n.addrs.clear()
+        w.addr_changed()
+
+
+def _power_off(w, n, f):
+    n.kill()
+    n.powered = False
+    n.addrs.clear()
+    w.addr_changed()
+
+
+def _power_on(w, n, f):
+    n.powered = True
+    if f.get("lose_state"):
+        n.counter = -1
+    n.start()
+
+
+def _standby(on: bool):
+    def fn(w, n, f):
+        n.standby = on and n.engine is not None
+        n.deliver(Command("standby" if on else "unstandby"))
+    return fn
+
+
+def _cleanup(w, n, f):
+    vip = f.get("vip")
+    n.deliver(Command("cleanup", w.cfg.vips[vip % w.nvips].ip if vip is not None else None))
+
+
+def _move(w, n, f):
+    n.deliver(Command("move", w.cfg.vips[f["vip"] % w.nvips].ip, w.names[f["to"] % 2]))
+
+
+EDGES = {
+    "carrier": (_carrier(False), _carrier(True)),
+    "bind": (_bind_on, _bind_off),
+    "freeze": (_freeze, _thaw),
+    "slow": (_slow_on, _slow_off),
+    "isolate": (_isolate(True), _isolate(False)),
+    "crash": (_crash, _start_again),
+    "stop": (_stop, _start_again),
+    "power": (_power_off, _power_on),
+    "standby": (_standby(True), _standby(False)),
+    "cleanup": (_cleanup, None),
+    "move": (_move, None),
+}
+
+
+# --- attacks -------------------------------------------------------------------------------
+
+def _attack(w: World, f: dict) -> None:
+    target = w.nodes[f["node"] % 2]
+    src = w.peer(target)
+    addr = w.addr_of(src, 0)
+    kind = f["kind"]
+    w.mark(kind)
+    if kind == "replay":
+        old = [d for t, d in src.sent if t < w.now][-f.get("count", 10):]
+        for i, data in enumerate(old):
+            w.at(w.now + i * f.get("gap", 0.01), P_DELIVER, target.arrive, 0, data, addr)
+    elif kind == "garbage":
+        for i in range(f.get("count", 5)):
+            if src.sent and w.rng.random() < 0.5:
+                b = bytearray(src.sent[-1][1])
+                b[w.rng.randrange(len(b))] ^= 1 << w.rng.randrange(8)
+                data = bytes(b)
+            else:
+                data = w.rng.randbytes(w.rng.randint(1, 600))
+            w.at(w.now + i * 0.001, P_DELIVER, target.arrive, 0, data, addr)
+    else:
+        if not src.sent:
+            w.error("sim", "inject: the peer has sent nothing to copy")
+            return
+        msg = wire.decode(src.sent[-1][1], w.key, w.cfg.cluster)
+        top, admin = {}, {}
+        for k, v in f.get("fields", {}).items():
+            if k.startswith("admin."):
+                admin[k[6:]] = v
+            else:
+                top[k] = v
+        if admin:
+            top["admin"] = dataclasses.replace(msg.admin, **admin)
+        top.setdefault("seq", msg.seq + 1)
+        data = wire.encode(dataclasses.replace(msg, **top), w.key)
+        w.at(w.now, P_DELIVER, target.arrive, 0, data, addr)
+
+
+__all__ = ["schedule", "HUNG", "SLOW", "STOPPED"]

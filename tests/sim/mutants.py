@@ -1,0 +1,94 @@
+"""Each regression against the engine with its fix taken out again: proof the test can fail.
+
+The first `engine:` commit on main already carried every fix, so there is no unfixed engine
+with this interface to run; instead each mutant patches the one rule back (in this process
+only). `python3 -m tests.sim.mutants` prints, per regression, the violations its mutant causes.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+from unittest import mock
+
+from dnspair.core import engine, liveness, wire
+
+from . import regressions, run
+
+
+@contextlib.contextmanager
+def ordered_incarnations():
+    """Before: incarnations were ordered; a lower one never replaced the live one."""
+    def may_replace(self, inc, now):
+        return self.established is None or inc >= self.established
+    with mock.patch.object(liveness.Liveness, "_may_replace", may_replace):
+        yield
+
+
+@contextlib.contextmanager
+def no_echo():
+    """Before: any fresh, validly signed datagram made the peer live (no echo of ours)."""
+    orig = liveness.Liveness.receive
+
+    def receive(self, inc, echo, ours, now):
+        return orig(self, inc, ours, ours, now)
+    with mock.patch.object(liveness.Liveness, "receive", receive):
+        yield
+
+
+@contextlib.contextmanager
+def no_contest():
+    """Before: a node never took a VIP as contested after a freeze (only when the peer came
+    back from dead), so it did not announce it again."""
+    orig = engine.Engine.decide
+
+    def decide(self, now):
+        self.contested.clear()
+        return orig(self, now)
+    with mock.patch.object(engine.Engine, "decide", decide):
+        yield
+
+
+@contextlib.contextmanager
+def unmasked_admin():
+    """Before: the admin counter was neither wrapped nor masked: counter + 1 overflowed the
+    4-byte field, and a plain > let 0xFFFFFFFF stop every later change."""
+    def nxt(self, node, pins, cleanup_mask=0, cleanup_all=False):
+        return wire.Admin(self.counter + 1, node, pins, cleanup_mask, cleanup_all)
+
+    def newer(self, other):
+        return (self.counter, self.node) > (other.counter, other.node)
+    with mock.patch.object(wire.Admin, "next", nxt), mock.patch.object(wire.Admin, "newer_than", newer):
+        orig_encode = wire.encode
+
+        def encode(msg, key):
+            if msg.admin.counter > wire.U32:
+                raise OverflowError(f"admin counter {msg.admin.counter} does not fit 4 bytes")
+            return orig_encode(msg, key)
+        with mock.patch.object(wire, "encode", encode):
+            yield
+
+
+MUTANTS = {
+    "a_lower_incarnation": ordered_incarnations,
+    "b_max_incarnation": ordered_incarnations,
+    "c_replay_to_fresh_node": no_echo,
+    "d_short_freeze": no_contest,
+    "e_admin_counter_wrap": unmasked_admin,
+}
+
+
+def main() -> int:
+    cfg = open(run.DEFAULT_CONFIG).read()
+    missed = 0
+    for name, mutant in MUTANTS.items():
+        with mutant():
+            rec, viol, _ = run.run_one(cfg, regressions.REGRESSIONS[name]["schedule"])
+        print(f"{name} under {mutant.__name__}: {len(viol)} violations")
+        for v in viol[:4]:
+            print(f"    {v}"[:300])
+        missed += not viol
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

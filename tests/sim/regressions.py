@@ -1,0 +1,162 @@
+"""Schedules that found (or guard against) engine defects; test_sim.py replays each.
+
+Node 0 is dns-pm01 (home of VIP1), node 1 dns-pm02 (home of VIP2). Each entry: a schedule and
+`bites`, a check on the run's record that the scenario really happened (so a test cannot pass
+by missing it). The defects (a)-(e) are the issue's; later ones were found by the simulator.
+"""
+from __future__ import annotations
+
+U64 = 2 ** 64 - 1
+
+
+def _logged(node: str, text: str):
+    return lambda rec: any(n == node and text in t for _, n, _, t in rec.logs)
+
+
+REGRESSIONS = {
+    # (a) dns-pm02 crashes and restarts at once with its state directory lost: a lower start
+    # counter (0 < 500) while dns-pm01 still hears the old incarnation. It must be taken as
+    # the peer again (not locked out), so after the cleanup VIP2 goes home.
+    "a_lower_incarnation": {
+        "schedule": {"seed": 0, "duration": 6.0, "counters": [5, 500], "start": [0.0, 0.05], "faults": [
+            {"kind": "crash", "node": 1, "at": 3.0, "hook": 0.05, "dur": 0.12, "lose_state": True},
+        ]},
+        "bites": _logged("dns-pm01", "peer dns-pm02 is online"),
+    },
+    # (b) a validly signed datagram as dns-pm02 with incarnation 2^64-1, injected to dns-pm01:
+    # it must not lock out the real dns-pm02 (lower incarnation).
+    "b_max_incarnation": {
+        "schedule": {"seed": 0, "duration": 6.0, "counters": [5, 5], "start": [0.0, 0.05], "faults": [
+            {"kind": "inject", "node": 0, "at": 3.0, "fields": {"incarnation": U64}},
+        ]},
+        "bites": lambda rec: any(k == "inject" for _, k, _ in rec.marks),
+    },
+    # (c) dns-pm02's recorded datagrams replayed to a freshly started dns-pm01 while dns-pm02
+    # is down: dns-pm01 must not take them for a live peer, and must hold both VIPs.
+    "c_replay_to_fresh_node": {
+        "schedule": {"seed": 0, "duration": 9.0, "counters": [5, 5], "start": [0.0, 0.05], "faults": [
+            {"kind": "power", "node": 1, "at": 3.0, "dur": 5.5, "lose_state": False},
+            {"kind": "crash", "node": 0, "at": 4.0, "hook": 0.05, "dur": 0.5, "lose_state": False},
+            {"kind": "replay", "node": 0, "at": 4.5, "count": 60, "gap": 0.05},
+        ]},
+        "bites": lambda rec: any(k == "replay" for _, k, _ in rec.marks),
+    },
+    # (d) dns-pm01 frozen 0.15 s (at several phases of its heartbeat, so that in at least one
+    # dns-pm02 finds it dead and claims VIP1): after the thaw dns-pm01 keeps VIP1 and must
+    # announce it again, or the client stays pointed at dns-pm02, which no longer has it.
+    "d_short_freeze": {
+        "schedule": {"seed": 0, "duration": 16.0, "counters": [5, 5], "start": [0.0, 0.05], "faults": [
+            {"kind": "freeze", "node": 0, "at": 3.0 + 2.013 * i, "dur": 0.15} for i in range(6)
+        ]},
+        "bites": _logged("dns-pm02", "claimed VIP 192.0.2.11/24"),
+    },
+    # (e) a peer advertising admin counter 0xFFFFFFFF, then operator cleanups on both nodes:
+    # nothing may raise, and the cleanup must still take effect (VIPs go home).
+    "e_admin_counter_wrap": {
+        "schedule": {"seed": 0, "duration": 6.0, "counters": [5, 5], "start": [0.0, 0.05], "faults": [
+            {"kind": "inject", "node": 0, "at": 3.0, "fields": {"admin.counter": 0xFFFFFFFF}},
+            {"kind": "cleanup", "node": 0, "at": 3.5},
+            {"kind": "cleanup", "node": 1, "at": 4.0},
+        ]},
+        "bites": lambda rec: any(k == "inject" for _, k, _ in rec.marks),
+    },
+    # Found by the simulator in b0f1351 and fixed in a473e5d; each fails on b0f1351's engine
+    # (checked by running it with b0f1351's src/ first on PYTHONPATH).
+    # Heavy heartbeat loss for 0.7 s: dns-pm02 finds dns-pm01 dead, claims VIP1 and announces
+    # it; dns-pm01 never receives a heartbeat showing dns-pm02 holding it, so when dns-pm02
+    # hears it again and releases VIP1, dns-pm01 does not announce: the client stays on
+    # dns-pm02 (no address) for 2.2 s, until its own ARP probing gives up.
+    "f_contest_unseen_loss": {
+        "bites": _logged("dns-pm02", "claimed VIP 192.0.2.11/24"),
+        "schedule": {"seed": 6, "duration": 4.921, "counters": [512, 901], "start": [0.0, 0.204], "faults": [
+            {"kind": "loss", "link": 0, "dir": 2, "p": 0.878, "at": 3.707, "dur": 0.714},
+        ]},
+    },
+    # A VIP pinned by `dnspair move` stays on its node while that node's bind hangs: pinned
+    # ranked above DNS healthy, against the issue's invariant 1 (fixed in a473e5d: DNS health
+    # outranks a pin).
+    "k_pin_beats_health": {
+        "bites": _logged("dns-pm01", "pinned to dns-pm01"),
+        "schedule": {"seed": 7, "duration": 2.749, "counters": [307, 537], "start": [0.0, 0.149], "faults": [
+            {"kind": "move", "node": 1, "vip": 0, "to": 0, "at": 1.5, "dur": 0.0},
+            {"kind": "bind", "mode": "hung", "node": 0, "at": 1.5, "dur": 0.749},
+        ]},
+    },
+    # dns-pm01 restarts while its bind hangs: not ready until the first DNS result, which takes
+    # the 0.25 s timeout, longer than the 0.2 s dead time; meanwhile wake_at() returns
+    # started + dead_time, already past: the loop spins at full CPU for 50 ms.
+    "l_busy_loop_at_start": {
+        "bites": _logged("dns-pm01", "local DNS FAILED"),
+        "schedule": {"seed": 0, "duration": 5.0, "counters": [5, 5], "start": [0.0, 0.05], "faults": [
+            {"kind": "bind", "mode": "hung", "node": 0, "at": 2.0, "dur": 2.5},
+            {"kind": "crash", "node": 0, "at": 3.0, "hook": 0.05, "dur": 0.3, "lose_state": False},
+        ]},
+    },
+}
+
+# Found by the simulator in the engine of b0f1351 (expected to fail until fixed; the `known`
+# label is the signature in known.py that its violations match).
+FOUND = {
+    # A partition (both take both VIPs, the client follows the last announcement), then an
+    # orderly stop of dns-pm02 while partitioned: its bye is lost, dns-pm01 holds both and
+    # never announces again; the client stays on dns-pm02.
+    "g_partition_then_stop": {
+        "known": "stale_announce",
+        "schedule": {"seed": 2014, "duration": 17.0, "counters": [263, 477], "start": [0.0, 0.23], "faults": [
+            {"kind": "partition", "link": 0, "dir": 2, "at": 12.7, "dur": 4.0},
+            {"kind": "stop", "node": 1, "at": 13.8, "dur": 2.2},
+        ]},
+    },
+    # dns-pm01's bind hangs (it releases VIP1 to dns-pm02), then a 0.3 s partition: dns-pm01
+    # finds its peer dead and claims both VIPs with its DNS failed, announcing them: the
+    # client goes to a node whose bind does not answer.
+    "h_failed_node_claims": {
+        "known": "failed_node_holds",
+        "schedule": {"seed": 2029, "duration": 8.0, "counters": [455, 736], "start": [0.0, 0.025], "faults": [
+            {"kind": "bind", "mode": "hung", "node": 0, "at": 3.0, "dur": 4.0},
+            {"kind": "partition", "link": 0, "dir": 2, "at": 4.5, "dur": 2.0},
+        ]},
+    },
+    # A one-way partition (dns-pm02 -> dns-pm01 cut): dns-pm01 finds dns-pm02 dead and holds
+    # both VIPs; then dns-pm01's bind stops. It keeps both (its peer is "dead"), and dns-pm02,
+    # which hears it fine, does not take them (it waits for a yield): both VIPs unanswered.
+    "i_failed_node_keeps": {
+        "known": "failed_node_holds",
+        "schedule": {"seed": 2011, "duration": 8.0, "counters": [983, 70], "start": [0.0, 0.252], "faults": [
+            {"kind": "partition", "link": 0, "dir": 1, "at": 3.0, "dur": 4.0},
+            {"kind": "bind", "mode": "stopped", "node": 0, "at": 5.0, "dur": 1.0},
+        ]},
+    },
+    # dns-pm02 isolated (carrier up, nothing through) takes VIP1, announcing into the void;
+    # then dns-pm01 loses power. Back on the LAN dns-pm02 holds both but never announces: the
+    # client stays on the powered-off dns-pm01 for 3.4 s, until it boots.
+    "j_isolated_announce_lost": {
+        "known": "announce_lost",
+        "schedule": {"seed": 0, "duration": 18.0, "counters": [437, 568], "start": [0.0, 0.223], "faults": [
+            {"kind": "isolate", "node": 1, "at": 12.388, "dur": 1.382},
+            {"kind": "power", "node": 0, "at": 12.973, "dur": 4.511, "lose_state": True},
+        ]},
+    },
+    # Datagrams dns-pm02 sent just before it lost power, which never reached dns-pm01 (the
+    # link was partitioned), replayed to dns-pm01 later: they echo dns-pm01's current
+    # incarnation and their seqs were never seen, so dns-pm01 takes dns-pm02 for live again,
+    # holding VIP2, and releases VIP2: unanswered while dns-pm01 could serve it.
+    "m_replay_undelivered": {
+        "known": None,
+        "schedule": {"seed": 0, "duration": 8.0, "counters": [5, 5], "start": [0.0, 0.05], "faults": [
+            {"kind": "partition", "link": 0, "dir": 2, "at": 3.0, "dur": 0.5},
+            {"kind": "power", "node": 1, "at": 3.15, "dur": 4.0, "lose_state": False},
+            {"kind": "replay", "node": 0, "at": 4.0, "count": 15, "gap": 0.02},
+        ]},
+    },
+    # A partition (both take both VIPs; the client follows dns-pm02's announcement of VIP1),
+    # then dns-pm02 isolated: dns-pm01 finds it dead but already holds VIP1, so it claims and
+    # announces nothing; the client stays on the unreachable dns-pm02.
+    "n_unreachable_holder": {
+        "known": "unreachable_holder",
+        "schedule": {"seed": 50056, "duration": 49.358, "counters": [609, 75], "start": [0.0, 0.228], "faults": [
+            {"kind": "partition", "link": 1, "dir": 2, "at": 47.807, "dur": 0.638},
+            {"kind": "isolate", "node": 1, "at": 48.281, "dur": 0.577},
+        ]},
+    },
+}

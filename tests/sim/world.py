@@ -1,0 +1,552 @@
+"""The simulated world: a virtual clock, a LAN with heartbeat links, two nodes' shells, a client.
+
+Everything runs on one event queue ordered by (time, priority, insertion number), so a run is
+a pure function of the config and the schedule (docs/simulator.md).
+"""
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import random
+import traceback
+from collections import deque
+
+from dnspair.core import config as configmod
+from dnspair.core import wire
+from dnspair.core.actions import (Announce, CheckDns, CheckWitness, Claim, Log, Notify, Release,
+                                  Reply, Send, Stopped)
+from dnspair.core.events import (Carrier, Command, Datagram, DnsResult, Resumed, Start, Stop, Tick,
+                                 WitnessResult)
+
+from .client import ArpCache
+
+KEY = bytes(range(32))
+SOCKBUF = 200            # datagrams a heartbeat socket holds while the daemon is frozen
+BASE_DELAY = 0.0002      # one LAN hop, plus up to as much again of jitter
+QUERY_GAP = (0.02, 0.05)
+BUSY_LIMIT = 200         # ticks in a row that ask for a past deadline and do nothing: a busy loop
+SPIN_STEP = 1e-6         # how far the real clock has moved when a past deadline runs
+STOP_LIMIT = 5.0         # systemd's stop timeout: an orderly stop must finish within it
+# priorities at one instant: faults, then deliveries (the daemon drains its sockets first),
+# then timers, then the client
+P_FAULT, P_DELIVER, P_TIMER, P_CLIENT = 0, 1, 2, 3
+
+HEALTHY, STOPPED, HUNG, SLOW = "healthy", "stopped", "hung", "slow"
+
+
+def incarnation(counter: int, nonce: int) -> int:
+    f = getattr(wire, "incarnation", None)
+    return f(counter, nonce) if f else counter << 32 | nonce
+
+
+def default_engine(cfg, me, key, inc, now):
+    from dnspair.core.engine import Engine
+    return Engine(cfg, me, key, inc, now)
+
+
+class SimError(Exception):
+    pass
+
+
+@dataclasses.dataclass
+class Record:
+    """What happened, for the checkers (checks.py) and for people reading a failing run."""
+    queries: list = dataclasses.field(default_factory=list)   # (t, vip, answered, pointed_bad, target)
+    addrs: list = dataclasses.field(default_factory=list)     # (t, vip, holders)
+    states: list = dataclasses.field(default_factory=list)    # (t, eligible, hear, extra delay, on LAN, lossy)
+    marks: list = dataclasses.field(default_factory=list)     # (t, kind, extra budget): fault edges
+    errors: list = dataclasses.field(default_factory=list)    # (t, node, text)
+    garps: list = dataclasses.field(default_factory=list)     # (t, node, vip): frames the client got
+    logs: list = dataclasses.field(default_factory=list)      # (t, node, level, text)
+    converged: dict = dataclasses.field(default_factory=dict)  # phase -> snapshot
+    faults_end: float = 0.0
+    events: int = 0
+    calls: int = 0
+    spins: int = 0       # ticks that asked for a deadline already past and did nothing
+    digest: object = None
+
+
+class Node:
+    def __init__(self, world: "World", name: str, idx: int, counter: int):
+        self.w = world
+        self.name = name
+        self.idx = idx
+        self.addrs: set[int] = set()
+        self.counter = counter       # the state directory's start counter (-1: none yet)
+        self.powered = True
+        self.engine = None
+        self.gen = 0                 # process generation: timers of a dead process are void
+        self.frozen = 0
+        self.stopping = False
+        self.standby = False
+        self.carrier_down = [0] * world.nlinks
+        self.isolated = 0
+        self.binds: list = []        # active bind faults: (mode, latency)
+        self.lag = 0.0
+        self.buf: deque = deque()
+        self.pending: list = []      # events that reached a frozen daemon
+        self.deferred: list = []     # ARP frames of a frozen daemon
+        self.dns_busy = False
+        self.witness_busy = False
+        self.wake = None
+        self.wake_token = 0
+        self.burst = [0] * len(world.cfg.vips)
+        self.sent: list = []         # (t, data), kept when the schedule replays or injects
+        self._spins = 0
+
+    # --- reachability -----------------------------------------------------------------
+
+    def on_lan(self) -> bool:
+        return self.powered and not self.carrier_down[0] and not self.isolated
+
+    def link_up(self, k: int) -> bool:
+        return self.powered and not self.carrier_down[k] and not self.isolated
+
+    def bind_mode(self):
+        if not self.powered:
+            return STOPPED, 0.0
+        modes = [m for m, _ in self.binds]
+        if STOPPED in modes:
+            return STOPPED, 0.0
+        if HUNG in modes:
+            return HUNG, 0.0
+        if SLOW in modes:
+            return SLOW, max(lat for m, lat in self.binds if m == SLOW)
+        return HEALTHY, 0.0
+
+    def bind_answers(self) -> bool:
+        return self.bind_mode()[0] in (HEALTHY, SLOW)
+
+    def eligible(self) -> bool:
+        """Up, reachable, bind healthy as its checks see it, not in standby: can serve a VIP."""
+        if self.engine is None or self.frozen or self.stopping or self.standby or not self.on_lan():
+            return False
+        mode, lat = self.bind_mode()
+        return mode == HEALTHY or (mode == SLOW and lat < self.w.cfg.dns_check.timeout)
+
+    # --- the process --------------------------------------------------------------------
+
+    def start(self) -> None:
+        w = self.w
+        self.counter += 1
+        inc = incarnation(self.counter, w.rng.getrandbits(32))
+        self.gen += 1
+        self.frozen = 0
+        self.stopping = False
+        self.standby = False
+        self.buf.clear()
+        self.pending.clear()
+        self.deferred.clear()
+        self.dns_busy = self.witness_busy = False
+        self.wake = None
+        self.wake_token += 1
+        try:
+            self.engine = w.engine_factory(w.cfg, self.name, w.key, inc, w.now)
+        except Exception:  # noqa: BLE001 - recorded as a violation
+            w.error(self.name, "Engine() raised:\n" + traceback.format_exc())
+            return
+        self.handle(Start(held=frozenset(self.addrs)))
+        for k in range(w.nlinks):
+            if self.carrier_down[k]:
+                self.handle(Carrier(w.iface(k), False))
+
+    def kill(self) -> None:
+        """The process is gone (SIGKILL, power): its timers, sockets and bursts with it."""
+        self.engine = None
+        self.gen += 1
+        self.stopping = False
+        self.frozen = 0
+        self.buf.clear()
+        self.pending.clear()
+        self.deferred.clear()
+        self.wake = None
+        self.wake_token += 1
+        self.burst = [b + 1 for b in self.burst]
+
+    def handle(self, ev) -> None:
+        w = self.w
+        eng = self.engine
+        if eng is None:
+            return
+        now = w.now
+        w.rec.calls += 1
+        try:
+            step = eng.handle(now, ev)
+        except Exception:  # noqa: BLE001 - recorded as a violation
+            w.error(self.name, f"handle({ev!r:.200}) raised:\n" + traceback.format_exc())
+            self._crashed()
+            return
+        if w.trace is not None:
+            w.trace.update(f"{now!r} {self.name} {ev!r} -> {step.actions!r} {step.wake_at!r}\n".encode())
+        gen = self.gen
+        for a in step.actions:
+            if self.gen != gen:
+                return
+            self.do(a)
+        if self.gen != gen or self.engine is None:
+            return
+        wa = step.wake_at
+        if wa is not None and wa <= now:
+            # The real loop runs a past deadline at once, and its clock has moved on by then.
+            wa = now + SPIN_STEP
+            if isinstance(ev, Tick) and not step.actions:
+                self._spins += 1
+                w.rec.spins += 1
+                if self._spins == BUSY_LIMIT:
+                    w.error(self.name, f"busy loop: {BUSY_LIMIT} ticks in a row asked for a deadline "
+                                       f"already past and did nothing (from t={now:.6f})")
+                if self._spins >= BUSY_LIMIT:
+                    wa = now + 1e-3   # it spins on; simulating every microsecond costs too much
+        else:
+            self._spins = 0
+        if wa is None:
+            self.wake = None
+            self.wake_token += 1
+        elif wa != self.wake:
+            self.wake = wa
+            self.wake_token += 1
+            t = wa
+            if self.lag:
+                t += w.rng.uniform(0.0, self.lag)
+            w.at(t, P_TIMER, self.on_tick, self.wake_token)
+
+    def _crashed(self) -> None:
+        """An exception kills the real daemon; systemd's hook and restart follow."""
+        self.kill()
+        w = self.w
+        w.at(w.now + 0.1, P_FAULT, self._hook, self.gen)
+        w.at(w.now + 1.0, P_FAULT, self._restart_after_crash, self.gen)
+        w.mark("crash")
+
+    def _hook(self, gen: int) -> None:
+        if self.gen == gen and self.engine is None:
+            self.addrs.clear()
+            self.w.addr_changed()
+            self.w.mark("hook")
+
+    def _restart_after_crash(self, gen: int) -> None:
+        if self.gen == gen and self.engine is None and self.powered:
+            self.start()
+            self.w.mark("restart")
+
+    def on_tick(self, token: int) -> None:
+        if token != self.wake_token or self.engine is None:
+            return
+        if self.frozen:
+            return   # resume ticks anyway
+        self.wake = None
+        self.handle(Tick())
+
+    def deliver(self, ev) -> None:
+        """An event from outside (datagram, result, carrier, command) reaching the daemon."""
+        if self.engine is None:
+            return
+        if self.frozen:
+            if isinstance(ev, Datagram):
+                if len(self.buf) < SOCKBUF:
+                    self.buf.append(ev)
+            else:
+                self.pending.append(ev)
+            return
+        self.handle(ev)
+
+    def resume(self) -> None:
+        w = self.w
+        self.handle(Resumed())
+        while self.buf and self.engine is not None and not self.frozen:
+            self.handle(self.buf.popleft())
+        while self.pending and self.engine is not None and not self.frozen:
+            self.handle(self.pending.pop(0))
+        frames, self.deferred = self.deferred, []
+        for i, (vip, token, left) in enumerate(frames):
+            w.at(w.now, P_TIMER, self._frame, vip, token, left, self.gen)
+        if self.engine is not None and not self.frozen:
+            self.wake = None
+            self.handle(Tick())
+
+    # --- actions ------------------------------------------------------------------------
+
+    def do(self, a) -> None:
+        w = self.w
+        t = type(a)
+        if t is Send:
+            self.send(a.data)
+        elif t is CheckDns:
+            self.check_dns()
+        elif t is Claim:
+            self.addrs.add(a.vip)
+            w.addr_changed()
+        elif t is Release:
+            self.addrs.discard(a.vip)
+            self.burst[a.vip] += 1
+            w.addr_changed()
+        elif t is Announce:
+            self.burst[a.vip] += 1
+            self._frame(a.vip, self.burst[a.vip], w.cfg.arp.count, self.gen)
+        elif t is Log:
+            w.rec.logs.append((w.now, self.name, a.level, a.text))
+        elif t is CheckWitness:
+            self.check_witness()
+        elif t is Stopped:
+            self.kill()
+            w.mark("stopped")
+        elif t is Reply:
+            w.rec.logs.append((w.now, self.name, "reply", f"{'ok' if a.ok else 'refused'}: {a.text}"))
+        elif t is Notify:
+            pass
+        else:
+            w.error(self.name, f"unknown action {a!r}")
+
+    def send(self, data: bytes) -> None:
+        w = self.w
+        if w.keep_sent:
+            self.sent.append((w.now, data))
+        peer = w.peer(self)
+        rnd = w.rng.random
+        for k in range(w.nlinks):
+            if not self.link_up(k):
+                continue
+            loss, delay, jitter, dup = w.net[(k, self.idx)]
+            copies = 2 if dup and rnd() < dup else 1
+            for _ in range(copies):
+                if loss and rnd() < loss:
+                    continue
+                t = w.now + BASE_DELAY * (1 + rnd()) + delay + (jitter * rnd() if jitter else 0.0)
+                w.at(t, P_DELIVER, peer.arrive, k, data, w.addr_of(self, k))
+
+    def arrive(self, k: int, data: bytes, src: str) -> None:
+        if self.link_up(k):
+            self.deliver(Datagram(link=k, data=data, src=src))
+
+    def check_dns(self) -> None:
+        if self.dns_busy:
+            return   # one check in flight, like the real prober
+        self.dns_busy = True
+        w = self.w
+        timeout = w.cfg.dns_check.timeout
+        mode, lat = self.bind_mode()
+        if mode == HEALTHY:
+            d = w.rng.uniform(0.0005, 0.003)
+            res = DnsResult(ok=True, latency=d)
+        elif mode == STOPPED:
+            d, res = 0.0, DnsResult(ok=False, error="refused")
+        elif mode == SLOW and lat < timeout:
+            d, res = lat, DnsResult(ok=True, latency=lat)
+        else:
+            d, res = timeout, DnsResult(ok=False, error="timeout")
+        w.at(w.now + d, P_TIMER, self._dns_done, self.gen, res)
+
+    def _dns_done(self, gen: int, res) -> None:
+        if gen == self.gen:
+            self.dns_busy = False
+            self.deliver(res)
+
+    def check_witness(self) -> None:
+        w = self.w
+        if w.cfg.witness is None or self.witness_busy:
+            return
+        self.witness_busy = True
+        ok = self.on_lan()
+        d = 0.001 if ok else w.cfg.witness.timeout
+        w.at(w.now + d, P_TIMER, self._witness_done, self.gen, WitnessResult(ok))
+
+    def _witness_done(self, gen: int, res) -> None:
+        if gen == self.gen:
+            self.witness_busy = False
+            self.deliver(res)
+
+    def _frame(self, vip: int, token: int, left: int, gen: int) -> None:
+        w = self.w
+        if gen != self.gen or token != self.burst[vip] or left <= 0:
+            return
+        if self.frozen:
+            self.deferred.append((vip, token, left))
+            return
+        if self.on_lan() and vip in self.addrs:
+            w.client.garp(self.name, vip)
+            w.rec.garps.append((w.now, self.name, vip))
+        if left > 1:
+            w.at(w.now + w.cfg.arp.spacing, P_TIMER, self._frame, vip, token, left - 1, gen)
+
+
+class World:
+    def __init__(self, cfg_text: str, schedule: dict, engine_factory=None, key: bytes = KEY,
+                 trace: bool = False):
+        self.cfg = configmod.parse(cfg_text)
+        self.schedule = schedule
+        self.engine_factory = engine_factory or default_engine
+        self.key = key
+        self.trace = None
+        if trace:
+            import hashlib
+            self.trace = hashlib.sha256()
+        self.names = self.cfg.node_names
+        self.nlinks = min(len(self.cfg.nodes[n].addresses) for n in self.names)
+        self.nvips = len(self.cfg.vips)
+        self.rng = random.Random(f"world:{schedule.get('seed', 0)}")
+        self.now = 0.0
+        self._heap: list = []
+        self._seq = 0
+        self.rec = Record()
+        kinds = {f["kind"] for f in schedule["faults"]}
+        self.keep_sent = bool(kinds & {"replay", "inject", "garbage"})
+        counters = schedule.get("counters", [0, 0])
+        self.nodes = [Node(self, n, i, counters[i]) for i, n in enumerate(self.names)]
+        self.by_name = {n.name: n for n in self.nodes}
+        self.client = ArpCache(self, self.nvips)
+        self.link_faults: dict = {(k, i): [] for k in range(self.nlinks) for i in (0, 1)}
+        self.net: dict = {key_: (0.0, 0.0, 0.0, 0.0) for key_ in self.link_faults}
+        self._last_state = None
+        self._holders = [()] * self.nvips
+
+    # --- plumbing -----------------------------------------------------------------------
+
+    def at(self, t: float, prio: int, fn, *args) -> None:
+        heapq.heappush(self._heap, (t, prio, self._seq, fn, args))
+        self._seq += 1
+
+    def run_until(self, until: float) -> None:
+        heap = self._heap
+        pop = heapq.heappop
+        n = 0
+        while heap and heap[0][0] <= until:
+            t, _, _, fn, args = pop(heap)
+            self.now = t
+            fn(*args)
+            n += 1
+        self.now = until
+        self.rec.events += n
+
+    def peer(self, node: Node) -> Node:
+        return self.nodes[1 - node.idx]
+
+    def addr_of(self, node: Node, k: int) -> str:
+        return self.cfg.nodes[node.name].addresses[k]
+
+    def iface(self, k: int) -> str:
+        return self.cfg.vips[0].interface if k == 0 else f"hb{k}"
+
+    def error(self, node: str, text: str) -> None:
+        self.rec.errors.append((self.now, node, text))
+
+    # --- what the client and the checkers see -------------------------------------------------
+
+    def answers_arp(self, name: str, vip: int) -> bool:
+        n = self.by_name[name]
+        return n.on_lan() and vip in n.addrs
+
+    def arp_responders(self, vip: int) -> list:
+        return [n.name for n in self.nodes if n.on_lan() and vip in n.addrs]
+
+    def addr_changed(self) -> None:
+        for v in range(self.nvips):
+            h = tuple(n.name for n in self.nodes if v in n.addrs)
+            if h != self._holders[v]:
+                self._holders[v] = h
+                self.rec.addrs.append((self.now, v, h))
+
+    def mark(self, kind: str, extra: float = 0.0) -> None:
+        """A fault edge: the failover budget runs from here; the state snapshot may change."""
+        self.rec.marks.append((self.now, kind, extra))
+        self.state_changed()
+
+    def state_changed(self) -> None:
+        elig = tuple(n.name for n in self.nodes if n.eligible())
+        a, b = self.nodes
+        hear = False
+        if all(n.engine is not None and not n.frozen and not n.stopping for n in self.nodes):
+            hear = any(a.link_up(k) and b.link_up(k) and self.net[(k, 0)][0] == 0
+                       and self.net[(k, 1)][0] == 0 for k in range(self.nlinks))
+        # Delay slows the news between the nodes by itself; loss by up to a dead time (past
+        # that the peer would be found dead): both widen the failover budget.
+        extra = max(d + j for _, d, j, _ in self.net.values())
+        lossy = any(loss for loss, _, _, _ in self.net.values())
+        if lossy:
+            extra += self.cfg.heartbeat.dead_time
+        lan = tuple(n.name for n in self.nodes if n.on_lan())
+        st = (elig, hear, extra, lan, lossy)
+        if st != self._last_state:
+            self._last_state = st
+            self.rec.states.append((self.now, elig, hear, extra, lan, lossy))
+
+    def query(self, vip: int) -> None:
+        target = self.client.target(vip)
+        ok = bad = False
+        if target is not None:
+            n = self.by_name[target]
+            has = vip in n.addrs and n.powered
+            ok = has and n.on_lan() and n.bind_answers()
+            if not has:
+                bad = any(m.on_lan() and vip in m.addrs for m in self.nodes if m is not n)
+        self.rec.queries.append((self.now, vip, ok, bad, target))
+        self.at(self.now + self.rng.uniform(*QUERY_GAP), P_CLIENT, self.query, vip)
+
+    def snapshot(self) -> dict:
+        snap = {"t": self.now, "vips": []}
+        for v in range(self.nvips):
+            last = next((q for q in reversed(self.rec.queries) if q[1] == v), None)
+            snap["vips"].append({"holders": self._holders[v], "answered": bool(last and last[2]),
+                                 "target": last[4] if last else None})
+        snap["running"] = [n.engine is not None for n in self.nodes]
+        return snap
+
+    # --- faults ---------------------------------------------------------------------------------
+
+    def set_link(self, f: dict, on: bool) -> None:
+        links = range(self.nlinks) if f.get("link", "all") == "all" else [f["link"] % self.nlinks]
+        dirs = {0: (0,), 1: (1,)}.get(f.get("dir", 2), (0, 1))
+        for k in links:
+            for d in dirs:
+                lst = self.link_faults[(k, d)]
+                if on:
+                    lst.append(f)
+                else:
+                    lst.remove(f)
+                keep = 1.0
+                delay = jitter = dup = 0.0
+                for g in lst:
+                    kind = g["kind"]
+                    if kind == "partition":
+                        keep = 0.0
+                    elif kind == "loss":
+                        keep *= 1 - g["p"]
+                    elif kind == "delay":
+                        delay += g["delay"]
+                        jitter += g.get("jitter", 0.0)
+                    elif kind == "dup":
+                        dup = max(dup, g["p"])
+                self.net[(k, d)] = (1 - keep, delay, jitter, dup)
+
+    def run(self, settle: float | None = None, cleanup_settle: float = 1.5) -> Record:
+        """Start both daemons, play the schedule, then let the pair settle and check it twice:
+        as the faults left it, and after an operator cleanup."""
+        from . import faults
+        sch = self.schedule
+        starts = sch.get("start", [0.0, 0.0])
+        for n, t0 in zip(self.nodes, starts):
+            self.at(t0, P_FAULT, self._boot, n)
+        for v in range(self.nvips):
+            self.at(self.rng.uniform(*QUERY_GAP), P_CLIENT, self.query, v)
+        end = 0.0
+        for f in sch["faults"]:
+            faults.schedule(self, f)
+            end = max(end, f["at"] + f.get("dur", 0.0))
+        end = max(end, sch.get("duration", 0.0))
+        self.rec.faults_end = end
+        if settle is None:
+            settle = 2.0 + (self.cfg.hold_down if self.cfg.failback == "auto" else 0.0)
+        self.run_until(end + settle)
+        self.rec.converged["faults_over"] = self.snapshot()
+        self.mark("cleanup")
+        self.nodes[0].deliver(Command("cleanup"))
+        self.run_until(end + settle + cleanup_settle)
+        self.rec.converged["after_cleanup"] = self.snapshot()
+        if self.trace is not None:
+            self.trace.update(repr((self.rec.queries, self.rec.addrs, self.rec.logs)).encode())
+            self.rec.digest = self.trace.hexdigest()
+        return self.rec
+
+    def _boot(self, n: Node) -> None:
+        if n.engine is None and n.powered:
+            n.start()
+            self.mark("start")
