@@ -37,7 +37,7 @@ BUDGET = {"freeze": 0.25, "link": 0.25, "bind_stop": 0.25, "bind_hang": 0.4, "ki
 DEAF = {"freeze", "link", "kill", "loss"}   # faults during which the nodes may not hear each other
 SETTLE = 2.0        # after the last step, before the convergence checks
 CONVERGE = 1.0      # after `dnspair cleanup`: every VIP at home within this (plus slack)
-NOFILE = 1024       # the daemons' open-file limit, as systemd's default soft LimitNOFILE
+UNIT = Path(__file__).resolve().parents[2] / "overlays/etc/systemd/system/dnspair.service"
 HEARTBEAT_PORT = 7405
 OTHER = {"node1": "node2", "node2": "node1"}
 
@@ -62,7 +62,7 @@ def draw(seed: int, steps: int, kinds=KINDS) -> list[dict]:
             s["percent"] = rng.choice((30, 50, 70, 90, 100))
             s["seconds"] = round(rng.uniform(0.2, 2.0), 3)
         elif kind == "flood":
-            s["clients"] = rng.randint(200, 1500)
+            s["clients"] = rng.randint(200, 5000)  # past the unit's LimitNOFILE 4096
             s["inner"] = rng.choice(("bind_stop", "link"))
             s["seconds"] = round(rng.uniform(0.5, 2.0), 3)
         out.append(s)
@@ -82,6 +82,14 @@ def describe(s: dict) -> str:
     what = {"freeze": "SIGSTOP dnspair", "link": "link down", "bind_stop": "stop bind",
             "bind_hang": "SIGSTOP bind"}[k]
     return f"{what} on {n} for {d} s"
+
+
+def nofile() -> int:
+    """The daemons' open-file limit: the unit's LimitNOFILE, else systemd's default soft 1024."""
+    for line in UNIT.read_text().splitlines():
+        if line.startswith("LimitNOFILE="):
+            return int(line.split("=", 1)[1].split(":")[0])
+    return 1024
 
 
 def faketime_lib() -> str:
@@ -105,7 +113,7 @@ class Run:
     # ---- daemons
 
     def start_daemon(self, node: str, clock: str | None = None):
-        """Like Pair.start, but under the open-file limit of a systemd unit, and optionally
+        """Like Pair.start, but under the open-file limit of the systemd unit, and optionally
         with the wall clock shifted (libfaketime preloaded; the monotonic clock stays real).
         The preload rather than the `faketime` wrapper: the wrapper forks, and the campaign
         must signal the daemon's own PID."""
@@ -118,7 +126,7 @@ class Run:
             env.update(LD_PRELOAD=faketime_lib(), FAKETIME=clock, DONT_FAKE_MONOTONIC="1")
         log = self.lab.workdir / node / "dnspair.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        cmd = ["sh", "-c", f'ulimit -n {NOFILE}; exec "$@"', "sh", *self.lab.dnspair_command(),
+        cmd = ["sh", "-c", f'ulimit -n {nofile()}; exec "$@"', "sh", *self.lab.dnspair_command(),
                "daemon", "--config", str(self.pair.configs[node]), "--node", NODE_NAME[node]]
         self.pair.procs[node] = self.lab.popen(node, cmd, log=log, env=env, what=f"dnspair@{node}")
 
