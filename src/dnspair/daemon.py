@@ -113,9 +113,9 @@ class Daemon:
                             v = self.cfg.vips[i]
                             self.announcer.cancel(v.ip)
                             await self.nl.remove(v.interface, v.ip, v.prefixlen)
-                        case A.Announce(i):
+                        case A.Announce(i, refresh):
                             v = self.cfg.vips[i]
-                            self.announcer.announce(v.interface, v.ip)
+                            self.announcer.announce(v.interface, v.ip, refresh)
                             announced = True
                         case A.Send(data):
                             if announced:

@@ -309,7 +309,7 @@ class Lab:
         for p in reversed(self._procs):
             self._terminate(p.popen, grace=5.0)
         self._procs.clear()
-        for node, p in list(self._named.items()):
+        for _node, p in list(self._named.items()):
             self._terminate(p, grace=5.0)
         self._named.clear()
         if self._started:

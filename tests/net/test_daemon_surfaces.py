@@ -52,9 +52,11 @@ def test_watchdog_is_fed_by_the_clock_while_the_daemon_is_starved(lab):
     limit = 2.0  # WATCHDOG_USEC: the daemon pings every half of it
     try:
         p.start("node2", wait=False)
-        env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC=str(int(limit * 1e6)), PYTHONUNBUFFERED="1")
+        env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC=str(int(limit * 1e6)),
+                   PYTHONUNBUFFERED="1")
         daemon = lab.popen("node1", [*lab.dnspair_command(), "daemon", "--config", p.configs["node1"],
-                                     "--node", "dns-pm01"], log=lab.workdir / "node1" / "dnspair.log", env=env)
+                                     "--node", "dns-pm01"],
+                           log=lab.workdir / "node1" / "dnspair.log", env=env)
 
         def recv_for(seconds, starve=False):
             got, end, next_stop = [], time.monotonic() + seconds, 0.0
@@ -77,7 +79,7 @@ def test_watchdog_is_fed_by_the_clock_while_the_daemon_is_starved(lab):
     finally:
         sock.close()
     assert len(pings) >= 4, pings
-    gaps = [b - a for a, b in zip(pings, pings[1:])]
+    gaps = [b - a for a, b in zip(pings, pings[1:], strict=False)]
     assert max(gaps) < limit, f"watchdog gaps {gaps}"
     assert daemon.poll() is None
 

@@ -69,10 +69,11 @@ def resolver_conf(d: Path, anchors: str) -> str:
 
 
 def dig(ns, name):
-    r = subprocess.run(["ip", "netns", "exec", ns, "dig", "+tries=1", "+time=3", f"@{RESOLVER}", name, "A"],
-                       capture_output=True, text=True, timeout=30)
+    r = subprocess.run(["ip", "netns", "exec", ns, "dig", "+tries=1", "+time=3", f"@{RESOLVER}",
+                        name, "A"], capture_output=True, text=True, timeout=30)
     status = re.search(r"status: (\w+)", r.stdout)
-    return (status.group(1) if status else r.stdout + r.stderr), re.findall(r"\sA\s+(192\.0\.2\.\d+)", r.stdout)
+    return ((status.group(1) if status else r.stdout + r.stderr),
+            re.findall(r"\sA\s+(192\.0\.2\.\d+)", r.stdout))
 
 
 @pytest.fixture

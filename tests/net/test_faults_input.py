@@ -117,7 +117,8 @@ def test_fuzzed_forged_and_replayed_heartbeats_change_nothing(lab):
     assert dropped.get("stale_incarnation", 0) >= 1 and dropped["replay"] >= 2, dropped
     assert "wrong_source" not in dropped, "a non-peer never gets in"
     for reason in dropped:
-        lines = [ln for ln in log.splitlines() if re.search(rf"dropped a datagram on link \d+: {reason}\b", ln)]
+        lines = [ln for ln in log.splitlines()
+                 if re.search(rf"dropped a datagram on link \d+: {reason}\b", ln)]
         assert len(lines) == 1, f"{reason} logged once, not {len(lines)} times: {lines[:3]}"
     assert "Traceback" not in log and "ERROR" not in log
     assert p.status("node1")["heartbeat"]["dropped"] == {}, "node1 saw nothing bad"
@@ -342,10 +343,10 @@ def test_a_garbage_flood_from_a_lan_host_causes_no_failover(lab):
           f"daemon used {cpu:.2f} s of CPU, dropped {sts['node2']['heartbeat']['dropped']}; failovers "
           f"{ {n: s['failovers']['count'] for n, s in sts.items()} }; {w.summary(t0, t1)}")
     assert p.procs["node2"].poll() is None
-    for node, st in sts.items():
-        assert st["failovers"]["count"] == f0[node] and not [f for f in st["failed_actions"]
-                                                      if f["what"] == "peer_lost"], \
-            (node, st["failovers"], st["failed_actions"], p.logs())
+    for node, nst in sts.items():
+        assert nst["failovers"]["count"] == f0[node] and not [f for f in nst["failed_actions"]
+                                                       if f["what"] == "peer_lost"], \
+            (node, nst["failovers"], nst["failed_actions"], p.logs())
     assert w.answerers(VIP1, t0, t1) == ["node1"] and w.answerers(VIP2, t0, t1) == ["node2"], \
         w.summary(t0, t1)
     assert held(lab, "node1") == {VIP1} and held(lab, "node2") == {VIP2}

@@ -85,7 +85,7 @@ def test_sigstop_past_the_dead_time_peer_takes_over_and_thaw_yields_within_a_hea
                         any(VIP2 in h for h in node1_after), len(node1_after)))
     print(f"\nSIGSTOP x3 (takeover s, duplicate owner after SIGCONT s, thawed node claimed its "
           f"peer's VIP, address samples): {results}; {w.summary(t_first, t1)}")
-    for took, dup, stole, _ in results:
+    for _took, dup, _stole, _ in results:
         assert dup <= HEARTBEAT + THAW_MARGIN, f"duplicate owner {dup:.3f} s after thaw\n{p.logs()}"
     stolen = [ln for ln in dnspair_log(lab, "node1").splitlines()
               if "claimed VIP 192.0.2.12/24" in ln]
@@ -111,7 +111,6 @@ def test_short_freezes_just_past_the_dead_time_never_claim_the_peers_vip(lab):
         for freeze in (0.22, 0.25, 0.28, 0.3) * 2:
             lab.send_signal(proc, signal.SIGSTOP)
             time.sleep(freeze)
-            t_cont = time.monotonic()
             lab.send_signal(proc, signal.SIGCONT)
             p.wait(lambda: held(lab, "node1") == {VIP1} and held(lab, "node2") == {VIP2},
                    "one owner each again")

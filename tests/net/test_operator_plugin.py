@@ -110,7 +110,8 @@ def test_daemon_stopped_is_critical_and_the_survivor_warns(lab):
     rc, text, _, r = check(lab, "client", "-H", "192.0.2.1")
     assert rc == 2 and text == "DNSPAIR CRITICAL - dnspair not running on 192.0.2.1:8053 (connection refused)"
     rc, text, _, r = check(lab, "node1", "--config", p.configs["node1"])
-    assert rc == 2 and text == "DNSPAIR CRITICAL - dnspair daemon is not running (no control socket)", r.stdout
+    assert rc == 2 and text == "DNSPAIR CRITICAL - dnspair daemon is not running (no control socket)", \
+        r.stdout
     assert len(text) < 80
     rc, text, _, r = check(lab, "client", "-H", "192.0.2.2", "-v")
     assert rc == 1 and "WARNING: peer dns-pm01 unheard" in r.stdout, r.stdout

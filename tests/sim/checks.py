@@ -15,6 +15,9 @@ from typing import NamedTuple
 DEATH_BUDGET = 0.25
 HANG_BUDGET = 0.4
 STARTS = ("start", "restart", "crash_end", "stop_end", "power_end")   # a daemon (re)starts here
+# A cut that heals: what a node announced while cut off may never have reached the client,
+# and nothing tells it so; it announces again within engine.REFRESH while its peer is not live.
+HEALS = ("isolate_end", "partition_end", "loss_end", "carrier_end")
 SETTLED = 2.0          # after the last fault ends (plus hold_down with failback: auto)
 
 
@@ -45,7 +48,9 @@ class _Budget:
         # the dead time), so the budget after a start is that much longer.
         from dnspair.core import engine
         self.start = max(cfg.heartbeat.dead_time, getattr(engine, "START_LISTEN", 0.0))
-        self.longest = (max(HANG_BUDGET, self.start + DEATH_BUDGET) + max([m[2] for m in rec.marks] + [0.0])
+        self.refresh = getattr(engine, "REFRESH", 0.0)
+        self.longest = (max(HANG_BUDGET, self.start + DEATH_BUDGET, self.refresh + DEATH_BUDGET)
+                        + max([m[2] for m in rec.marks] + [0.0])
                         + self.base + cfg.heartbeat.dead_time + 0.1)
 
     def state(self, q: float):
@@ -60,7 +65,8 @@ class _Budget:
             if q - t > self.longest:
                 return False
             b = (HANG_BUDGET if kind in ("hung", "slow") else
-                 self.start + DEATH_BUDGET if kind in STARTS else DEATH_BUDGET)
+                 self.start + DEATH_BUDGET if kind in STARTS else
+                 self.refresh + DEATH_BUDGET if kind in HEALS else DEATH_BUDGET)
             if q - t <= b + more + extra:
                 return True
             i -= 1

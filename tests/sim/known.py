@@ -4,6 +4,7 @@ each has a regression in regressions.py marked as expected to fail until it is f
 """
 from __future__ import annotations
 
+
 def _holders(rec, vip: int, t: float) -> tuple:
     h: tuple = ()
     for ta, v, hs in rec.addrs:

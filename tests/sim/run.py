@@ -6,7 +6,8 @@ import os
 import time
 from pathlib import Path
 
-from . import checks, known, schedule as schedmod
+from . import checks, known
+from . import schedule as schedmod
 from .world import World
 
 ROOT = Path(__file__).resolve().parents[2]

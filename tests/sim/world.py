@@ -13,10 +13,28 @@ from collections import deque
 
 from dnspair.core import config as configmod
 from dnspair.core import wire
-from dnspair.core.actions import (Announce, CheckDns, CheckWitness, Claim, Log, Notify, Release,
-                                  Reply, Send, Stopped)
-from dnspair.core.events import (Carrier, Command, Datagram, DnsResult, Resumed, Start, Stop, Tick,
-                                 WitnessResult)
+from dnspair.core.actions import (
+    Announce,
+    CheckDns,
+    CheckWitness,
+    Claim,
+    Log,
+    Notify,
+    Release,
+    Reply,
+    Send,
+    Stopped,
+)
+from dnspair.core.events import (
+    Carrier,
+    Command,
+    Datagram,
+    DnsResult,
+    Resumed,
+    Start,
+    Tick,
+    WitnessResult,
+)
 
 from .client import ArpCache
 
@@ -44,6 +62,14 @@ def default_engine(cfg, me, key, inc, now):
     return Engine(cfg, me, key, inc, now)
 
 
+
+class _Answered:
+    """bind's answer waiting in the prober's socket; its latency is known when it is read."""
+    __slots__ = ("sent",)
+
+    def __init__(self, sent: float):
+        self.sent = sent
+
 class SimError(Exception):
     pass
 
@@ -67,7 +93,7 @@ class Record:
 
 
 class Node:
-    def __init__(self, world: "World", name: str, idx: int, counter: int):
+    def __init__(self, world: World, name: str, idx: int, counter: int):
         self.w = world
         self.name = name
         self.idx = idx
@@ -87,6 +113,10 @@ class Node:
         self.pending: list = []      # events that reached a frozen daemon
         self.deferred: list = []     # ARP frames of a frozen daemon
         self.dns_busy = False
+        self.dns_token = 0
+        self.dns_out: set[int] = set()
+        self.dns_sent: dict[int, float] = {}
+        self.burst_until = [0.0] * len(world.cfg.vips)
         self.witness_busy = False
         self.wake = None
         self.wake_token = 0
@@ -138,6 +168,7 @@ class Node:
         self.pending.clear()
         self.deferred.clear()
         self.dns_busy = self.witness_busy = False
+        self.dns_out = set()
         self.wake = None
         self.wake_token += 1
         try:
@@ -241,6 +272,8 @@ class Node:
         """An event from outside (datagram, result, carrier, command) reaching the daemon."""
         if self.engine is None:
             return
+        if isinstance(ev, _Answered) and not self.frozen:
+            ev = DnsResult(ok=True, latency=self.w.now - ev.sent)
         if self.frozen:
             if isinstance(ev, Datagram):
                 if len(self.buf) < SOCKBUF:
@@ -256,7 +289,10 @@ class Node:
         while self.buf and self.engine is not None and not self.frozen:
             self.handle(self.buf.popleft())
         while self.pending and self.engine is not None and not self.frozen:
-            self.handle(self.pending.pop(0))
+            ev = self.pending.pop(0)
+            if isinstance(ev, _Answered):
+                ev = DnsResult(ok=True, latency=self.w.now - ev.sent)
+            self.handle(ev)
         frames, self.deferred = self.deferred, []
         for i, (vip, token, left) in enumerate(frames):
             w.at(w.now, P_TIMER, self._frame, vip, token, left, self.gen)
@@ -281,8 +317,12 @@ class Node:
             self.burst[a.vip] += 1
             w.addr_changed()
         elif t is Announce:
+            if a.refresh and w.now < self.burst_until[a.vip]:
+                return   # a burst still runs: the real announcer skips a refresh
+            count = 1 if a.refresh else w.cfg.arp.count
+            self.burst_until[a.vip] = w.now + w.cfg.arp.spacing * (count - 1)
             self.burst[a.vip] += 1
-            self._frame(a.vip, self.burst[a.vip], w.cfg.arp.count, self.gen)
+            self._frame(a.vip, self.burst[a.vip], count, self.gen)
         elif t is Log:
             w.rec.logs.append((w.now, self.name, a.level, a.text))
         elif t is CheckWitness:
@@ -319,26 +359,30 @@ class Node:
             self.deliver(Datagram(link=k, data=data, src=src))
 
     def check_dns(self) -> None:
-        if self.dns_busy:
-            return   # one check in flight, like the real prober
-        self.dns_busy = True
+        # Like the real prober: the answer to any query still out counts and ends them all,
+        # and a hung bind never answers: the engine's timeout judges.
         w = self.w
-        timeout = w.cfg.dns_check.timeout
+        self.dns_token += 1
+        self.dns_out.add(self.dns_token)
         mode, lat = self.bind_mode()
         if mode == HEALTHY:
             d = w.rng.uniform(0.0005, 0.003)
             res = DnsResult(ok=True, latency=d)
         elif mode == STOPPED:
             d, res = 0.0, DnsResult(ok=False, error="refused")
-        elif mode == SLOW and lat < timeout:
+        elif mode == SLOW:
             d, res = lat, DnsResult(ok=True, latency=lat)
         else:
-            d, res = timeout, DnsResult(ok=False, error="timeout")
-        w.at(w.now + d, P_TIMER, self._dns_done, self.gen, res)
+            return
+        self.dns_sent[self.dns_token] = w.now
+        w.at(w.now + d, P_TIMER, self._dns_done, self.gen, self.dns_token, res)
 
-    def _dns_done(self, gen: int, res) -> None:
-        if gen == self.gen:
-            self.dns_busy = False
+    def _dns_done(self, gen: int, token: int, res) -> None:
+        if gen == self.gen and token in self.dns_out and token > self.dns_token - 8:
+            self.dns_out.clear()
+            if res.ok:   # the prober measures from its query to its read: a freeze counts
+                res = _Answered(self.dns_sent[token])
+            self.dns_sent.clear()
             self.deliver(res)
 
     def check_witness(self) -> None:

@@ -20,10 +20,11 @@ def test_frames_are_a_gratuitous_request_and_reply_for_the_vip():
 
 def test_frames_match_what_scapy_builds():
     ours = garp_frames(MAC, "192.0.2.12")
-    theirs = [bytes(Ether(src=MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=MAC, psrc="192.0.2.12",
-                                                                   hwdst="00:00:00:00:00:00", pdst="192.0.2.12")),
-              bytes(Ether(src=MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(op=2, hwsrc=MAC, psrc="192.0.2.12",
-                                                                   hwdst="ff:ff:ff:ff:ff:ff", pdst="192.0.2.12"))]
+    bcast = Ether(src=MAC, dst="ff:ff:ff:ff:ff:ff")
+    theirs = [bytes(bcast / ARP(op=1, hwsrc=MAC, psrc="192.0.2.12",
+                                hwdst="00:00:00:00:00:00", pdst="192.0.2.12")),
+              bytes(bcast / ARP(op=2, hwsrc=MAC, psrc="192.0.2.12",
+                                hwdst="ff:ff:ff:ff:ff:ff", pdst="192.0.2.12"))]
     assert ours == theirs
 
 

@@ -73,10 +73,12 @@ def test_daemon_refuses_a_host_that_is_not_a_node():
 def test_commands_without_a_daemon_fail_in_one_line(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(EXAMPLE.read_text() + f"control: {{socket: {tmp_path}/none.sock}}\n")
-    for cmd in (["status"], ["status", "--json"], ["cleanup"], ["standby"], ["move", "192.0.2.11", "dns-pm02"]):
+    for cmd in (["status"], ["status", "--json"], ["cleanup"], ["standby"],
+                ["move", "192.0.2.11", "dns-pm02"]):
         r = run(*cmd, "--config", cfg)
         assert r.returncode == 1, cmd
-        assert r.stderr.strip() == f"dnspair: dnspair daemon is not running (no control socket at {tmp_path}/none.sock)"
+        assert r.stderr.strip() == ("dnspair: dnspair daemon is not running "
+                                    f"(no control socket at {tmp_path}/none.sock)")
 
 
 def test_bad_usage_exits_non_zero():

@@ -245,7 +245,7 @@ def test_config_digest_mismatch_is_noticed():
     msg = other.e[A].message(p.now)
     # a restart of A (higher start counter) that echoes B, with another config
     msg = wire.Message(**{**msg.__dict__, "incarnation": wire.incarnation(50, 1),
-                          "echo": p.e[B].incarnation})
+                          "echo": p.e[B].incarnation, "ack_seq": p.e[B].seq})
     acts = p.e[B].handle(p.now, events.Datagram(0, wire.encode(msg, KEY))).actions
     assert any("different config" in a.text for a in acts if isinstance(a, actions.Log))
     assert p.e[B].peer_digest_ok is False

@@ -107,5 +107,5 @@ def test_dns_flaps_do_not_move_vips_back_and_forth_in_manual_mode(flaps):
             last = now
     # A VIP moves away from a failed node and comes back only if the other one fails too.
     assert max(moves.values()) <= len(flaps)
-    for i, n in moves.items():
+    for _i, n in moves.items():
         assert n <= 2 * sum(1 for _, ok in flaps if not ok)

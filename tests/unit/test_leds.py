@@ -51,7 +51,7 @@ class Board:
         pin = self.pin[name]
         done = threading.Event()
         for _ in range(500):
-            if sum(1 for a, b in zip(pin.states, pin.states[1:]) if a.state != b.state) >= 4:
+            if sum(1 for a, b in zip(pin.states, pin.states[1:], strict=False) if a.state != b.state) >= 4:
                 done.set()
                 break
             done.wait(0.01)

@@ -18,8 +18,10 @@ class Release:
 
 @dataclass(frozen=True)
 class Announce:
-    """Send a burst of gratuitous ARP for VIP `vip` (replacing any burst still running)."""
+    """Send a burst of gratuitous ARP for VIP `vip` (replacing any burst still running).
+    `refresh`: one announcement only, and none while a burst for it still runs."""
     vip: int
+    refresh: bool = False
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,8 @@ class Send:
 
 @dataclass(frozen=True)
 class CheckDns:
-    """Start one DNS check now; its outcome comes back as a `DnsResult` event."""
+    """Send one DNS check now, replacing any still unanswered; its outcome comes back as a
+    `DnsResult` event (a hung bind sends none: the engine judges the timeout)."""
 
 
 @dataclass(frozen=True)

@@ -286,7 +286,7 @@ def _sub(c: _Checker, root: dict[str, tuple[yaml.Node, yaml.Node]], key: str,
         return None
     fields = c.mapping(root[key][1], key, {k: req for k, (_, _, req) in spec.items()})
     values: dict[str, object] = {}
-    for name, (knode, vnode) in fields.items():
+    for name, (_knode, vnode) in fields.items():
         if name in spec:
             kind, check, _ = spec[name]
             v = c.scalar(vnode, f"{key}.{name}", kind, check)
@@ -302,15 +302,15 @@ def parse(text: str, filename: str = "<config>") -> Config:
     try:
         tree = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as e:
-        raise ConfigError([f"{filename}:{_yaml_line(e, text)}: not valid YAML: {_yaml_problem(e)}"])
+        raise ConfigError([f"{filename}:{_yaml_line(e, text)}: not valid YAML: {_yaml_problem(e)}"]) from None
     except RecursionError:
-        raise ConfigError([f"{filename}:?: nested too deeply to be a dnspair config"])
+        raise ConfigError([f"{filename}:?: nested too deeply to be a dnspair config"]) from None
     if tree is None:
         raise ConfigError([f"{filename}:1: the file is empty"])
     try:
         return _check(tree, text, filename)
     except RecursionError:
-        raise ConfigError([f"{filename}:?: nested too deeply to be a dnspair config"])
+        raise ConfigError([f"{filename}:?: nested too deeply to be a dnspair config"]) from None
 
 
 MAX_PROBLEMS = 50
@@ -388,7 +388,8 @@ def _check(tree: yaml.Node, text: str, filename: str) -> Config:
             nodes[name] = Node(name, tuple(addrs))
         counts = {len(n.addresses) for n in nodes.values()}
         if len(nodes) == 2 and len(counts) == 2 and 0 not in counts:
-            c.err(root["nodes"][1], "nodes", "both nodes need the same number of heartbeat addresses (one per link)")
+            c.err(root["nodes"][1], "nodes",
+                  "both nodes need the same number of heartbeat addresses (one per link)")
 
     vips: list[Vip] = []
     if "vips" in root:
@@ -435,8 +436,10 @@ def _check(tree: yaml.Node, text: str, filename: str) -> Config:
     dns_check = _sub(c, root, "dns_check", DnsCheck, {
         "server": (str, _ipv4, False),
         "port": (int, _range(1, 65535), False),
-        "query": (str, lambda v: None if 0 < len(v) < 254 and " " not in v else f"not a domain name: {v!r}", False),
-        "type": (str, lambda v: None if v in RDTYPES else f"must be one of {', '.join(RDTYPES)}, got {v!r}", False),
+        "query": (str, lambda v: None if 0 < len(v) < 254 and " " not in v
+                  else f"not a domain name: {v!r}", False),
+        "type": (str, lambda v: None if v in RDTYPES
+                 else f"must be one of {', '.join(RDTYPES)}, got {v!r}", False),
         "expect": (str, None, False),
         "interval": (float, _range(0.01, 3600, " s"), False),
         "timeout": (float, _range(0.01, 60, " s"), False),
@@ -451,7 +454,8 @@ def _check(tree: yaml.Node, text: str, filename: str) -> Config:
     if "heartbeat" in root:
         hb = root["heartbeat"][1]
         if heartbeat.dead_time < 2 * heartbeat.interval:
-            c.err(hb, "heartbeat.dead_time", f"must be at least twice the interval ({2 * heartbeat.interval} s)")
+            c.err(hb, "heartbeat.dead_time",
+                  f"must be at least twice the interval ({2 * heartbeat.interval} s)")
         if not heartbeat.interval <= heartbeat.suspect_after < heartbeat.dead_time:
             c.err(hb, "heartbeat.suspect_after", "must lie between interval and dead_time")
     if "dns_check" in root and dns_check.timeout > max(dns_check.interval, 0.01) * 10:
@@ -490,7 +494,8 @@ def _check(tree: yaml.Node, text: str, filename: str) -> Config:
 
     failure_threshold = top("failure_threshold", int, _range(1, 100), 1)
     failback = top("failback", str,
-                   lambda v: None if v in ("manual", "auto") else f"must be manual or auto, got {v!r}", "manual")
+                   lambda v: None if v in ("manual", "auto") else f"must be manual or auto, got {v!r}",
+                   "manual")
     hold_down = top("hold_down", float, _range(0, 86400, " s"), 30.0)
 
     if c.problems:
@@ -518,7 +523,8 @@ def parse_key(text: str, filename: str = "<key>") -> bytes:
     try:
         key = bytes.fromhex(s)
     except ValueError:
-        raise ConfigError([f"{filename}: not a dnspair key (expected hex; make one with `dnspair keygen`)"])
+        raise ConfigError([f"{filename}: not a dnspair key (expected hex; "
+                           "make one with `dnspair keygen`)"]) from None
     if len(key) < 32:
         raise ConfigError([f"{filename}: key too short ({len(key)} bytes, need at least 32)"])
     return key

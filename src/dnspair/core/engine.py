@@ -60,7 +60,9 @@ from .liveness import LEARN, LIVE, Liveness
 
 BYE_REPEATS = 3          # a lost bye only costs the dead time; each repeat has a new seq
 BYE_SPACING = 0.002
-STATUS_KEEP = 64         # sent heartbeats remembered for round-trip times
+# While the peer is not live, held VIPs are announced again this often: a node cut off
+# while it announced (or whose peer's bye was lost) cannot know whether a client heard it.
+REFRESH = 1.0
 # A node that starts alone listens this long (at least the dead time) before it claims
 # anything: both nodes booting together may open their sockets a few hundred ms apart.
 START_LISTEN = 1.0
@@ -161,6 +163,9 @@ class Engine:
         self.next_witness = now
         self.next_watchdog = now
         self.next_bye = 0.0
+        self.next_refresh = now + REFRESH
+        self.learn_reply = float("-inf")
+        self.told_failed: set[int] = set()   # announced over a peer whose DNS failed
         self.probing = False
         self.expected: float | None = None   # the wake_at we last asked for
         self.status_line = ""
@@ -185,6 +190,10 @@ class Engine:
             case DnsResult(ok, latency, error):
                 if self.dns_asked is not None:   # else: a late answer, already judged a timeout
                     self.dns_asked = None
+                    timeout = self.cfg.dns_check.timeout
+                    if ok and latency is not None and latency > timeout:
+                        # An answer to an earlier query, later than the timeout allows.
+                        ok, error = False, f"answered after {latency:.3f} s (timeout {timeout:g} s)"
                     acts += self._on_dns(now, ok, latency, error)
             case Carrier(interface, up):
                 acts += self._on_carrier(now, interface, up)
@@ -236,9 +245,11 @@ class Engine:
             self.dns_asked = None
             acts += self._on_dns(now, False, None, f"timeout after {check.timeout:g} s (bind hung?)")
         if now >= self.next_dns:
+            # Every interval, even with a check out: a newer query replaces it, so a bind
+            # back from a hang is seen within an interval, not after the timeout first.
+            acts.append(CheckDns())   # first: bind answers while we send
             if self.dns_asked is None:
-                acts.append(CheckDns())   # first: bind answers while we send
-                self.dns_asked = now
+                self.dns_asked = now   # the timeout runs from the oldest unanswered check
             self.next_dns = _advance(self.next_dns, check.interval, now)
         suspect = self.peer_suspect(now)
         if suspect and not self.probing and self.cfg.witness is not None:
@@ -259,6 +270,11 @@ class Engine:
         if self.cfg.witness is not None and now >= self.next_witness:
             acts.append(CheckWitness())
             self.next_witness = _advance(self.next_witness, self.cfg.witness.interval, now)
+        if self.peer_alive(now) or not self.held:
+            self.next_refresh = now + REFRESH
+        elif now >= self.next_refresh and self.ready:
+            acts += [Announce(i, refresh=True) for i in sorted(self.held)]
+            self.next_refresh = now + REFRESH
         if self.watchdog and now >= self.next_watchdog:
             # By the clock, not by wakeups: a starved loop wakes less often than it should,
             # and the watchdog is for a hung loop, not a slow one.
@@ -276,6 +292,8 @@ class Engine:
             times.append(self.next_witness)
         if self.watchdog:
             times.append(self.next_watchdog)
+        if self.held and not self.peer_alive(now):
+            times.append(self.next_refresh)
         if not self.ready and self.listening_from + self._start_listen() > now:
             times.append(self.listening_from + self._start_listen())
         if self.listen_until > now:
@@ -421,16 +439,31 @@ class Engine:
             return []  # the same message over the other link
         self.peer.seen.accept(msg.incarnation, msg.seq)
         old_target = self.live.target
-        verdict = self.live.receive(msg.incarnation, msg.echo, self.incarnation, now)
+        # An echo counts only with a recent ack: heartbeats the peer sent while it did not hear
+        # us (a one-way partition), or recorded then and replayed later, are not a live peer.
+        echo = msg.echo if self._ack_fresh(now, msg.ack_seq) else 0
+        verdict = self.live.receive(msg.incarnation, echo, self.incarnation, now)
+        if verdict in (LEARN, LIVE):
+            self.last_rx = (msg.seq, now)   # acked in our next heartbeat: it proves we hear it
         if verdict == LEARN:
-            if self.live.target != old_target:
-                self._send_now = True   # let it hear its incarnation from us at once
+            stale_ack = msg.echo == self.incarnation and echo == 0
+            if self.live.target != old_target or (
+                    stale_ack and now - self.learn_reply >= self.cfg.heartbeat.probe_interval):
+                # Let it hear its incarnation, or a fresh ack, from us at once (rate-limited:
+                # a replay must not make us send a heartbeat per datagram).
+                self.learn_reply = now
+                self._send_now = True
             return []
         if verdict != LIVE:
             return self._drop(link, wire.Dropped("stale_incarnation",
                                                  "another incarnation of the peer is live"))
         self.peer.links_heard[link] = now
         return self._apply_peer(now, msg)
+
+    def _ack_fresh(self, now: float, ack_seq: int) -> bool:
+        sent = self.sent_at.get(ack_seq)
+        hb = self.cfg.heartbeat
+        return sent is not None and now - sent <= hb.dead_time + hb.interval
 
     def _apply_peer(self, now: float, msg: wire.Message) -> list[Action]:
         acts: list[Action] = []
@@ -602,6 +635,8 @@ class Engine:
             why = "said bye" if self.peer.left else f"silent for {silent:.2f} s"
             self._record("peer_lost", self.peer_name, now, why)
             acts.append(Log(f"peer {self.peer_name} lost ({why})", "warning"))
+            # It may have held and announced some of ours (a contest we did not see end).
+            self.contested |= self.held
         self.peer_was_alive = alive
         if not alive:
             self.peer.good_since = None
@@ -620,10 +655,18 @@ class Engine:
                     self.yielding.discard(i)
                     changed = True
                 listening = not alive and now < self.listen_until
+                peer_failed = m is not None and m.ready and not m.dns_ok
                 if i not in self.held and (not peer_holds or peer_yields) and not listening:
-                    acts += self._claim(now, i, alive)
-                    changed = True
-                elif i in self.held and i in self.contested and not peer_holds:
+                    if self.dns_ok:   # a node whose bind failed claims nothing: it cannot answer
+                        acts += self._claim(now, i, alive)
+                        changed = True
+                elif i in self.held and peer_holds and peer_failed and i not in self.told_failed:
+                    # The peer cannot answer and may not let go (it may not hear us): point
+                    # the clients here now.
+                    self.told_failed.add(i)
+                    acts += [Announce(i), Log(f"VIP {vip.address}: {self.peer_name} holds it too "
+                                              "with DNS failed, announcing")]
+                elif i in self.held and i in self.contested and not peer_holds and self.dns_ok:
                     self.contested.discard(i)
                     acts += [Announce(i), Log(f"VIP {vip.address}: sole owner again, announcing")]
             elif i in self.held:
@@ -651,6 +694,8 @@ class Engine:
                     changed = True
             if i not in self.held:
                 self.contested.discard(i)
+            if not peer_holds:
+                self.told_failed.discard(i)
         acts += self._expire_sticky(now)
         if changed:
             self._send_now = True
@@ -710,7 +755,12 @@ class Engine:
     def message(self, now: float, mtype: int = wire.HEARTBEAT) -> wire.Message:
         self.seq += 1
         self.sent_at[self.seq] = now
-        self.sent_at.pop(self.seq - STATUS_KEEP, None)
+        horizon = now - 2 * (self.cfg.heartbeat.dead_time + self.cfg.heartbeat.interval)
+        while True:   # oldest first (insertion order): keep what an ack may still name
+            first = next(iter(self.sent_at))
+            if self.sent_at[first] >= horizon or first == self.seq:
+                break
+            del self.sent_at[first]
         ack_seq, ack_delay = 0, 0
         if self.last_rx:
             ack_seq, ack_delay = self.last_rx[0], int((now - self.last_rx[1]) * 1e6)

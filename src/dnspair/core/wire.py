@@ -169,7 +169,7 @@ def decode(data: bytes, key: bytes, cluster: str) -> Message:
         pins = tuple(body[off: off + nvips])
         off += nvips
     except (struct.error, IndexError, UnicodeDecodeError) as e:
-        raise Dropped("malformed", str(e))
+        raise Dropped("malformed", str(e)) from e
     if off != len(body) or len(pins) != nvips:
         raise Dropped("malformed", "length mismatch")
     if mtype not in TYPES:

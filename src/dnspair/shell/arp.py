@@ -98,16 +98,21 @@ class Announcer:
             self._macs[ifname] = mac  # the interface's address was changed under us
         return self._macs[ifname]
 
-    def announce(self, ifname: str, ip: str) -> None:
-        """Send a burst: one now, the rest `spacing` apart (a newer burst replaces an older one)."""
+    def announce(self, ifname: str, ip: str, refresh: bool = False) -> None:
+        """Send a burst: one now, the rest `spacing` apart (a newer burst replaces an older one).
+        A refresh is one announcement, and none while a burst for that address still runs."""
+        running = self._tasks.get(ip)
+        if refresh and running is not None and not running.done():
+            return
         self.cancel(ip)
-        self._tasks[ip] = asyncio.get_running_loop().create_task(self._burst(ifname, ip))
+        count = 1 if refresh else self.count
+        self._tasks[ip] = asyncio.get_running_loop().create_task(self._burst(ifname, ip, count))
 
-    async def _burst(self, ifname: str, ip: str) -> None:
+    async def _burst(self, ifname: str, ip: str, count: int) -> None:
         """`count` frames out, `spacing` apart; a failed one is retried at the next spacing
         (at most `count` retries, so a dead interface does not keep a burst alive)."""
         sent = tries = 0
-        while sent < self.count and tries < 2 * self.count:
+        while sent < count and tries < 2 * count:
             if tries:
                 await asyncio.sleep(self.spacing)
             tries += 1
@@ -121,7 +126,7 @@ class Announcer:
                 self._failed(ifname, ip, phase, e)
                 continue
             sent += 1
-        if sent == self.count:
+        if sent == count:
             if self._failing.pop(ifname, None):
                 log.info("gratuitous ARP on %s works again", ifname)
         else:

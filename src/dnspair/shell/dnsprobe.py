@@ -44,6 +44,9 @@ def judge(check: DnsCheck, reply: dns.message.Message) -> str | None:
     return None
 
 
+PENDING = 8   # queries kept waiting for an answer: a few intervals' worth, past the timeout
+
+
 class Prober(asyncio.DatagramProtocol):
     """One persistent connected UDP socket to the local bind; `start()` sends one query.
 
@@ -54,7 +57,7 @@ class Prober(asyncio.DatagramProtocol):
     def __init__(self, check: DnsCheck, on_result):
         self.check, self.on_result = check, on_result
         self.transport = None
-        self.pending: tuple[int, float] | None = None  # (id, sent)
+        self.pending: dict[int, float] = {}  # id -> sent, of the queries not yet answered
         self.rdtype = dns.rdatatype.from_text(check.type)
         q = dns.message.make_query(check.query, self.rdtype)
         q.flags |= dns.flags.RD
@@ -72,12 +75,15 @@ class Prober(asyncio.DatagramProtocol):
         self.transport = None
 
     def start(self) -> None:
-        """Send one query; a reply to an earlier one (judged a timeout) no longer counts."""
+        """Send one query. The answer to any query still out counts (a bind slower than the
+        check interval answers an earlier one), and ends them all."""
         if self.transport is None:
             asyncio.get_running_loop().create_task(self._reopen())
             return
         qid = secrets.randbits(16)
-        self.pending = (qid, time.monotonic())
+        self.pending[qid] = time.monotonic()
+        while len(self.pending) > PENDING:
+            del self.pending[next(iter(self.pending))]
         try:
             self.transport.sendto(struct.pack("!H", qid) + self.template)
         except OSError as e:
@@ -90,16 +96,17 @@ class Prober(asyncio.DatagramProtocol):
             self.on_result(Result(False, None, f"cannot open a socket: {e.strerror or e}"))
 
     def _finish(self, result: Result) -> None:
-        self.pending = None
+        self.pending.clear()
         self.on_result(result)
 
     def datagram_received(self, data, addr):
-        if self.pending is None or len(data) < 12:
-            return  # a late answer to a query already judged, or not DNS at all
+        if len(data) < 12:
+            return  # not DNS at all
         qid, flags = struct.unpack_from("!HH", data)
-        if qid != self.pending[0] or not flags & 0x8000:
-            return
-        latency = time.monotonic() - self.pending[1]
+        sent = self.pending.get(qid)
+        if sent is None or not flags & 0x8000:
+            return  # a late answer to a query already answered, or not a reply
+        latency = time.monotonic() - sent
         if not self.full_parse:
             # No expected answer: only the rcode counts, and it is in the header.
             rcode = flags & 0xF
@@ -112,7 +119,7 @@ class Prober(asyncio.DatagramProtocol):
         self._finish(Result(problem is None, latency, problem))
 
     def error_received(self, exc):
-        if self.pending is None:
+        if not self.pending:
             return
         if isinstance(exc, ConnectionRefusedError):
             self._finish(Result(False, None, "refused: nothing listens (bind stopped?)"))
@@ -120,6 +127,6 @@ class Prober(asyncio.DatagramProtocol):
             self._finish(Result(False, None, exc.strerror or str(exc)))
 
     def close(self):
-        self.pending = None
+        self.pending.clear()
         if self.transport is not None:
             self.transport.close()

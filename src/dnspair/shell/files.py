@@ -15,14 +15,14 @@ def load_config(path: str) -> Config:
         with open(path, "rb") as f:
             data = f.read(MAX_CONFIG + 1)
     except OSError as e:
-        raise ConfigError([f"{path}: cannot read: {e.strerror}"])
+        raise ConfigError([f"{path}: cannot read: {e.strerror}"]) from None
     if len(data) > MAX_CONFIG:
         raise ConfigError([f"{path}: larger than {MAX_CONFIG >> 20} MiB: not a dnspair config"])
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        raise ConfigError([f"{path}:{line}: not UTF-8 text (byte {e.start})"])
+        raise ConfigError([f"{path}:{line}: not UTF-8 text (byte {e.start})"]) from None
     return parse(text, path)
 
 
@@ -30,7 +30,8 @@ def load_key(path: str) -> bytes:
     try:
         st = os.stat(path)
     except OSError as e:
-        raise ConfigError([f"{path}: cannot read key file: {e.strerror} (make one with `dnspair keygen`)"])
+        raise ConfigError([f"{path}: cannot read key file: {e.strerror} "
+                           "(make one with `dnspair keygen`)"]) from None
     if st.st_mode & 0o077:
         raise ConfigError([f"{path}: key file is accessible by group or others (mode "
                            f"{stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {path}"])

@@ -59,7 +59,10 @@ def metrics(st: dict) -> str:
         out.extend(f"dnspair_{name}{lbl} {_num(v)}" for lbl, v in samples)
 
     hb, fo = st["heartbeat"], st["failovers"]
-    ms = (lambda v: None if v is None else v / 1000)
+
+    def ms(v):
+        return None if v is None else v / 1000
+
     m("info", "gauge", "Constant 1, labelled with version, cluster and node.",
       [(_lbl(version=st["daemon"]["version"], cluster=st["cluster"], node=st["node"]), 1)])
     m("uptime_seconds", "gauge", "Seconds since the daemon started.", [("", st["daemon"]["uptime_s"])])

@@ -205,7 +205,8 @@ class Threshold(nagiosplugin.ScalarContext):
             return nagiosplugin.Result(Ok, None, metric)
         r = super().evaluate(metric, resource)
         if r.state != Ok:
-            return nagiosplugin.Result(r.state, f"{metric.name} {metric.value:g}{metric.uom} ({r.hint})", metric)
+            hint = f"{metric.name} {metric.value:g}{metric.uom} ({r.hint})"
+            return nagiosplugin.Result(r.state, hint, metric)
         return r
 
     def performance(self, metric, resource):
@@ -251,10 +252,12 @@ def parser() -> Parser:
                "Local mode (default) asks the daemon on this node; -H asks a node's status endpoint.")
     p.add_argument("-V", "--version", action="version", version=f"check_dnspair {__version__}")
     p.add_argument("-H", "--host", help="remote mode: a node's status endpoint address")
-    p.add_argument("-p", "--port", type=int, default=DEFAULT_PORT, help=f"endpoint port (default {DEFAULT_PORT})")
+    p.add_argument("-p", "--port", type=int, default=DEFAULT_PORT,
+                   help=f"endpoint port (default {DEFAULT_PORT})")
     p.add_argument("--config", help=f"local mode: dnspair config (default {DEFAULT_CONFIG})")
     p.add_argument("--socket", help="local mode: control socket path (instead of --config)")
-    p.add_argument("-q", "--query", default="localhost", help="name asked through each VIP (default localhost)")
+    p.add_argument("-q", "--query", default="localhost",
+                   help="name asked through each VIP (default localhost)")
     p.add_argument("--qtype", default="A", help="query type (default A)")
     p.add_argument("--dns-timeout", type=float, default=1.0, help="seconds per VIP query (default 1)")
     p.add_argument("--no-dns", action="store_true", help="do not query DNS through the VIPs")
@@ -278,7 +281,7 @@ def _socket_path(args) -> str:
     try:
         return load_config(path).control.socket
     except ConfigError as e:
-        raise SystemExit(_unknown(str(e).splitlines()[0]))
+        raise SystemExit(_unknown(str(e).splitlines()[0])) from None
 
 
 def _unknown(msg: str) -> int:

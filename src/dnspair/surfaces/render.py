@@ -65,7 +65,8 @@ def text(st: dict) -> str:
         if v["pinned_to"]:
             notes.append(f"moved by operator to {v['pinned_to']}")
         elif v["moved"] and v["sticky"]:
-            notes.append("stays until `dnspair cleanup`" if st["failback"] == "manual" else "fails back after hold-down")
+            notes.append("stays until `dnspair cleanup`" if st["failback"] == "manual"
+                         else "fails back after hold-down")
         if len(v["holders"]) > 1:
             notes.append(f"handing over ({' and '.join(v['holders'])} hold it)")
         lines.append(f"  * {v['address']} ({v['interface']}): {where}  ({'; '.join(notes)})")

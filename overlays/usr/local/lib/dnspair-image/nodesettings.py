@@ -110,12 +110,15 @@ def outputs(s):
     return {
         "etc/hostname": (s["NODE"] + "\n", 0o644),
         "etc/hosts": (render_hosts(s), 0o644),
-        f"etc/NetworkManager/system-connections/{connection_name(s)}.nmconnection": (render_keyfile(s), 0o600),
+        f"etc/NetworkManager/system-connections/{connection_name(s)}.nmconnection":
+            (render_keyfile(s), 0o600),
     }
 
 
 def apply(settings_path, root="/"):
-    """Writes what the settings file decides under root, if it changed since last time. Returns changed paths."""
+    """Writes what the settings file decides under root, if it changed since last time.
+
+    Returns changed paths."""
     with open(settings_path, "rb") as f:
         raw = f.read()
     digest = hashlib.sha256(raw).hexdigest()
