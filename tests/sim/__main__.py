@@ -20,9 +20,11 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, action="append", help="run this seed (repeatable)")
     ap.add_argument("--minutes", type=float, help="run as many schedules as fit in M minutes")
     ap.add_argument("--schedule", help="replay one schedule from a JSON file (as printed for a failure)")
-    ap.add_argument("--config", default=str(runmod.DEFAULT_CONFIG), help="pair config (default example/dnspair.yaml)")
+    ap.add_argument("--config", default=str(runmod.DEFAULT_CONFIG),
+                    help="pair config (default example/dnspair.yaml)")
     ap.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
-    ap.add_argument("--shrink", type=int, default=5, help="shrink at most this many failing seeds (default 5)")
+    ap.add_argument("--shrink", type=int, default=5,
+                    help="shrink at most this many failing seeds (default 5)")
     ap.add_argument("--log", action="store_true", help="with --schedule or --seed: print the engines' logs")
     a = ap.parse_args(argv)
     try:
@@ -108,7 +110,7 @@ def _many(cfg_text: str, seeds, deadline, jobs, shrink_max: int) -> int:
 
 def _print_failure(r: dict) -> None:
     print(f"seed {r['seed']}: {len(r['violations'])} violations")
-    for v, k in list(zip(r["violations"], r["known"]))[:10]:
+    for v, k in list(zip(r["violations"], r["known"], strict=True))[:10]:
         print(f"  {v}" + (f"  [known defect: {k}]" if k else ""))
     if "minimal" in r:
         print(f"  minimal schedule ({len(r['minimal_violations'])} violations; save it to a file and "

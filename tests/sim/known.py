@@ -80,7 +80,7 @@ def announce_lost(v, rec, cfg, sch) -> bool:
     announces again; the client stays on the old owner (unreachable, or without the address)."""
     if v.invariant not in ("answered", "pointed", "converged") or v.vip is None or v.node is None:
         return False
-    elig, lan = _state(rec, v.t)[1], _state(rec, v.t)[4]
+    elig = _state(rec, v.t)[1]
     for h in _holders(rec, v.vip, v.t):
         if h == v.node or h not in elig:
             continue

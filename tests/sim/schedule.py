@@ -26,7 +26,7 @@ def generate(seed: int) -> dict:
     rng = random.Random(seed)
     duration = _r(rng.uniform(20, 60))
     nfaults = rng.randint(5, 15)
-    kinds, weights = zip(*WEIGHTS.items())
+    kinds, weights = zip(*WEIGHTS.items(), strict=True)
     faults: list[dict] = []
     busy: list[list[tuple[float, float]]] = [[], []]
     tries = 0
@@ -34,7 +34,8 @@ def generate(seed: int) -> dict:
         tries += 1
         kind = rng.choices(kinds, weights)[0]
         f = _draw(rng, kind)
-        f["at"] = _r(rng.uniform(FIRST, duration - f["dur"] - 0.5)) if duration - f["dur"] - 0.5 > FIRST else FIRST
+        latest = duration - f["dur"] - 0.5
+        f["at"] = _r(rng.uniform(FIRST, latest)) if latest > FIRST else FIRST
         if f["at"] + f["dur"] > duration:
             continue
         if kind in PROCESS:
@@ -84,7 +85,8 @@ def _draw(rng: random.Random, kind: str) -> dict:
     if kind == "power":
         return {"kind": kind, "node": node, "dur": _r(rng.uniform(1, 5)), "lose_state": rng.random() < 0.3}
     if kind == "slow":
-        return {"kind": kind, "node": node, "lag": _r(rng.uniform(0.005, 0.08)), "dur": _r(rng.uniform(1, 10))}
+        return {"kind": kind, "node": node, "lag": _r(rng.uniform(0.005, 0.08)),
+                "dur": _r(rng.uniform(1, 10))}
     if kind == "isolate":
         return {"kind": kind, "node": node, "dur": _r(rng.uniform(0.2, 3))}
     if kind == "standby":

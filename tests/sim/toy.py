@@ -43,7 +43,8 @@ class Toy:
             self.next_hb = now + self.cfg.heartbeat.interval
         alive = self.heard is not None and now - self.heard <= self.cfg.heartbeat.dead_time
         for i, home in enumerate(self.homes):
-            want = self.dns_ok and (home == self.me or (not alive and not self.forget and self.heard is not None))
+            took = not alive and not self.forget and self.heard is not None
+            want = self.dns_ok and (home == self.me or took)
             if want and i not in self.held:
                 self.held.add(i)
                 acts += [Claim(i), Announce(i)]

@@ -79,7 +79,8 @@ class Record:
     """What happened, for the checkers (checks.py) and for people reading a failing run."""
     queries: list = dataclasses.field(default_factory=list)   # (t, vip, answered, pointed_bad, target)
     addrs: list = dataclasses.field(default_factory=list)     # (t, vip, holders)
-    states: list = dataclasses.field(default_factory=list)    # (t, eligible, hear, extra delay, on LAN, lossy)
+    # (t, eligible, hear, extra delay, on LAN, lossy)
+    states: list = dataclasses.field(default_factory=list)
     marks: list = dataclasses.field(default_factory=list)     # (t, kind, extra budget): fault edges
     errors: list = dataclasses.field(default_factory=list)    # (t, node, text)
     garps: list = dataclasses.field(default_factory=list)     # (t, node, vip): frames the client got
@@ -294,7 +295,7 @@ class Node:
                 ev = DnsResult(ok=True, latency=self.w.now - ev.sent)
             self.handle(ev)
         frames, self.deferred = self.deferred, []
-        for i, (vip, token, left) in enumerate(frames):
+        for vip, token, left in frames:
             w.at(w.now, P_TIMER, self._frame, vip, token, left, self.gen)
         if self.engine is not None and not self.frozen:
             self.wake = None
@@ -567,7 +568,7 @@ class World:
         from . import faults
         sch = self.schedule
         starts = sch.get("start", [0.0, 0.0])
-        for n, t0 in zip(self.nodes, starts):
+        for n, t0 in zip(self.nodes, starts, strict=True):
             self.at(t0, P_FAULT, self._boot, n)
         for v in range(self.nvips):
             self.at(self.rng.uniform(*QUERY_GAP), P_CLIENT, self.query, v)

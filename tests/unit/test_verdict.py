@@ -78,7 +78,9 @@ ROWS = {
                           ["vip_away", "dns_failed", "failures_recorded"], "WARNING", 200,
                           (True, True, False)),
     "both DNS failed": (lambda: run_pair(dns_down("dns-pm01", "dns-pm02")),
-                        ["dns_failed_both", "vip_away", "failures_recorded"], "CRITICAL", 503,
+                        # a node whose bind failed holds nothing: both VIPs are unowned
+                        ["dns_failed_both", "vip_unowned", "vip_unowned", "failures_recorded"],
+                        "CRITICAL", 503,
                         (False, False, True)),
     "standby here": (lambda: run_pair(lambda p: p.cmd("dns-pm01", "standby")),
                      ["vip_away", "standby"], "WARNING", 200, (False, False, False)),

@@ -612,7 +612,9 @@ class Engine:
     def owner(self, now: float, i: int) -> str | None:
         """Who should hold VIP i, as this node sees it."""
         cands = []
-        if self.available(i):
+        # A node whose bind failed holds nothing, whatever the peer's state: it cannot answer,
+        # and while it holds a VIP its announcements draw clients away from a healthy peer.
+        if self.available(i) and self.dns_ok:
             cands.append(self.me)
         alive = self.peer_alive(now)
         if alive and self.peer.msg is not None and _bit(self.peer.msg.available, i):
@@ -685,10 +687,10 @@ class Engine:
                         changed = True
                         acts.append(Log(f"VIP {vip.address}: handing over to {owner}"))
                 else:
-                    why = (f"{owner} holds it now" if graceful else
+                    why = ("local DNS failed" if not self.dns_ok else
+                           f"{owner} holds it now" if graceful else
                            "carrier down" if not self.carrier.get(vip.interface) else
                            "standby" if self.standby else
-                           "local DNS failed" if not self.dns_ok else
                            f"{owner} should hold it" if owner else "no node can hold it")
                     acts += [Release(i), Log(f"released VIP {vip.address} ({why})",
                                              "info" if graceful else "warning")]

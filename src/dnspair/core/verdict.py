@@ -14,9 +14,10 @@ from typing import Any, Literal, get_args
 Severity = Literal["critical", "warning"]
 SEVERITIES: tuple[str, ...] = get_args(Severity)
 
-# The stable kinds, in the order findings are listed (worst first).
+# The stable kinds, in the order findings are listed (worst first; a cause before its effect:
+# with both binds failed the VIPs are unowned too, and the failed binds are the news).
 KINDS: tuple[str, ...] = (
-    "vip_unowned", "dns_failed_both", "vip_away", "peer_unheard", "links_degraded",
+    "dns_failed_both", "vip_unowned", "vip_away", "peer_unheard", "links_degraded",
     "dns_failed", "config_mismatch", "failures_recorded", "standby", "starting",
 )
 
