@@ -166,6 +166,7 @@ class Engine:
         self.next_bye = 0.0
         self.next_refresh = now + REFRESH
         self.learn_reply = float("-inf")
+        self._quiet_inputs: tuple[object, ...] | None = None
         self.told_failed: set[int] = set()   # announced over a peer whose DNS failed
         self.probing = False
         self.expected: float | None = None   # the wake_at we last asked for
@@ -634,6 +635,30 @@ class Engine:
             self.ready = True
             first: list[Action] = [Notify("READY=1"), Log("ready: first decision made")]
             return first + self.decide(now)
+        # Most wakeups change nothing decide reads: then it would decide nothing again.
+        inputs = self._decision_inputs(now)
+        if inputs == self._quiet_inputs:
+            return []
+        send_before = self._send_now
+        acts = self._decide(now)
+        quiet = not acts and self._send_now == send_before
+        self._quiet_inputs = self._decision_inputs(now) if quiet else None
+        return acts
+
+    def _decision_inputs(self, now: float) -> tuple[object, ...]:
+        """Everything `_decide` reads, as of `now`."""
+        alive = self.peer_alive(now)
+        m = self.peer.msg if alive else None
+        gs = self.peer.good_since
+        return (alive, not alive and now < self.listen_until, self.witness_fresh(), self.peer.left,
+                self.peer_was_alive, gs is not None and now - gs >= self.cfg.hold_down,
+                self.dns_ok, self.dns_stale, self.standby, tuple(self.carrier.values()),
+                frozenset(self.held), frozenset(self.sticky), frozenset(self.yielding),
+                frozenset(self.contested), frozenset(self.told_failed), self.admin,
+                None if m is None else (m.held, m.yielding, m.sticky, m.available, m.dns_ok,
+                                        m.ready, m.standby))
+
+    def _decide(self, now: float) -> list[Action]:
         acts: list[Action] = []
         alive = self.peer_alive(now)
         m = self.peer.msg if alive else None
