@@ -98,7 +98,10 @@ def _bit(mask: int, i: int) -> bool:
 
 
 def _mask(idx: Iterable[int]) -> int:
-    return sum(1 << i for i in set(idx))
+    m = 0
+    for i in idx:
+        m |= 1 << i
+    return m
 
 
 class Engine:
@@ -171,6 +174,7 @@ class Engine:
         self.probing = False
         self.expected: float | None = None   # the wake_at we last asked for
         self.status_line = ""
+        self.status_key: tuple[int, bool, bool, bool] | None = None
         self._send_now = False
 
     # --- the one entry point -------------------------------------------------------------
@@ -328,6 +332,10 @@ class Engine:
 
     def _notify_status(self, now: float) -> list[Action]:
         acts: list[Action] = []
+        key = (_mask(self.held), self.peer_alive(now), self.dns_ok, self.standby)
+        if key == self.status_key:
+            return acts   # the line would be the same: do not build it on every wakeup
+        self.status_key = key
         held = ", ".join(self.cfg.vips[i].ip for i in sorted(self.held)) or "no VIP"
         line = (f"holding {held}; peer {self.peer_name} "
                 f"{'online' if self.peer_alive(now) else 'offline'}; DNS {'ok' if self.dns_ok else 'FAILED'}"
