@@ -20,7 +20,12 @@ reasoning):
 * Whenever both nodes held a VIP at once (a contest: partition, freeze, stall), or the peer
   says it let go of one we hold, the node that keeps it announces it again once it alone
   holds it: clients may point at the other.
-* The peer is alive only while its heartbeats echo our incarnation (`core/liveness.py`).
+* The peer is alive only while its heartbeats echo our incarnation with a fresh ack
+  (`core/liveness.py`, `_ack_fresh`): a one-way partition is a partition on both sides.
+* A node whose bind failed (or whose last result predates a stall) holds nothing and claims
+  nothing, and draws no clients: it cannot answer.
+* While the peer is not live, held VIPs are announced again every REFRESH: a node cut off
+  while it announced cannot know whether any client heard it.
 """
 from __future__ import annotations
 
