@@ -299,3 +299,67 @@ def test_short_freezes_of_the_holder_never_black_hole_vip1(lab):
     print(f"\n{len(plan)} freezes (s, node1 silent before it s, node2 answered VIP1): {tries}; "
           f"longest VIP1 gap {gap:.3f} s; {w.summary(t_first, t1)}")
     assert gap < GAP_BUDGET, f"VIP1 unanswered for {gap:.3f} s: {w.summary(t_first, t1)}"
+
+
+# --------------------------------------------------------------------------- defect 4
+
+
+def _node1_heartbeat(lab, key, cfg, timeout: float = 2.0) -> wire.Message:
+    """node1's next heartbeat to node2, as it leaves node1's eth0, decoded."""
+    s = lab.socket("node1", socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(HeartbeatTap.ETH_P_ALL))
+    try:
+        s.bind(("eth0", HeartbeatTap.ETH_P_ALL))
+        s.settimeout(0.05)
+        n1, n2 = (socket.inet_aton(labmod.NODE_ADDR[n]) for n in ("node1", "node2"))
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            try:
+                pkt, addr = s.recvfrom(2048)
+            except TimeoutError:
+                continue
+            if (addr[2] == socket.PACKET_OUTGOING and len(pkt) > 28 and pkt[9] == 17
+                    and pkt[12:20] == n1 + n2):
+                ihl = (pkt[0] & 0x0F) * 4
+                ulen = struct.unpack("!H", pkt[ihl + 4:ihl + 6])[0]
+                return wire.decode(pkt[ihl + 8:ihl + ulen], key, cfg.cluster)
+    finally:
+        s.close()
+    raise AssertionError("no heartbeat from node1 seen")
+
+
+def test_a_peer_advertising_the_top_admin_counter_does_not_stop_commands(lab):
+    """A peer whose operator state is at admin counter 0xFFFFFFFF: the next `dnspair move`
+    and `cleanup` on node1 made the daemon raise struct.error and exit. Three validly signed
+    heartbeats as node2 restarted (a higher start counter), each live (they echo node1's
+    incarnation and ack its latest heartbeat), walk node1's counter up to 0xFFFFFFFF."""
+    p = _pair(lab)
+    cfg = parse(p.configs["node2"].read_text())
+    key = parse_key((lab.workdir / "authkey").read_text())
+    node2_inc = int(p.status("node2")["daemon"]["incarnation"], 16)
+    forged_inc = wire.incarnation(wire.counter_of(node2_inc) + 1, 7)
+    s = lab.socket("node2")
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((labmod.NODE_ADDR["node2"], PORT))
+        for seq, counter in enumerate((0x60000000, 0xC0000000, 0xFFFFFFFF), start=1):
+            hb = _node1_heartbeat(lab, key, cfg)
+            fields = forged_fields(cfg, hb.incarnation)
+            fields.update(incarnation=forged_inc, seq=seq, ack_seq=hb.seq,
+                          admin=wire.Admin(counter, 1, (0, 2)))   # VIP2 pinned to node2
+            s.sendto(wire.encode(wire.Message(**fields), key), (labmod.NODE_ADDR["node1"], PORT))
+            time.sleep(0.02)
+    finally:
+        s.close()
+    log = lambda: (lab.workdir / "node1" / "dnspair.log").read_text()  # noqa: E731
+    applied = "VIP 192.0.2.12 pinned to dns-pm02 (from dns-pm02)"
+    p.wait(lambda: log().count(applied) == 3, "node1 applied the three forged operator states")
+    for args in (("move", VIP2, "dns-pm01"), ("cleanup",)):
+        r = p.cli("node1", *args)
+        assert r.returncode == 0, (args, r.stdout, r.stderr, log()[-2000:])
+    assert p.procs["node1"].poll() is None, f"node1's daemon exited\n{log()[-2000:]}"
+    assert "Traceback" not in log() and "struct.error" not in log()
+    # Both nodes end with the same operator state, and every VIP goes home after the cleanup.
+    p.wait(lambda: held(lab, "node1") == {VIP1} and held(lab, "node2") == {VIP2}, "VIPs home",
+           timeout=10.0)
+    p.wait_served(VIP1, "node1")
+    p.wait_served(VIP2, "node2")

@@ -79,7 +79,8 @@ def test_incarnation_is_counter_and_nonce_and_admin_counters_wrap():
     assert wire.counter_of(inc) == 7 and inc & 0xFFFFFFFF == 0xDEADBEEF
     top = wire.Admin(0xFFFFFFFF, 1, (0, 0))
     nxt = top.next(0, (0, 0))
-    assert nxt.counter == 0 and nxt.newer_than(top) and not top.newer_than(nxt)
+    assert nxt.counter == 1 and nxt.newer_than(top) and not top.newer_than(nxt)
+    assert nxt.newer_than(wire.Admin(0, 1)), "newer than a node's starting version too"
     assert wire.Admin(5, 1).newer_than(wire.Admin(5, 0))
     data = wire.encode(wire.Message(cluster="c", sender="s", incarnation=2**64 - 1, seq=2**64 - 1,
                                     echo=2**64 - 1, nvips=0, admin=top), KEY)

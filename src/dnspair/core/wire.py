@@ -84,7 +84,9 @@ class Admin:
 
     def next(self, node: int, pins: tuple[int, ...], cleanup_mask: int = 0,
              cleanup_all: bool = False) -> Admin:
-        return Admin((self.counter + 1) & U32, node, pins, cleanup_mask, cleanup_all)
+        # 0 is every node's starting version: a wrapped counter skips it, or the change
+        # would look no newer than "nothing yet" to a node that never saw the ones before.
+        return Admin((self.counter + 1) & U32 or 1, node, pins, cleanup_mask, cleanup_all)
 
 
 @dataclass(frozen=True)
