@@ -136,13 +136,10 @@ def held(lab, node: str) -> set[str]:
     return out
 
 
-@dataclass
-class AddrSampler:
-    """Sample both nodes' VIPs in a tight loop: [(t, {vip: set of holders})]."""
-    lab: object
-    samples: list = field(default_factory=list)
+class Background:
+    """A daemon thread running `_run` for the length of a `with` block (`_stop` ends it)."""
 
-    def __post_init__(self):
+    def _init_thread(self):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -153,6 +150,20 @@ class AddrSampler:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join(10)
+        self.close()
+
+    def close(self):
+        """What to release once the thread is done."""
+
+
+@dataclass
+class AddrSampler(Background):
+    """Sample both nodes' VIPs in a tight loop: [(t, {vip: set of holders})]."""
+    lab: object
+    samples: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self._init_thread()
 
     def _run(self):
         while not self._stop.is_set():

@@ -19,7 +19,7 @@ import lab as labmod
 from dnspair.core import wire
 from dnspair.core.config import parse, parse_key
 from pair import Pair
-from test_faults_common import Watcher, held
+from test_faults_common import Background, Watcher, held
 
 VIP1, VIP2 = labmod.VIP1, labmod.VIP2
 PORT = 7405             # default heartbeat.port
@@ -123,7 +123,7 @@ def test_one_signed_datagram_with_the_top_incarnation_does_not_lock_the_peer_out
           f"VIP1 answered by node2 {took:.3f} s after node1's bind died")
 
 
-class HeartbeatTap:
+class HeartbeatTap(Background):
     """node1's side of the heartbeat traffic, as its eth0 sees it (an AF_PACKET socket in
     node1's namespace): `received` [(t, UDP payload)] from node2, `last_sent` the time of
     node1's latest heartbeat to node2. `next_arrival()` waits for node2's next one."""
@@ -138,16 +138,9 @@ class HeartbeatTap:
         self.received: list[tuple[float, bytes]] = []
         self.last_sent = None
         self._arrived = threading.Condition()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._init_thread()
 
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(10)
+    def close(self):
         self.sock.close()
 
     def next_arrival(self, timeout: float = 2.0) -> float:
@@ -178,7 +171,7 @@ class HeartbeatTap:
                     self._arrived.notify_all()
 
 
-class Replay:
+class Replay(Background):
     """Send recorded datagrams to node1 from node2's address and port, at the recorded pace,
     over and over, until stopped."""
 
@@ -187,16 +180,9 @@ class Replay:
         self.sock = lab.socket("node2")
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((labmod.NODE_ADDR["node2"], PORT))
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._init_thread()
 
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(10)
+    def close(self):
         self.sock.close()
 
     def running(self) -> bool:
