@@ -2,25 +2,12 @@
 import logging
 import threading
 
-import pytest
-from gpiozero import Device
-from gpiozero.pins.mock import MockFactory
-
 from dnspair.core.config import Leds
 from dnspair.core.status import build
 from dnspair.shell import leds
 from pairsim import Pair
 
 PINS = Leds()  # the default pin map: green 17, amber 27, red 22, button 23
-
-
-@pytest.fixture
-def factory():
-    f = MockFactory()
-    Device.pin_factory = f
-    yield f
-    f.reset()
-    Device.pin_factory = None
 
 
 class Board:

@@ -1,8 +1,6 @@
 """check_dnspair: judgments on real status dicts (from the engine), real exit codes and output."""
-import json
 import re
 import socket
-import socketserver
 import subprocess
 import sys
 import threading
@@ -116,43 +114,6 @@ def test_one_of_two_links_down_and_config_mismatch_warn():
 
 
 # --- the program -----------------------------------------------------------------------------
-
-class FakeDaemon:
-    """A control socket that answers with a given status (or not at all)."""
-
-    def __init__(self, path, st, silent=False):
-        self.st = st
-        outer = self
-
-        class H(socketserver.StreamRequestHandler):
-            def handle(self):
-                self.rfile.readline()
-                if silent:
-                    self.rfile.read()  # hold the line until the client gives up
-                    return
-                self.wfile.write(json.dumps({"ok": True, "status": outer.st}).encode() + b"\n")
-
-        self.srv = socketserver.ThreadingUnixStreamServer(str(path), H)
-        self.srv.daemon_threads = True
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.srv.shutdown()
-        self.srv.server_close()
-
-
-@pytest.fixture
-def daemon(tmp_path):
-    made = []
-
-    def make(st, silent=False):
-        d = FakeDaemon(tmp_path / "c.sock", st, silent)
-        made.append(d)
-        return tmp_path / "c.sock"
-    yield make
-    for d in made:
-        d.close()
-
 
 def run(*args):
     cmd = [str(PLUGIN)] if PLUGIN.exists() else [sys.executable, "-m", "dnspair.surfaces.plugin"]

@@ -7,15 +7,12 @@ hand), each surface is asked what a user sees: `check_dnspair`'s exit code and l
 import ast
 import http.server
 import json
-import socketserver
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import pytest
-from gpiozero import Device
-from gpiozero.pins.mock import MockFactory
 
 from dnspair.core import verdict, wire
 from dnspair.core.config import Leds
@@ -140,35 +137,6 @@ def test_verdict_is_pure_and_mypy_strict_clean():
 
 # --- check_dnspair ----------------------------------------------------------------------------
 
-class FakeDaemon:
-    """A control socket answering `status` with a given document."""
-
-    def __init__(self, path, st):
-        class H(socketserver.StreamRequestHandler):
-            def handle(self):
-                self.rfile.readline()
-                self.wfile.write(json.dumps({"ok": True, "status": st}).encode() + b"\n")
-        self.srv = socketserver.ThreadingUnixStreamServer(str(path), H)
-        self.srv.daemon_threads = True
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.srv.shutdown()
-        self.srv.server_close()
-
-
-@pytest.fixture
-def daemon(tmp_path):
-    made = []
-
-    def make(st):
-        made.append(FakeDaemon(tmp_path / "c.sock", st))
-        return tmp_path / "c.sock"
-    yield make
-    for d in made:
-        d.close()
-
-
 def check(*args):
     cmd = [str(PLUGIN)] if PLUGIN.exists() else [sys.executable, "-m", "dnspair.surfaces.plugin"]
     return subprocess.run([*cmd, *map(str, args)], capture_output=True, text=True, timeout=60)
@@ -255,15 +223,6 @@ def test_health_code_and_line_map_the_findings(row):
 
 
 # --- LEDs -------------------------------------------------------------------------------------
-
-@pytest.fixture
-def factory():
-    f = MockFactory()
-    Device.pin_factory = f
-    yield f
-    f.reset()
-    Device.pin_factory = None
-
 
 def toggles(pin, want=4, tries=300):
     """Edges the pin made by itself (gpiozero's blink thread), waiting up to tries*10 ms."""
