@@ -86,6 +86,8 @@ class Peer:
     links_heard: dict[int, float] = field(default_factory=dict)
     link_seen: dict[int, wire.SeqMemory] = field(default_factory=dict)
     seen: wire.SeqMemory = field(default_factory=wire.SeqMemory)
+    one_way_at: float | None = None     # heard, but its heartbeats show it does not hear us
+    one_way_msg: wire.Message | None = None
 
 
 @dataclass
@@ -312,6 +314,8 @@ class Engine:
             times.append(self.listening_from + self._start_listen())
         if self.listen_until > now:
             times.append(self.listen_until)
+        if self.peer.one_way_at is not None and self.peer.one_way_at + hb.dead_time > now:
+            times.append(self.peer.one_way_at + hb.dead_time + 1e-6)
         last = self.peer.last_heard
         if self.peer_alive(now) and last is not None:
             times.append(last + hb.dead_time + 1e-6)
@@ -466,6 +470,8 @@ class Engine:
             self.last_rx = (msg.seq, now)   # acked in our next heartbeat: it proves we hear it
         if verdict == LEARN:
             stale_ack = msg.echo == self.incarnation and echo == 0
+            if stale_ack and msg.incarnation == self.live.established:
+                self.peer.one_way_at, self.peer.one_way_msg = now, msg
             if self.live.target != old_target or (
                     stale_ack and now - self.learn_reply >= self.cfg.heartbeat.probe_interval):
                 # Let it hear its incarnation, or a fresh ack, from us at once (rate-limited:
@@ -658,6 +664,13 @@ class Engine:
         self._quiet_inputs = self._decision_inputs(now) if quiet else None
         return acts
 
+    def _heard_holding(self, now: float, i: int) -> bool:
+        """The peer is still heard, though its heartbeats show it does not hear us (a link
+        just back, a one-way cut), and says it holds VIP i with bind healthy: not ours to take."""
+        t, m = self.peer.one_way_at, self.peer.one_way_msg
+        return (t is not None and m is not None and now - t <= self.cfg.heartbeat.dead_time
+                and not self.peer_alive(now) and _bit(m.held, i) and m.dns_ok)
+
     def _decision_inputs(self, now: float) -> tuple[object, ...]:
         """Everything `_decide` reads, as of `now`."""
         alive = self.peer_alive(now)
@@ -668,6 +681,7 @@ class Engine:
                 self.dns_ok, self.dns_stale, self.standby, tuple(self.carrier.values()),
                 frozenset(self.held), frozenset(self.sticky), frozenset(self.yielding),
                 frozenset(self.contested), frozenset(self.told_failed), self.admin,
+                tuple(self._heard_holding(now, i) for i in range(self.n)),
                 None if m is None else (m.held, m.yielding, m.sticky, m.available, m.dns_ok,
                                         m.ready, m.standby))
 
@@ -701,6 +715,7 @@ class Engine:
                     changed = True
                 listening = not alive and now < self.listen_until
                 peer_failed = m is not None and m.ready and not m.dns_ok
+                listening = listening or self._heard_holding(now, i)
                 if i not in self.held and (not peer_holds or peer_yields) and not listening:
                     if self.dns_ok and not self.dns_stale:   # else it may not be able to answer
                         acts += self._claim(now, i, alive)
