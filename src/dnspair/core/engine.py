@@ -713,9 +713,8 @@ class Engine:
                 if i in self.yielding:
                     self.yielding.discard(i)
                     changed = True
-                listening = not alive and now < self.listen_until
                 peer_failed = m is not None and m.ready and not m.dns_ok
-                listening = listening or self._heard_holding(now, i)
+                listening = not alive and now < self.listen_until or self._heard_holding(now, i)
                 if i not in self.held and (not peer_holds or peer_yields) and not listening:
                     if self.dns_ok and not self.dns_stale:   # else it may not be able to answer
                         acts += self._claim(now, i, alive)
