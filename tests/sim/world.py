@@ -113,7 +113,6 @@ class Node:
         self.buf: deque = deque()
         self.pending: list = []      # events that reached a frozen daemon
         self.deferred: list = []     # ARP frames of a frozen daemon
-        self.dns_busy = False
         self.dns_token = 0
         self.dns_out: set[int] = set()
         self.dns_sent: dict[int, float] = {}
@@ -168,8 +167,9 @@ class Node:
         self.buf.clear()
         self.pending.clear()
         self.deferred.clear()
-        self.dns_busy = self.witness_busy = False
+        self.witness_busy = False
         self.dns_out = set()
+        self.dns_sent.clear()
         self.wake = None
         self.wake_token += 1
         try:

@@ -180,7 +180,6 @@ class Engine:
         self.told_failed: set[int] = set()   # announced over a peer whose DNS failed
         self.probing = False
         self.expected: float | None = None   # the wake_at we last asked for
-        self.status_line = ""
         self.status_key: tuple[int, bool, bool, bool] | None = None
         self._send_now = False
 
@@ -340,19 +339,16 @@ class Engine:
         return acts
 
     def _notify_status(self, now: float) -> list[Action]:
-        acts: list[Action] = []
-        key = (_mask(self.held), self.peer_alive(now), self.dns_ok, self.standby)
+        """The STATUS= line, only when what it shows changed (it is not built every wakeup)."""
+        alive = self.peer_alive(now)
+        key = (_mask(self.held), alive, self.dns_ok, self.standby)
         if key == self.status_key:
-            return acts   # the line would be the same: do not build it on every wakeup
+            return []
         self.status_key = key
         held = ", ".join(self.cfg.vips[i].ip for i in sorted(self.held)) or "no VIP"
-        line = (f"holding {held}; peer {self.peer_name} "
-                f"{'online' if self.peer_alive(now) else 'offline'}; DNS {'ok' if self.dns_ok else 'FAILED'}"
-                + ("; standby" if self.standby else ""))
-        if line != self.status_line:
-            self.status_line = line
-            acts.append(Notify(f"STATUS={line}"))
-        return acts
+        line = (f"holding {held}; peer {self.peer_name} {'online' if alive else 'offline'}; "
+                f"DNS {'ok' if self.dns_ok else 'FAILED'}" + ("; standby" if self.standby else ""))
+        return [Notify(f"STATUS={line}")]
 
     # --- inputs -------------------------------------------------------------------------
 
