@@ -63,8 +63,8 @@ class Daemon:
                 case A.Notify(text):
                     systemd.notify(text)
                     changed = changed or text.startswith("STATUS=")
-                case A.CheckDns():
-                    self.prober.start()
+                case A.CheckDns(forget):
+                    self.prober.start(forget)
                 case A.CheckWitness():
                     self._check_witness()
                 case A.Stopped():

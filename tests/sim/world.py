@@ -309,6 +309,8 @@ class Node:
         if t is Send:
             self.send(a.data)
         elif t is CheckDns:
+            if a.forget:
+                self.dns_out.clear()
             self.check_dns()
         elif t is Claim:
             self.addrs.add(a.vip)

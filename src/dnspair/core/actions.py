@@ -34,7 +34,9 @@ class Send:
 @dataclass(frozen=True)
 class CheckDns:
     """Send one DNS check now, replacing any still unanswered; its outcome comes back as a
-    `DnsResult` event (a hung bind sends none: the engine judges the timeout)."""
+    `DnsResult` event (a hung bind sends none: the engine judges the timeout).
+    `forget`: answers to earlier queries no longer count (they may predate a stall)."""
+    forget: bool = False
 
 
 @dataclass(frozen=True)

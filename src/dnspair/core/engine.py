@@ -148,7 +148,7 @@ class Engine:
         self.peer_release_epoch: int | None = None
         self.admin = wire.Admin(pins=(0,) * self.n)
         self.peer = Peer()
-        self.live = Liveness(cfg.heartbeat.dead_time, cfg.heartbeat.suspect_after)
+        self.live = Liveness(cfg.heartbeat.dead_time)
         self.ready = False
         self.failures: dict[tuple[str, str], Failure] = {}
         self.drops: dict[str, int] = {}
@@ -170,6 +170,7 @@ class Engine:
         self.next_dns = now
         self.dns_asked: float | None = None   # a DNS check is out since then
         self.dns_stale = False   # after a stall: the last result may be from before it
+        self.dns_forget = False  # the next check drops answers to the queries before it
         self.next_probe = 0.0
         self.next_witness = now
         self.next_watchdog = now
@@ -244,6 +245,8 @@ class Engine:
         self.stalls += 1
         self.listen_until = now + self.cfg.heartbeat.dead_time
         self.dns_stale = True         # bind may have failed meanwhile: claim after a fresh check
+        self.dns_asked = None         # a check out before the stall is forgotten, not timed out
+        self.dns_forget = True
         self.next_dns = min(self.next_dns, now)
         self.contested |= self.held   # the peer may have claimed and announced them
         self.next_heartbeat = min(self.next_heartbeat, now)
@@ -261,7 +264,8 @@ class Engine:
         if now >= self.next_dns:
             # Every interval, even with a check out: a newer query replaces it, so a bind
             # back from a hang is seen within an interval, not after the timeout first.
-            acts.append(CheckDns())   # first: bind answers while we send
+            acts.append(CheckDns(forget=self.dns_forget))   # first: bind answers while we send
+            self.dns_forget = False
             if self.dns_asked is None:
                 self.dns_asked = now   # the timeout runs from the oldest unanswered check
             self.next_dns = _advance(self.next_dns, check.interval, now)

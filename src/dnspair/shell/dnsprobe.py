@@ -74,12 +74,14 @@ class Prober(asyncio.DatagramProtocol):
     def connection_lost(self, exc):
         self.transport = None
 
-    def start(self) -> None:
+    def start(self, forget: bool = False) -> None:
         """Send one query. The answer to any query still out counts (a bind slower than the
         check interval answers an earlier one), and ends them all."""
         if self.transport is None:
             asyncio.get_running_loop().create_task(self._reopen())
             return
+        if forget:
+            self.pending.clear()   # their answers may predate a stall: they prove nothing now
         qid = secrets.randbits(16)
         self.pending[qid] = time.monotonic()
         while len(self.pending) > PENDING:
