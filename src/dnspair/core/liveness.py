@@ -10,7 +10,7 @@ Which peer incarnation we echo (`target`) and which one is live (`established`):
   still heard, it takes over at once only if it has a higher start counter (the peer
   restarted), or if it was never established before (it heard us after we started, so it
   is a live process, not a recording: a restart whose state directory was lost) and the
-  live one has been quiet past `quiet` (one stray datagram does not unseat a chatty peer);
+  live one has been quiet past `quiet` (0 in the engine: the fresh-ack rule keeps stray datagrams out);
   an incarnation
   that was live before and went quiet waits until the live one is silent for the dead time;
 * a message that does not echo us (the peer started, or we did) makes us echo it if the
