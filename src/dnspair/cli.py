@@ -64,6 +64,32 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_history(args) -> int:
+    """From the daemon; if it is not running, from the state file it left."""
+    from .shell.control import ControlError
+    try:
+        items = _ask(args, {"cmd": "history"})["history"]
+    except ControlError as e:
+        from .shell import state
+        from .shell.files import load_config
+        if not os.path.exists(args.config):
+            raise
+        cfg = load_config(args.config)
+        node = args.node or socket.gethostname().split(".")[0]
+        try:
+            items = state.read_history(cfg.state_dir, node)
+        except (OSError, ValueError) as e2:
+            raise RuntimeError(f"{e}; and no readable history for {node} in {cfg.state_dir} "
+                               f"({getattr(e2, 'strerror', None) or e2})") from None
+        print(f"dnspair: {e}; the history {node} kept in {cfg.state_dir}:", file=sys.stderr)
+    if args.json:
+        print(json.dumps(items, indent=2, sort_keys=True))
+    else:
+        from .surfaces.render import history
+        print(history(items) or "no transitions recorded")
+    return 0
+
+
 def cmd_simple(args) -> int:
     req = {"cmd": args.cmd}
     if getattr(args, "vip", None):
@@ -125,6 +151,9 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("-v", "--verbose", action="store_true")
     add("status", cmd_status, "show the pair's state").add_argument("--json", action="store_true",
                                                                      help="stable JSON (docs/status.md)")
+    sp = add("history", cmd_history, "show the last 200 transitions (kept across restarts)")
+    sp.add_argument("--json", action="store_true", help="as JSON (docs/status.md, history)")
+    sp.add_argument("--node", help="whose state file to read if the daemon is down (default: host name)")
     add("cleanup", cmd_simple, "forget failures and let VIPs go home").add_argument(
         "vip", nargs="?", help="only this VIP")
     add("standby", cmd_simple, "drain this node's VIPs to the peer (maintenance)")

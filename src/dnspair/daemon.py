@@ -18,7 +18,7 @@ from .core import events as E
 from .core import status as status_model
 from .core.config import Config
 from .core.engine import Engine
-from .shell import control, dnsprobe, leds, netlink, state, systemd
+from .shell import control, dnsprobe, leds, netlink, notify, state, systemd
 from .shell import http as status_http
 from .shell.arp import Announcer
 from .shell.heartbeat import Heartbeats
@@ -26,12 +26,17 @@ from .shell.heartbeat import Heartbeats
 log = logging.getLogger("dnspair")
 LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 NETWORK = (A.Claim, A.Release, A.Announce, A.Send)
+RECENT = 5   # transitions `dnspair status` shows
 
 
 class Daemon:
     def __init__(self, cfg: Config, me: str, key: bytes):
         self.cfg = cfg
         self.me = me
+        saved, history = state.load(cfg.state_dir, me, cfg)
+        self.saved = saved
+        self.keeper = state.Keeper(cfg.state_dir, me, cfg, saved, history)
+        self.notifier = notify.Notifier(cfg.notify, cfg.notify_timeout, cfg.notify_queue)
         self.engine = Engine(cfg, me, key, incarnation=state.next_incarnation(cfg.state_dir, me),
                              now=time.monotonic(), watchdog=systemd.watchdog_interval())
         self.nl = netlink.Netlink()
@@ -69,6 +74,12 @@ class Daemon:
                     self._check_witness()
                 case A.Stopped():
                     self.stopped.set()
+                case A.Save(saved):
+                    self.keeper.save(saved)
+                case A.Transition():
+                    item = state.entry(a, self.me, time.time() - (time.monotonic() - a.at))
+                    self.keeper.add(item)
+                    self.notifier.put(notify.environment(item, self.cfg.cluster, self.engine.peer_name))
                 case A.Send(data) if not queued:
                     self.hb.send(data)   # nothing to wait for: no extra task switch at rest
                 case A.Claim() | A.Release() | A.Announce() | A.Send():
@@ -160,8 +171,12 @@ class Daemon:
         t.add_done_callback(self._tasks.discard)
 
     def status(self) -> dict:
-        st = status_model.build(self.engine, time.monotonic(), time.time(), os.getpid())
+        st = status_model.build(self.engine, time.monotonic(), time.time(), os.getpid(),
+                                history=self.keeper.history[-RECENT:])
         st["control_rejected"] = self.control_rejected
+        st["notify"] = dict(self.notifier.stats, commands=len(self.cfg.notify))
+        st["state_file"] = {"path": self.keeper.path, "writes": self.keeper.writes,
+                            "failed": self.keeper.failed}
         return st
 
     # --- control socket ----------------------------------------------------------------------
@@ -182,6 +197,8 @@ class Daemon:
         cmd = req.get("cmd")
         if cmd == "status":
             return {"ok": True, "status": self.status()}
+        if cmd == "history":
+            return {"ok": True, "history": self.keeper.history}
         if cmd not in ("standby", "unstandby", "cleanup", "move"):
             self._reject(f"unknown command {cmd!r}")
             return {"ok": False, "error": f"unknown command {cmd!r}"}
@@ -221,7 +238,8 @@ class Daemon:
         ifnames = sorted({v.interface for v in self.cfg.vips})
         self.announcer.open(ifnames)
         actuator = loop.create_task(self._actuator(), name="actuator")
-        self.step(E.Start(frozenset(held)))
+        self.notifier.start()
+        self.step(E.Start(frozenset(held), self.saved))
         for name in ifnames:
             self.step(E.Carrier(name, await self.nl.carrier(name)))
         carrier = loop.create_task(netlink.watch_carrier(
@@ -247,6 +265,8 @@ class Daemon:
         except TimeoutError:
             log.error("orderly stop did not finish in time")
         self._arm(None)
+        await self.notifier.drain(min(self.cfg.notify_timeout, 3.0))
+        await self.keeper.flush()
         carrier.cancel()
         actuator.cancel()
         for t in list(self._tasks):

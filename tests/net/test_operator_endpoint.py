@@ -47,7 +47,7 @@ def test_each_path_bad_method_and_oversized_request(lab):
     code, body = get(lab, "192.0.2.1", "/health")
     assert (code, body) == (200, "OK dns-pm01 holds 192.0.2.11\n")
     code, body = get(lab, "192.0.2.2", "/metrics")
-    assert code == 200 and 'dnspair_vip_owner{vip="192.0.2.12",node="dns-pm02"} 1' in body
+    assert code == 200 and 'dnspair_vip_owner{node="dns-pm02",vip="192.0.2.12"} 1.0' in body
     assert key not in body
     assert get(lab, "192.0.2.1", "/nope")[0] == 404
     post = raw(lab, "192.0.2.1", b"POST /status HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}")

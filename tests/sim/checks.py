@@ -198,12 +198,43 @@ def converged(rec, cfg, moves: bool = False) -> list[Violation]:
     return out
 
 
+KEPT_WINDOW = 2.0      # a restarted node has heard its peer and taken its VIPs back by then
+
+
+def sticky_kept(rec, cfg) -> list[Violation]:
+    """(6) failback: manual survives a restart that kept the state directory: a VIP the node
+    held as a failover's when it went down, and that its peer (the VIP's home) took only
+    while it was gone, comes back to it, if nothing else happens for KEPT_WINDOW and both
+    can serve and hear each other. (A start with the state lost gets defaults: no check.)"""
+    if cfg.failback != "manual":
+        return []
+    b = _Budget(rec, cfg)
+    out = []
+    for t, node, kept, sticky, pins, peer_away in rec.starts:
+        due = sorted(i for i in sticky & peer_away if not (pins and pins[i]))
+        end = t + KEPT_WINDOW
+        if not kept or not due or end > rec.converged.get("faults_over", {}).get("t", 0.0):
+            continue
+        if any(t < m < end + 0.01 for m in b.times):
+            continue
+        st0, st1 = b.state(t), b.state(end)
+        if st0 != st1 or len(st0[1]) != 2 or not st0[2] or st0[5]:
+            continue
+        for i in due:
+            holders = next((h for ta, v, h in reversed(rec.addrs) if v == i and ta <= end), ())
+            if holders != (node,):
+                out.append(Violation("sticky_kept", end, f"VIP{i + 1} ({cfg.vips[i].ip}) held by "
+                                     f"{list(holders) or 'nobody'} {KEPT_WINDOW:g} s after {node} "
+                                     f"restarted with its state kept (it held it as a failover's)"))
+    return out
+
+
 def no_errors(rec, cfg) -> list[Violation]:
     """(5) Nothing raises (nor busy-loops, nor fails to stop)."""
     return [Violation("raised", t, f"{node}: {text}") for t, node, text in rec.errors]
 
 
-ALL = (answered, pointed, single_owner, converged, no_errors)
+ALL = (answered, pointed, single_owner, converged, sticky_kept, no_errors)
 
 
 def check(rec, cfg, schedule: dict | None = None) -> list[Violation]:

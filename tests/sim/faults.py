@@ -8,7 +8,8 @@ Kinds (node and vip are indexes; link is an index or "all"; dir 0: node 0 to 1, 
   slow {node, lag}              timers fire up to lag late
   isolate {node}                nftables drops all but lo: carrier up, nothing gets through
   crash {node, hook, lose_state} SIGKILL; the unit's stop hook removes the VIPs after hook s;
-                                 restart after dur (with a fresh state directory if lose_state)
+                                 restart after dur (with a fresh state directory if lose_state:
+                                 no start counter, no state file)
   stop {node}                   orderly stop (Stop, wait for Stopped), start again after dur
   power {node, lose_state}      power cut: addresses and bind gone; boots after dur
   standby {node}                operator standby for dur, then unstandby
@@ -115,6 +116,7 @@ def _start_again(w, n, f):
     if n.engine is None and n.powered:
         if f.get("lose_state"):
             n.counter = -1   # no counter file: the shell starts again from 0
+            n.saved = None   # nor a state file: defaults
         n.start()
 
 
@@ -147,6 +149,7 @@ def _power_on(w, n, f):
     n.powered = True
     if f.get("lose_state"):
         n.counter = -1
+        n.saved = None
     n.start()
 
 

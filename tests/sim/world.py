@@ -22,8 +22,10 @@ from dnspair.core.actions import (
     Notify,
     Release,
     Reply,
+    Save,
     Send,
     Stopped,
+    Transition,
 )
 from dnspair.core.events import (
     Carrier,
@@ -86,6 +88,9 @@ class Record:
     garps: list = dataclasses.field(default_factory=list)     # (t, node, vip): frames the client got
     logs: list = dataclasses.field(default_factory=list)      # (t, node, level, text)
     converged: dict = dataclasses.field(default_factory=dict)  # phase -> snapshot
+    # (t, node, kept state?, sticky it kept, pins it kept, the peer's `away` then)
+    starts: list = dataclasses.field(default_factory=list)
+    transitions: list = dataclasses.field(default_factory=list)   # (t, node, Transition)
     faults_end: float = 0.0
     events: int = 0
     calls: int = 0
@@ -100,6 +105,7 @@ class Node:
         self.idx = idx
         self.addrs: set[int] = set()
         self.counter = counter       # the state directory's start counter (-1: none yet)
+        self.saved = None            # the state directory's state file (the last Save)
         self.powered = True
         self.engine = None
         self.gen = 0                 # process generation: timers of a dead process are void
@@ -177,7 +183,12 @@ class Node:
         except Exception:  # noqa: BLE001 - recorded as a violation
             w.error(self.name, "Engine() raised:\n" + traceback.format_exc())
             return
-        self.handle(Start(held=frozenset(self.addrs)))
+        peer = w.peer(self).engine
+        s = self.saved
+        w.rec.starts.append((w.now, self.name, s is not None, s.sticky if s else frozenset(),
+                             s.admin.pins if s and s.admin else (), frozenset(getattr(peer, "away", ()))))
+        self.handle(Start(held=frozenset(self.addrs), saved=s) if s is not None
+                    else Start(held=frozenset(self.addrs)))
         for k in range(w.nlinks):
             if self.carrier_down[k]:
                 self.handle(Carrier(w.iface(k), False))
@@ -337,6 +348,10 @@ class Node:
             w.rec.logs.append((w.now, self.name, "reply", f"{'ok' if a.ok else 'refused'}: {a.text}"))
         elif t is Notify:
             pass
+        elif t is Save:
+            self.saved = a.state
+        elif t is Transition:
+            w.rec.transitions.append((w.now, self.name, a))
         else:
             w.error(self.name, f"unknown action {a!r}")
 

@@ -85,6 +85,16 @@ def test_health_ok_and_503_with_one_line():
     assert code == 503 and body.count("\n") == 1, body
 
 
+def _parsed(body):
+    """{(name, sorted labels): value} by prometheus_client's own parser (it raises on bad text)."""
+    from prometheus_client.parser import text_string_to_metric_families
+    out = {}
+    for fam in text_string_to_metric_families(body):
+        for smp in fam.samples:
+            out[(smp.name, tuple(sorted(smp.labels.items())))] = smp.value
+    return out
+
+
 def test_metrics_are_prometheus_text():
     p = healthy()
     p.kill("dns-pm02")
@@ -94,11 +104,33 @@ def test_metrics_are_prometheus_text():
     samples = [ln for ln in body.splitlines() if not ln.startswith("#")]
     bad = [ln for ln in samples if not SAMPLE.match(ln)]
     assert not bad, bad
-    assert 'dnspair_vip_owner{vip="192.0.2.12",node="dns-pm01"} 1' in samples
-    assert 'dnspair_node_online{node="dns-pm02"} 0' in samples
-    assert "dnspair_failovers_total 1" in samples
+    got = _parsed(body)
+    assert got[("dnspair_vip_owner", (("node", "dns-pm01"), ("vip", "192.0.2.12")))] == 1
+    assert got[("dnspair_node_online", (("node", "dns-pm02"),))] == 0
+    assert got[("dnspair_failovers_total", ())] == 1
     names = {ln.split()[2] for ln in body.splitlines() if ln.startswith("# TYPE")}
     assert all(ln.split("{")[0].split()[0] in names for ln in samples)
+
+
+def test_metrics_transitions_last_change_and_build_info():
+    """The counters a poller cannot miss: transitions by VIP and reason, the VIP's last change
+    as a Unix timestamp, the build; parsed with prometheus_client's parser."""
+    from dnspair import __version__
+    p = healthy()
+    t_fail = p.now
+    p.kill("dns-pm02")
+    p.run(1.0)
+    wall_now = 1e9
+    body = parse(served(build(p.e["dns-pm01"], p.now, wall_now, 1), get("/metrics"))[0])[2]
+    got = _parsed(body)
+    assert got[("dnspair_build_info", (("version", __version__),))] == 1
+    # dns-pm01 took VIP2 from the dead dns-pm02: one failover, labelled with its reason.
+    assert got[("dnspair_transitions_total", (("reason", "peer_lost"), ("vip", "192.0.2.12")))] == 1
+    assert got[("dnspair_transitions_total", (("reason", "peer_lost"), ("vip", "")))] == 1
+    ts = got[("dnspair_vip_last_change_timestamp_seconds", (("vip", "192.0.2.12"),))]
+    # within the second after the kill, in Unix seconds
+    assert wall_now - (p.now - t_fail) <= ts <= wall_now - (p.now - t_fail) + 0.5
+    assert "# TYPE dnspair_transitions_total counter" in body
 
 
 def test_unknown_path_bad_method_bad_request():

@@ -282,7 +282,7 @@ def test_every_surface_shows_a_finding_the_facts_alone_do_not_show(factory):
     assert endpoint.health(st) == (503, "FAIL dns-pm01: clock 40 s off")
     assert leds.lights(st)[2] is True
     assert "Warnings:\n  * CRITICAL: clock 40 s off" in render.text(st)
-    assert 'dnspair_finding{kind="clock_skew",severity="critical",subject="dns-pm01"} 1' in \
+    assert 'dnspair_finding{kind="clock_skew",severity="critical",subject="dns-pm01"} 1.0' in \
         endpoint.metrics(st).splitlines()
 
 

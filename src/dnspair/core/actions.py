@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .saved import Saved
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -64,11 +66,42 @@ class Log:
 
 
 @dataclass(frozen=True)
+class Save:
+    """The state to keep across restarts changed: write it (atomically) to the state directory."""
+    state: Saved
+
+
+@dataclass(frozen=True)
+class Transition:
+    """Something an operator may want to hear about happened (docs/config.md, notify).
+
+    kind: vip_claimed | failover (a claim from a failed, dead or unreachable peer) |
+    vip_released | peer_lost | peer_found | dns_failed | dns_healthy | standby | unstandby |
+    config_mismatch | config_match. `number` goes up by one per transition, across restarts
+    while the state directory is kept. `role` is this node's after it: active (holds a VIP),
+    backup, standby or failed (its DNS check fails). `code` is the reason for machines (a
+    metric label), `reason` for people. `duration`: for a claim, from the moment this node
+    had cause to take the VIP (the peer's last heartbeat, its yield, its failure) to the claim;
+    for a hand-over, from its start to the release."""
+    number: int
+    kind: str
+    at: float
+    role: str
+    code: str
+    reason: str
+    vip: str | None = None
+    old_owner: str | None = None
+    new_owner: str | None = None
+    duration: float | None = None
+
+
+@dataclass(frozen=True)
 class Stopped:
     """The orderly stop is complete: the shell may exit."""
 
 
-Action = Claim | Release | Announce | Send | CheckDns | CheckWitness | Notify | Reply | Log | Stopped
+Action = (Claim | Release | Announce | Send | CheckDns | CheckWitness | Notify | Reply | Log | Save
+          | Transition | Stopped)
 
 
 @dataclass

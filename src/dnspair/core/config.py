@@ -144,6 +144,10 @@ class Config:
     status_http: StatusHttp | None = None
     leds: Leds = Leds()
     state_dir: str = "/var/lib/dnspair"
+    runtime_dir: str = "/run/dnspair"
+    notify: tuple[str, ...] = ()
+    notify_timeout: float = 10.0
+    notify_queue: int = 100
     digest: str = field(default="", compare=False)
 
     @property
@@ -344,7 +348,8 @@ def _check(tree: yaml.Node, text: str, filename: str) -> Config:
         "cluster": True, "key_file": False, "nodes": True, "vips": True, "dns_check": False,
         "heartbeat": False, "failure_threshold": False, "failback": False, "hold_down": False,
         "witness": False, "arp": False, "control": False, "status_http": False, "leds": False,
-        "state_dir": False,
+        "state_dir": False, "runtime_dir": False, "notify": False, "notify_timeout": False,
+        "notify_queue": False,
     })
 
     def top(name: str, kind: type[_T], check: _Check[_T] | None = None,
@@ -358,6 +363,19 @@ def _check(tree: yaml.Node, text: str, filename: str) -> Config:
                    "/etc/dnspair/authkey")
     state_dir = top("state_dir", str, lambda v: None if v.startswith("/") else "must be an absolute path",
                     "/var/lib/dnspair")
+    runtime_dir = top("runtime_dir", str, lambda v: None if v.startswith("/") else "must be an absolute path",
+                      "/run/dnspair")
+    notify: list[str] = []
+    if "notify" in root:
+        for item in c.sequence(root["notify"][1], "notify"):
+            cmd = c.scalar(item, "notify", str, lambda v: None if v.strip() and "\0" not in v
+                           else "must be a command, not empty")
+            if cmd is not None:
+                notify.append(cmd)
+        if len(notify) > 16:
+            c.err(root["notify"][1], "notify", f"at most 16 commands, got {len(notify)}")
+    notify_timeout = top("notify_timeout", float, _range(0.1, 600, " s"), 10.0)
+    notify_queue = top("notify_queue", int, _range(1, 10000), 100)
 
     nodes: dict[str, Node] = {}
     seen_addr: dict[str, str] = {}
@@ -468,6 +486,8 @@ def _check(tree: yaml.Node, text: str, filename: str) -> Config:
         "socket": (str, lambda v: None if v.startswith("/") else "must be an absolute path", False),
         "group": (str, None, False),
     }) or Control()
+    if runtime_dir is not None and "socket" not in _keys(root, "control"):
+        control = Control(f"{runtime_dir.rstrip('/')}/control.sock", control.group)
     leds = _sub(c, root, "leds", Leds, {
         "enabled": (bool, None, False),
         "green": (int, _range(0, 27), False),
@@ -504,17 +524,28 @@ def _check(tree: yaml.Node, text: str, filename: str) -> Config:
                           + ([f"{filename}: ... and {more} more problems"] if more > 0 else []))
     # Without problems every value was read: top() and scalar() return None only after one.
     assert (cluster is not None and key_file is not None and state_dir is not None
-            and failure_threshold is not None and failback is not None and hold_down is not None)
+            and failure_threshold is not None and failback is not None and hold_down is not None
+            and runtime_dir is not None and notify_timeout is not None and notify_queue is not None)
     # Node-local settings may differ between the two nodes; everything else must match.
-    local = ("control", "state_dir", "status_http", "leds")
+    local = ("control", "state_dir", "status_http", "leds", "runtime_dir", "notify", "notify_timeout",
+             "notify_queue")
     shared = {k: v for k, v in yaml.safe_load(text).items() if k not in local}
     digest = hashlib.sha256(yaml.safe_dump(shared, sort_keys=True).encode()).hexdigest()[:16]
     return Config(
         cluster=cluster, key_file=key_file, nodes=nodes, vips=tuple(vips), dns_check=dns_check,
         heartbeat=heartbeat, failure_threshold=failure_threshold, failback=failback,
         hold_down=hold_down, witness=witness, arp=arp, control=control, status_http=status_http,
-        leds=leds, state_dir=state_dir, digest=digest,
+        leds=leds, state_dir=state_dir, runtime_dir=runtime_dir, notify=tuple(notify),
+        notify_timeout=notify_timeout, notify_queue=notify_queue, digest=digest,
     )
+
+
+def _keys(root: dict[str, tuple[yaml.Node, yaml.Node]], key: str) -> set[str]:
+    """The keys given under mapping `key` (empty if it is absent or not a mapping)."""
+    node = root.get(key, (None, None))[1]
+    if not isinstance(node, yaml.MappingNode):
+        return set()
+    return {k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
 
 
 def parse_key(text: str, filename: str = "<key>") -> bytes:

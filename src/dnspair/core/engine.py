@@ -43,9 +43,11 @@ from .actions import (
     Notify,
     Release,
     Reply,
+    Save,
     Send,
     Step,
     Stopped,
+    Transition,
 )
 from .config import Config
 from .events import (
@@ -62,6 +64,7 @@ from .events import (
     WitnessResult,
 )
 from .liveness import LEARN, LIVE, Liveness
+from .saved import Cause, Failure, Saved
 
 BYE_REPEATS = 3          # a lost bye only costs the dead time; each repeat has a new seq
 BYE_SPACING = 0.002
@@ -74,6 +77,8 @@ START_LISTEN = 1.0
 # A node that let go of a VIP says so in its heartbeats this long, so the node that keeps it
 # announces again even if the heartbeat showing the contest was lost.
 RELEASE_ECHO = 1.0
+# Claim reasons that come from a failure of the peer: the claim is a failover, and sticky.
+FAILOVER = ("peer_lost", "peer_dns_failed", "peer_no_carrier")
 
 
 @dataclass
@@ -88,16 +93,6 @@ class Peer:
     seen: wire.SeqMemory = field(default_factory=wire.SeqMemory)
     one_way_at: float | None = None     # heard, but its heartbeats show it does not hear us
     one_way_msg: wire.Message | None = None
-
-
-@dataclass
-class Failure:
-    what: str
-    node: str
-    first: float
-    last: float
-    count: int
-    why: str
 
 
 def _bit(mask: int, i: int) -> bool:
@@ -183,6 +178,17 @@ class Engine:
         self.expected: float | None = None   # the wake_at we last asked for
         self.status_key: tuple[int, bool, bool, bool] | None = None
         self._send_now = False
+        # kept across restarts (core/saved.py) and what explains where each VIP is
+        self.away: set[int] = set()      # left here by our failure: no home claim until cleanup
+        self.events = 0                  # the last transition's number
+        self.causes: dict[int, Cause] = {}
+        self.changed_at: dict[int, float] = {}
+        self.seen_holders: list[tuple[bool, bool]] = [(False, False)] * self.n
+        self.transition_counts: dict[tuple[str, str], int] = {}
+        self.want_since: dict[int, float] = {}
+        self.yield_since: dict[int, float] = {}
+        self.stop_sticky: frozenset[int] | None = None
+        self.saved_key: object = None
 
     # --- the one entry point -------------------------------------------------------------
 
@@ -194,8 +200,8 @@ class Engine:
         if self.started_up:
             acts += self._check_stall(now)
         match ev:
-            case Start(held):
-                acts += self._on_start(now, set(held))
+            case Start(held, saved):
+                acts += self._on_start(now, set(held), saved)
             case Tick():
                 pass
             case Datagram(link, data, src):
@@ -219,12 +225,14 @@ class Engine:
             case Resumed():
                 acts += self._resync(now, "resumed after a stop (SIGCONT)")
             case Stop():
-                return Step(acts + self._on_stop(now), self.next_bye)
+                acts += self._on_stop(now)
+                return Step(acts + self._save(), self.next_bye)
         if not self.started_up:
             return Step(acts, None)
         acts += self._due(now)
         acts += self.decide(now)
         acts += self._flush(now)
+        acts += self._save()
         wake = self.wake_at(now)
         self.expected = wake
         return Step(acts, wake)
@@ -356,14 +364,108 @@ class Engine:
 
     # --- inputs -------------------------------------------------------------------------
 
-    def _on_start(self, now: float, held: set[int]) -> list[Action]:
+    def _on_start(self, now: float, held: set[int], saved: Saved | None) -> list[Action]:
         """At start: the addresses already on our interfaces are ours; no flapping."""
         self.started_up = True
         self.listening_from = now   # sockets are open from here: the wait for the peer starts
         self.held = set(held) & set(range(self.n))
         self.next_heartbeat = self.next_dns = self.next_witness = self.next_watchdog = now
-        return [Log(f"adopted VIP {self.cfg.vips[i].address} already on {self.cfg.vips[i].interface}")
-                for i in sorted(self.held)]
+        acts: list[Action] = [Log(f"adopted VIP {self.cfg.vips[i].address} already on "
+                                  f"{self.cfg.vips[i].interface}") for i in sorted(self.held)]
+        if saved is not None:
+            acts += self._restore(saved)
+        self.saved_key = self._saved_key()
+        return acts
+
+    def _restore(self, saved: Saved) -> list[Action]:
+        """What the state directory kept: stickiness (failback: manual only: with `auto` the
+        hold-down decides), pins, failures and the transition number."""
+        ok = set(range(self.n))
+        if self.cfg.failback == "manual":
+            self.sticky = set(saved.sticky) & ok
+            self.away = set(saved.away) & ok
+        if saved.admin is not None and len(saved.admin.pins) == self.n:
+            self.admin = saved.admin
+        self.failures = {(f.what, f.node): f for f in saved.failures}
+        self.total_failures = saved.total_failures
+        self.events = saved.events
+        self.causes = {i: c for i, c in saved.causes if i in ok}
+        self.changed_at = {i: t for i, t in saved.changed if i in ok}
+        pins = [i for i, p in enumerate(self.admin.pins) if p]
+        kept = [f"sticky {self._ips(self.sticky)}" if self.sticky else "",
+                f"away from here {self._ips(self.away)}" if self.away else "",
+                f"pins {self._ips(pins)}" if pins else "",
+                f"{len(self.failures)} failure record(s)" if self.failures else ""]
+        what = "; ".join(k for k in kept if k) or "nothing to restore"
+        return [Log(f"state kept from the last run: {what} (transition {self.events})")]
+
+    def _ips(self, idx: Iterable[int]) -> str:
+        return ", ".join(self.cfg.vips[i].ip for i in sorted(idx))
+
+    # --- what is kept, what is told --------------------------------------------------------
+
+    def _saved_key(self) -> object:
+        sticky = self.sticky if self.stop_sticky is None else self.stop_sticky
+        return (self.events, self.admin, _mask(sticky), _mask(self.away), len(self.failures))
+
+    def snapshot(self) -> Saved:
+        """The state to keep. Failure counts ride along but do not trigger a write each: a
+        hung bind fails ten checks a second, and an SD card should not see ten writes."""
+        sticky = self.sticky if self.stop_sticky is None else self.stop_sticky
+        return Saved(sticky=frozenset(sticky), away=frozenset(self.away), admin=self.admin,
+                     failures=tuple(self.failures.values()), total_failures=self.total_failures,
+                     events=self.events, causes=tuple(sorted(self.causes.items())),
+                     changed=tuple(sorted(self.changed_at.items())))
+
+    def _save(self) -> list[Action]:
+        key = self._saved_key()
+        if key == self.saved_key:
+            return []
+        self.saved_key = key
+        return [Save(self.snapshot())]
+
+    def role(self) -> str:
+        if self.dns_seen and not self.dns_ok:
+            return "failed"
+        if self.standby:
+            return "standby"
+        return "active" if self.held else "backup"
+
+    def _transition(self, now: float, kind: str, code: str, reason: str, vip: int | None = None,
+                    old: str | None = None, new: str | None = None,
+                    duration: float | None = None) -> Transition:
+        self.events += 1
+        ip = None if vip is None else self.cfg.vips[vip].ip
+        label = (ip or "", code)
+        self.transition_counts[label] = self.transition_counts.get(label, 0) + 1
+        return Transition(self.events, kind, now, self.role(), code, reason, ip, old, new,
+                          None if duration is None else round(max(0.0, duration), 6))
+
+    def explain(self, now: float, i: int, owner: str | None) -> Cause:
+        """Why VIP i is where it is (`owner`, as the status model sees it), from what this node
+        decided and saw. code: preferred | moved | handover | unowned, or the recorded cause of
+        its move away from home (core/saved.py Cause)."""
+        home = self.homes[i]
+        pin = self.admin.pins[i]
+        if owner is None:
+            why = []
+            if not self.dns_ok:
+                why.append(f"DNS failed on {self.me}")
+            elif not self.available(i):
+                why.append(f"{self.me} {'in standby' if self.standby else 'has no carrier'}")
+            if not self.peer_alive(now):
+                why.append(f"{self.peer_name} offline")
+            elif self.peer.msg is not None and not self.peer.msg.dns_ok:
+                why.append(f"DNS failed on {self.peer_name}")
+            return Cause("unowned", self.me, now, "; ".join(why) or None)
+        if pin and self.names[pin - 1] == owner:
+            return Cause("moved", owner, now)
+        if owner == home:
+            return Cause("preferred", owner, now)
+        c = self.causes.get(i)
+        if c is not None:
+            return c
+        return Cause("unknown", home, now)
 
     def _on_dns(self, now: float, ok: bool, latency: float | None, error: str | None) -> list[Action]:
         self.dns_stale = False
@@ -384,6 +486,10 @@ class Engine:
             acts.append(Log(f"local DNS {'healthy again' if self.dns_ok else 'FAILED'}"
                             + ("" if self.dns_ok else f" ({error}, {self.consecutive} in a row)"),
                             "info" if self.dns_ok else "warning"))
+            acts.append(self._transition(
+                now, "dns_healthy" if self.dns_ok else "dns_failed", "dns_healthy" if self.dns_ok
+                else "dns_failed", "DNS check passes again" if self.dns_ok
+                else f"DNS check failed {self.consecutive} time(s) in a row ({error or 'failed'})"))
         if self.dns_ok != was_ok or first:
             self._send_now = True
         return acts
@@ -426,11 +532,17 @@ class Engine:
     def _on_claim_failed(self, now: float, vip: int, error: str) -> list[Action]:
         if not 0 <= vip < self.n:
             return []
+        held = vip in self.held
         self.held.discard(vip)
         self.sticky.discard(vip)
         self._record("claim", self.me, now, f"{self.cfg.vips[vip].address}: {error}")
         self._send_now = True
-        return [Log(f"could not add {self.cfg.vips[vip].address}: {error}", "error")]
+        acts: list[Action] = [Log(f"could not add {self.cfg.vips[vip].address}: {error}", "error")]
+        if held:
+            self.changed_at[vip] = now
+            acts.append(self._transition(now, "vip_released", "claim_failed",
+                                         f"could not add the address: {error}", vip, self.me))
+        return acts
 
     def _drop(self, link: int, d: wire.Dropped) -> list[Action]:
         first = d.reason not in self.drops
@@ -513,6 +625,8 @@ class Engine:
         if self.peer.left or not was_alive:
             acts.append(Log(f"peer {self.peer_name} is online"
                             + (" (restarted)" if new_incarnation else "")))
+            acts.append(self._transition(now, "peer_found", "peer_found", f"heard {self.peer_name} again"
+                                         + (" (restarted)" if new_incarnation else "")))
             self.peer.left = False
             self._send_now = True
             # After a partition both may have announced: whoever owns a VIP announces it
@@ -524,6 +638,10 @@ class Engine:
             self.peer_digest_ok = digest_ok
             if not digest_ok:
                 acts.append(Log(f"peer {self.peer_name} runs a different config (digest differs)", "warning"))
+            acts.append(self._transition(
+                now, "config_match" if digest_ok else "config_mismatch",
+                "config_match" if digest_ok else "config_mismatch",
+                f"{self.peer_name} runs {'the same' if digest_ok else 'a different'} config"))
         good = msg.dns_ok and not msg.standby
         if not good:
             self.peer.good_since = None
@@ -557,7 +675,9 @@ class Engine:
                 return [Log(f"{cmd}: already {'in standby' if want else 'active'}")]
             self.standby = want
             self._send_now = True
-            return [Log(f"operator: {'standby: draining VIPs' if want else 'unstandby: active again'}")]
+            return [Log(f"operator: {'standby: draining VIPs' if want else 'unstandby: active again'}"),
+                    self._transition(now, cmd, cmd, "operator: " + ("standby, draining VIPs" if want
+                                                                   else "unstandby, active again"))]
         if cmd not in ("cleanup", "move"):
             raise ValueError(f"unknown command {cmd!r}")
         if not self.ready:
@@ -584,8 +704,9 @@ class Engine:
         self.admin = admin
         origin = self.names[admin.node] if admin.node < len(self.names) else "?"
         for i in range(self.n):
-            if _bit(admin.cleanup_mask, i) and i in self.sticky:
+            if _bit(admin.cleanup_mask, i):
                 self.sticky.discard(i)
+                self.away.discard(i)
         if admin.cleanup_all:
             self.failures.clear()
             self.total_failures = 0
@@ -618,7 +739,7 @@ class Engine:
         """Greater is better: DNS healthy, pinned, sticky, preference, holds it, name order."""
         if node == self.me:
             healthy, sticky, holds = self.dns_ok, i in self.sticky or (
-                i in self.held and self.homes[i] == self.me), i in self.held
+                i in self.held and self.homes[i] == self.me and i not in self.away), i in self.held
         else:
             m = self.peer.msg
             assert m is not None
@@ -679,7 +800,8 @@ class Engine:
         return (alive, not alive and now < self.listen_until, self.witness_fresh(), self.peer.left,
                 self.peer_was_alive, gs is not None and now - gs >= self.cfg.hold_down,
                 self.dns_ok, self.dns_stale, self.standby, tuple(self.carrier.values()),
-                frozenset(self.held), frozenset(self.sticky), frozenset(self.yielding),
+                frozenset(self.held), frozenset(self.sticky), frozenset(self.away),
+                frozenset(self.yielding),
                 frozenset(self.contested), frozenset(self.told_failed), self.admin,
                 tuple(self._heard_holding(now, i) for i in range(self.n)),
                 None if m is None else (m.held, m.yielding, m.sticky, m.available, m.dns_ok,
@@ -694,6 +816,8 @@ class Engine:
             why = "said bye" if self.peer.left else f"silent for {silent:.2f} s"
             self._record("peer_lost", self.peer_name, now, why)
             acts.append(Log(f"peer {self.peer_name} lost ({why})", "warning"))
+            acts.append(self._transition(now, "peer_lost", "peer_stopped" if self.peer.left
+                                         else "peer_lost", f"{self.peer_name} {why}"))
             # It may have held and announced some of ours (a contest we did not see end).
             self.contested |= self.held
         self.peer_was_alive = alive
@@ -709,6 +833,21 @@ class Engine:
                                              or not _bit(m.available, i))
             if i in self.held and peer_holds:
                 self.contested.add(i)   # both hold it: the client may point at either
+            if (m is not None and i not in self.held and peer_holds and _bit(m.sticky, i)
+                    and self.homes[i] == self.me and i not in self.away and m.admin == self.admin
+                    and self.cfg.failback == "manual"):
+                # The peer holds our VIP as a failover's (sticky): we failed, or were down when
+                # it took over. Kept, so a restart of either node does not bring it back early.
+                self.away.add(i)
+                self._send_now = True
+            if owner != self.me:
+                self.want_since.pop(i, None)
+                if owner == self.peer_name and i not in self.held and i in self.sticky:
+                    # Kept from the last run, but the peer has the better claim now.
+                    self.sticky.discard(i)
+                    self._send_now = True
+            elif i not in self.held:
+                self.want_since.setdefault(i, now)
             if owner == self.me:
                 if i in self.yielding:
                     self.yielding.discard(i)
@@ -736,14 +875,16 @@ class Engine:
                 if graceful and not peer_holds:
                     if i not in self.yielding:
                         self.yielding.add(i)
+                        self.yield_since[i] = now
                         changed = True
                         acts.append(Log(f"VIP {vip.address}: handing over to {owner}"))
                 else:
-                    why = ("local DNS failed" if not self.dns_ok else
-                           f"{owner} holds it now" if graceful else
-                           "carrier down" if not self.carrier.get(vip.interface) else
-                           "standby" if self.standby else
-                           f"{owner} should hold it" if owner else "no node can hold it")
+                    code, why = (("dns_failed", "local DNS failed") if not self.dns_ok else
+                                 ("handed_over", f"{owner} holds it now") if graceful else
+                                 ("no_carrier", "carrier down") if not self.carrier.get(vip.interface) else
+                                 ("standby", "standby") if self.standby else
+                                 ("rank", f"{owner} should hold it") if owner else
+                                 ("unowned", "no node can hold it"))
                     acts += [Release(i), Log(f"released VIP {vip.address} ({why})",
                                              "info" if graceful else "warning")]
                     self.held.discard(i)
@@ -752,10 +893,27 @@ class Engine:
                     self.contested.discard(i)
                     self._released(now, i)
                     changed = True
+                    if self.homes[i] == self.me and code in ("dns_failed", "no_carrier", "standby"):
+                        at = now
+                        f = self.failures.get(("dns_check", self.me))
+                        if code == "dns_failed" and f is not None:
+                            at = f.last
+                        detail = self.dns_error if code == "dns_failed" else None
+                        self.causes[i] = Cause(code, self.me, at, detail)
+                    if code == "handed_over" and self.admin.pins[i]:
+                        code = "moved"
+                    since = self.yield_since.pop(i, None)
+                    acts.append(self._transition(now, "vip_released", code, why, i, self.me, owner,
+                                                 None if since is None else now - since))
             if i not in self.held:
                 self.contested.discard(i)
+                self.yield_since.pop(i, None)
             if not peer_holds:
                 self.told_failed.discard(i)
+            seen = (i in self.held, peer_holds)
+            if seen != self.seen_holders[i]:
+                self.seen_holders[i] = seen
+                self.changed_at[i] = now
         acts += self._expire_sticky(now)
         if changed:
             self._send_now = True
@@ -768,30 +926,54 @@ class Engine:
     def _claim(self, now: float, i: int, peer_alive: bool) -> list[Action]:
         vip = self.cfg.vips[i]
         self.held.add(i)
-        why = "preferred here"
-        if self.homes[i] != self.me:
-            m = self.peer.msg
-            sticky = False
-            if not peer_alive and self.peer.left:
-                # An orderly stop is maintenance, not a failure: the VIP goes home on return.
-                why = f"peer {self.peer_name} stopped"
-            elif not peer_alive and self.peer.ever_heard:
-                why, sticky = f"peer {self.peer_name} is dead", True
-            elif not peer_alive or m is None:
-                why = f"peer {self.peer_name} not heard since start"
-            elif not m.dns_ok and m.ready:
-                why, sticky = f"DNS failed on {self.peer_name}", True
-            elif m.standby:
-                why = f"{self.peer_name} is in standby"
-            elif not _bit(m.available, i):
-                why, sticky = f"{self.peer_name} cannot hold it (no carrier)", True
-            else:
-                why = "moved by operator" if self.admin.pins[i] else "rank"
-            if sticky and (self.cfg.failback == "manual" or self.cfg.hold_down > 0):
+        m = self.peer.msg
+        peer = self.peer_name
+        # Why, as a code for machines and words for people; the cause is kept for `status`.
+        if not peer_alive and self.peer.left:
+            # An orderly stop is maintenance, not a failure: the VIP goes home on return.
+            code, why = "peer_stopped", f"peer {peer} stopped"
+        elif not peer_alive and self.peer.ever_heard:
+            silent = now - (self.peer.last_heard or now)
+            code, why = "peer_lost", f"peer {peer} is dead (silent for {silent:.2f} s)"
+        elif not peer_alive or m is None:
+            code, why = "peer_unheard", f"peer {peer} not heard since start"
+        elif not m.dns_ok and m.ready:
+            code, why = "peer_dns_failed", f"DNS failed on {peer}"
+        elif m.standby:
+            code, why = "peer_standby", f"{peer} is in standby"
+        elif not _bit(m.available, i):
+            code, why = "peer_no_carrier", f"{peer} cannot hold it (no carrier)"
+        elif self.admin.pins[i]:
+            code, why = "moved", "moved by operator"
+        elif self.homes[i] == self.me:
+            code, why = "preferred", "preferred here"
+        else:
+            code, why = "rank", "rank"
+        old = peer if m is not None and _bit(m.held, i) or code in FAILOVER else None
+        if self.homes[i] == self.me:
+            if code in ("peer_dns_failed", "peer_no_carrier"):
+                self.away.discard(i)   # the peer failed after we did: the newer failure counts
+            if i not in self.away:
+                self.causes.pop(i, None)
+        else:
+            if code in FAILOVER and (self.cfg.failback == "manual" or self.cfg.hold_down > 0):
                 self.sticky.add(i)
             self.failovers += 1
             self.last_failover = now
-        return [Claim(i), Announce(i), Log(f"claimed VIP {vip.address} on {vip.interface} ({why})")]
+            at = self.peer.last_heard if code == "peer_lost" and self.peer.last_heard is not None else now
+            cause = {"peer_stopped": "stopped", "peer_lost": "peer_lost", "peer_unheard": "unheard",
+                     "peer_dns_failed": "dns_failed", "peer_standby": "standby",
+                     "peer_no_carrier": "no_carrier"}.get(code)
+            if cause is not None:
+                detail = why.split("(", 1)[1].rstrip(")") if code == "peer_lost" else None
+                self.causes[i] = Cause(cause, peer, at, detail)
+        since = self.want_since.pop(i, now)
+        if code == "peer_lost" and self.peer.last_heard is not None:
+            since = min(since, self.peer.last_heard)
+        self.changed_at[i] = now
+        return [Claim(i), Announce(i), Log(f"claimed VIP {vip.address} on {vip.interface} ({why})"),
+                self._transition(now, "failover" if code in FAILOVER else "vip_claimed", code, why, i,
+                                 old, self.me, now - since)]
 
     def _expire_sticky(self, now: float) -> list[Action]:
         if self.cfg.failback != "auto" or not self.sticky:
@@ -824,7 +1006,7 @@ class Engine:
         ack_seq, ack_delay = 0, 0
         if self.last_rx:
             ack_seq, ack_delay = self.last_rx[0], int((now - self.last_rx[1]) * 1e6)
-        home_held = {i for i in self.held if self.homes[i] == self.me}
+        home_held = {i for i in self.held if self.homes[i] == self.me and i not in self.away}
         return wire.Message(
             cluster=self.cfg.cluster, sender=self.me, incarnation=self.incarnation, seq=self.seq,
             type=mtype, echo=self.live.target, ack_seq=ack_seq, ack_delay_us=ack_delay,
@@ -850,7 +1032,14 @@ class Engine:
         acts: list[Action] = [Notify("STOPPING=1")]
         acts += [Release(i) for i in sorted(self.held)]
         acts += [Log(f"released VIP {self.cfg.vips[i].address} (stopping)") for i in sorted(self.held)]
+        # A stop is maintenance: what we hold as a failover's comes back to us on return.
+        self.stop_sticky = frozenset(self.sticky)
+        held = sorted(self.held)
         self.held.clear()
+        for i in held:
+            self.changed_at[i] = now
+            acts.append(self._transition(now, "vip_released", "stopping", "daemon stopping", i,
+                                         self.me, self.peer_name if self.peer_alive(now) else None))
         self.sticky.clear()
         self.yielding.clear()
         self.stopping = True

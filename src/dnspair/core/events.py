@@ -7,11 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .saved import Saved
+
 
 @dataclass(frozen=True)
 class Start:
-    """The daemon is up: `held` are the VIP indexes already on our interfaces (adopted)."""
+    """The daemon is up: `held` are the VIP indexes already on our interfaces (adopted);
+    `saved` what the state directory kept from the last run (None: nothing, or unreadable)."""
     held: frozenset[int] = frozenset()
+    saved: Saved | None = None
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 from .. import __version__
 from .engine import Engine, _bit
+from .saved import Cause
 from .verdict import add_findings
 
 SCHEMA = 1
@@ -22,8 +23,50 @@ def _iso(wall: float | None) -> str | None:
     return dt.datetime.fromtimestamp(wall, dt.UTC).isoformat(timespec="milliseconds")
 
 
-def build(e: Engine, now: float, wall_now: float, pid: int | None = None) -> dict[str, Any]:
-    """`now` is monotonic (the engine's clock), `wall_now` the matching wall time."""
+def _clock(wall: float | None, wall_now: float) -> str:
+    """A time of day for a phrase (UTC); with the date if it is not today's."""
+    if wall is None:
+        return "?"
+    t = dt.datetime.fromtimestamp(wall, dt.UTC)
+    today = dt.datetime.fromtimestamp(wall_now, dt.UTC).date()
+    return t.strftime("%H:%M:%S" if t.date() == today else "%Y-%m-%d %H:%M:%S")
+
+
+CAUSES = {"dns_failed": "{node} DNS failed {at}", "peer_lost": "{node} lost {at}",
+          "stopped": "{node} stopped {at}", "no_carrier": "{node} lost carrier {at}",
+          "standby": "{node} in standby since {at}", "unheard": "{node} not heard at start {at}",
+          "claim_failed": "{node} could not add it {at}"}
+
+
+def why(e: Engine, i: int, owner: str | None, c: Cause, at: float | None, wall_now: float,
+        sticky: bool) -> str:
+    """The one phrase that says why VIP i is where it is (from the engine's `explain`)."""
+    if c.code == "unowned":
+        return "nowhere: " + (c.detail or "no node can hold it")
+    prefers = e.cfg.vips[i].prefers
+    if c.code == "preferred":
+        other = e.peer_name if owner == e.me else e.me
+        return f"on {owner}: preferred ({prefers.get(owner or '', 0)} vs {prefers.get(other, 0)})"
+    if c.code == "moved":
+        return f"on {owner}: moved by operator (until `dnspair cleanup {e.cfg.vips[i].ip}`)"
+    home = e.homes[i]
+    text = CAUSES.get(c.code, "taken over from {node} (the cause was not seen here)").format(
+        node=c.node, at=_clock(at, wall_now))
+    if c.detail:
+        text += f" ({c.detail})"
+    if sticky and e.cfg.failback == "manual":
+        text += "; stays until `dnspair cleanup` (failback manual)"
+    elif sticky:
+        text += f"; returns once {home} is healthy for {e.cfg.hold_down:g} s (failback auto)"
+    else:
+        text += f"; returns when {home} can hold it"
+    return f"on {owner}: {text}"
+
+
+def build(e: Engine, now: float, wall_now: float, pid: int | None = None,
+          history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """`now` is monotonic (the engine's clock), `wall_now` the matching wall time; `history`
+    the last transitions (the shell keeps them, with their wall times)."""
     def wall(t: float | None) -> float | None:
         return None if t is None else wall_now - (now - t)
 
@@ -70,12 +113,21 @@ def build(e: Engine, now: float, wall_now: float, pid: int | None = None) -> dic
         elif holders:
             owner = holders[0]
         pin = e.admin.pins[i] if i < len(e.admin.pins) else 0
+        sticky = (i in e.sticky and i in e.held
+                  or bool(alive and m and _bit(m.sticky, i) and e.homes[i] != e.peer_name)
+                  or (i in e.away and owner == e.peer_name))
+        cause = e.explain(now, i, owner)
+        at = wall(cause.at)
         vips.append({
             "address": v.address, "interface": v.interface, "owner": owner, "holders": holders,
             "preferred": e.homes[i], "held_here": i in e.held,
             "moved": owner is not None and owner != e.homes[i],
-            "sticky": i in e.sticky or bool(alive and m and _bit(m.sticky, i) and e.homes[i] != e.peer_name),
+            "sticky": sticky,
             "pinned_to": e.names[pin - 1] if pin else None,
+            "why": why(e, i, owner, cause, at, wall_now, sticky),
+            "reason": {"code": cause.code, "node": cause.node, "detail": cause.detail,
+                       "since": _iso(at) if cause.code not in ("preferred", "moved", "unowned") else None},
+            "last_change": _iso(wall(e.changed_at.get(i))),
         })
     failed = [{"what": f.what, "node": f.node, "count": f.count, "why": f.why,
                "first": _iso(wall(f.first)), "last": _iso(wall(f.last))}
@@ -104,4 +156,8 @@ def build(e: Engine, now: float, wall_now: float, pid: int | None = None) -> dic
         "config_match": None if m is None else e.peer_digest_ok,
         "witness": None if e.cfg.witness is None else {"address": e.cfg.witness.address,
                                                         "ok": e.witness_ok},
+        "transitions": {"last": e.events,
+                        "counts": [{"vip": vip or None, "reason": code, "count": n}
+                                   for (vip, code), n in sorted(e.transition_counts.items())]},
+        "history": list(history or []),
     })

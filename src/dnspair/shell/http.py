@@ -8,12 +8,14 @@ It renders the status model only, which holds no key.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
 
 from ..core import verdict
 
 log = logging.getLogger("dnspair")
+NAN = float("nan")
 MAX_HEAD = 8192
 READ_TIMEOUT = 2.0
 WRITE_TIMEOUT = 2.0
@@ -40,66 +42,90 @@ def health(st: dict) -> tuple[int, str]:
     return 200, "; ".join([f"OK {me} holds {', '.join(held) or 'no VIP'}", *(f.text for f in found)])
 
 
-def _num(v) -> str:
-    return "NaN" if v is None else repr(float(v)) if isinstance(v, float) else str(int(v))
-
-
-def _lbl(**kw) -> str:
-    esc = {k: str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") for k, v in kw.items()}
-    return "{" + ",".join(f'{k}="{v}"' for k, v in esc.items()) + "}"
+def _ts(iso: str | None) -> float | None:
+    return None if iso is None else dt.datetime.fromisoformat(iso).timestamp()
 
 
 def metrics(st: dict) -> str:
-    """Prometheus text format 0.0.4; seconds as base unit, NaN where unknown."""
-    out = []
+    """Prometheus text format 0.0.4 (prometheus_client writes it); seconds as base unit, NaN
+    where unknown. Imported on the first scrape: a node nobody scrapes never pays for it."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+    from prometheus_client.exposition import generate_latest
 
-    def m(name, kind, help, samples):
-        out.append(f"# HELP dnspair_{name} {help}")
-        out.append(f"# TYPE dnspair_{name} {kind}")
-        out.extend(f"dnspair_{name}{lbl} {_num(v)}" for lbl, v in samples)
+    families = []
+
+    def m(name, kind, help, samples, labels=()):
+        """samples: (label values in `labels` order, value); counters get `_total` added."""
+        cls = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+        fam = cls(f"dnspair_{name}".removesuffix("_total"), help, labels=list(labels))
+        for values, v in samples:
+            fam.add_metric([str(x) for x in values], NAN if v is None else float(v))
+        families.append(fam)
 
     hb, fo = st["heartbeat"], st["failovers"]
+    nodes, vips = st["nodes"], st["vips"]
 
     def ms(v):
         return None if v is None else v / 1000
 
+    def ip(v):
+        return v["address"].split("/")[0]
+
     m("info", "gauge", "Constant 1, labelled with version, cluster and node.",
-      [(_lbl(version=st["daemon"]["version"], cluster=st["cluster"], node=st["node"]), 1)])
-    m("uptime_seconds", "gauge", "Seconds since the daemon started.", [("", st["daemon"]["uptime_s"])])
+      [((st["daemon"]["version"], st["cluster"], st["node"]), 1)], ("version", "cluster", "node"))
+    m("build_info", "gauge", "Constant 1, labelled with the dnspair version.",
+      [((st["daemon"]["version"],), 1)], ("version",))
+    m("uptime_seconds", "gauge", "Seconds since the daemon started.", [((), st["daemon"]["uptime_s"])])
     m("node_online", "gauge", "1 if the node is up (the peer: heard within the dead time).",
-      [(_lbl(node=n["name"]), int(n["online"])) for n in st["nodes"]])
+      [((n["name"],), int(n["online"])) for n in nodes], ("node",))
     m("node_standby", "gauge", "1 if the node is in standby.",
-      [(_lbl(node=n["name"]), int(n["standby"])) for n in st["nodes"]])
+      [((n["name"],), int(n["standby"])) for n in nodes], ("node",))
     m("dns_ok", "gauge", "1 if the node's DNS check passes, 0 if it fails, NaN if unknown.",
-      [(_lbl(node=n["name"]), None if n["dns"]["ok"] is None else int(n["dns"]["ok"])) for n in st["nodes"]])
+      [((n["name"],), None if n["dns"]["ok"] is None else int(n["dns"]["ok"])) for n in nodes], ("node",))
     m("dns_latency_seconds", "gauge", "Latency of the node's last DNS check.",
-      [(_lbl(node=n["name"]), ms(n["dns"]["latency_ms"])) for n in st["nodes"]])
+      [((n["name"],), ms(n["dns"]["latency_ms"])) for n in nodes], ("node",))
     m("dns_failures_total", "counter", "DNS check failures since start or cleanup.",
-      [(_lbl(node=n["name"]), n["dns"]["failures"]) for n in st["nodes"]])
+      [((n["name"],), n["dns"]["failures"]) for n in nodes], ("node",))
     m("vip_owner", "gauge", "1 for the node that owns the VIP (no sample: no owner).",
-      [(_lbl(vip=v["address"].split("/")[0], node=v["owner"]), 1) for v in st["vips"] if v["owner"]])
+      [((ip(v), v["owner"]), 1) for v in vips if v["owner"]], ("vip", "node"))
     m("vip_owned", "gauge", "1 if some node owns the VIP.",
-      [(_lbl(vip=v["address"].split("/")[0]), int(v["owner"] is not None)) for v in st["vips"]])
+      [((ip(v),), int(v["owner"] is not None)) for v in vips], ("vip",))
     m("vip_moved", "gauge", "1 if the VIP is away from its preferred node.",
-      [(_lbl(vip=v["address"].split("/")[0]), int(v["moved"])) for v in st["vips"]])
+      [((ip(v),), int(v["moved"])) for v in vips], ("vip",))
     m("vip_held_here", "gauge", "1 if this node holds the VIP.",
-      [(_lbl(vip=v["address"].split("/")[0]), int(v["held_here"])) for v in st["vips"]])
-    m("heartbeat_rtt_seconds", "gauge", "Heartbeat round trip.", [("", ms(hb["rtt_ms"]))])
+      [((ip(v),), int(v["held_here"])) for v in vips], ("vip",))
+    m("vip_last_change_timestamp_seconds", "gauge",
+      "When the VIP last changed hands as this node saw it (Unix time; kept across restarts).",
+      [((ip(v),), _ts(v.get("last_change"))) for v in vips if v.get("last_change")], ("vip",))
+    m("transitions_total", "counter", "Transitions of this node since it started, by VIP and reason "
+      "(docs/config.md, notify).",
+      [((t["vip"] or "", t["reason"]), t["count"]) for t in st.get("transitions", {}).get("counts", [])],
+      ("vip", "reason"))
+    m("heartbeat_rtt_seconds", "gauge", "Heartbeat round trip.", [((), ms(hb["rtt_ms"]))])
     m("heartbeat_last_heard_seconds", "gauge", "Age of the last heartbeat from the peer.",
-      [("", hb["last_heard_s"])])
-    m("heartbeat_links_up", "gauge", "Heartbeat links the peer is heard on.", [("", hb["links_up"])])
-    m("heartbeat_links", "gauge", "Heartbeat links configured.", [("", hb["links_total"])])
+      [((), hb["last_heard_s"])])
+    m("heartbeat_links_up", "gauge", "Heartbeat links the peer is heard on.", [((), hb["links_up"])])
+    m("heartbeat_links", "gauge", "Heartbeat links configured.", [((), hb["links_total"])])
     m("heartbeat_dropped_total", "counter", "Datagrams dropped, by reason.",
-      [(_lbl(reason=k), v) for k, v in sorted(hb["dropped"].items())])
-    m("failovers_total", "counter", "VIPs taken over by this node.", [("", fo["count"])])
+      [((k,), v) for k, v in sorted(hb["dropped"].items())], ("reason",))
+    m("failovers_total", "counter", "VIPs taken over by this node.", [((), fo["count"])])
     m("last_failover_age_seconds", "gauge", "Seconds since the last failover (NaN: never).",
-      [("", fo["last_age_s"])])
-    m("failed_actions", "gauge", "Failures waiting for `dnspair cleanup`.", [("", len(st["failed_actions"]))])
+      [((), fo["last_age_s"])])
+    m("failed_actions", "gauge", "Failures waiting for `dnspair cleanup`.", [((), len(st["failed_actions"]))])
     m("finding", "gauge", "1 for each finding of the verdict (docs/status.md, findings).",
-      [(_lbl(kind=f.kind, severity=f.severity, subject=f.subject), 1) for f in verdict.read(st)])
+      [((f.kind, f.severity, f.subject), 1) for f in verdict.read(st)], ("kind", "severity", "subject"))
     m("config_match", "gauge", "1 if both nodes run the same config, NaN if unknown.",
-      [("", None if st["config_match"] is None else int(st["config_match"]))])
-    return "\n".join(out) + "\n"
+      [((), None if st["config_match"] is None else int(st["config_match"]))])
+    n = st.get("notify")
+    if n is not None:
+        m("notify_failures_total", "counter", "Notify commands that failed, timed out, or events "
+          "dropped from a full queue.", [((k,), n.get(k, 0)) for k in ("failed", "timed_out", "dropped")],
+          ("kind",))
+
+    class Families:
+        def collect(self):
+            return families
+    return generate_latest(Families()).decode()
 
 
 def route(method: str, target: str, status) -> tuple[int, str, bytes]:

@@ -27,6 +27,22 @@ def warnings(st: dict) -> list[str]:
     return [f.text for f in verdict.read(st)]
 
 
+def transition(h: dict) -> str:
+    """One history entry on one line."""
+    what = h.get("kind", "?")
+    if h.get("vip"):
+        what += f" {h['vip']}"
+        if h.get("old_owner") or h.get("new_owner"):
+            what += f" {h.get('old_owner') or '-'} -> {h.get('new_owner') or '-'}"
+    took = f", {h['duration_s'] * 1000:.0f} ms" if isinstance(h.get("duration_s"), int | float) else ""
+    when = str(h.get("time", "?")).replace("T", " ")[:23]
+    return f"#{h.get('number', '?')} {when} {h.get('node', '')}: {what} ({h.get('reason', '')}{took})"
+
+
+def history(items: list) -> str:
+    return "\n".join(transition(h) for h in items)
+
+
 def text(st: dict) -> str:
     me = next(n for n in st["nodes"] if n["self"])
     peer = next(n for n in st["nodes"] if not n["self"])
@@ -70,6 +86,8 @@ def text(st: dict) -> str:
         if len(v["holders"]) > 1:
             notes.append(f"handing over ({' and '.join(v['holders'])} hold it)")
         lines.append(f"  * {v['address']} ({v['interface']}): {where}  ({'; '.join(notes)})")
+        if v.get("why"):
+            lines.append(f"      why: {v['why']}")
     if st["failed_actions"]:
         lines += ["", "Failed Actions:"]
         for f in st["failed_actions"]:
@@ -81,6 +99,13 @@ def text(st: dict) -> str:
         if st.get("control_rejected"):
             parts.append(f"control_rejected={st['control_rejected']}")
         lines += ["", "Rejected input:", "  * " + ", ".join(parts)]
+    if st.get("history"):
+        lines += ["", "Recent transitions (`dnspair history` for more):"]
+        lines += [f"  * {transition(h)}" for h in st["history"]]
+    n = st.get("notify") or {}
+    if n.get("failed") or n.get("timed_out") or n.get("dropped"):
+        lines += ["", f"Notify: {n.get('failed', 0)} failed, {n.get('timed_out', 0)} timed out, "
+                      f"{n.get('dropped', 0)} dropped (see the log)"]
     found = verdict.read(st)
     if found:
         lines += ["", "Warnings:"] + [f"  * {'CRITICAL: ' if f.severity == 'critical' else ''}{f.text}"
