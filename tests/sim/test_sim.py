@@ -330,3 +330,19 @@ def test_checker_budget_excuses_only_what_follows_a_fault_edge():
     cfg = world.configmod.parse(EXAMPLE)
     v = checks.answered(rec, cfg)
     assert len(v) == 1 and v[0].t == 1.3
+
+
+def test_sticky_kept_invariant_bites_without_the_state_file():
+    """Seeds 3 and 17 restart a node that held a VIP as a failover's, with its state kept:
+    with the state restored the VIP comes back to it; with restore taken out it does not."""
+    from unittest import mock
+
+    from dnspair.core import engine
+    cfg = open(run.DEFAULT_CONFIG).read()
+    for seed in (3, 17):
+        sch = schedule.generate(seed)
+        _, viol, _ = run.run_one(cfg, sch)
+        assert not viol, viol
+        with mock.patch.object(engine.Engine, "_restore", lambda self, saved: []):
+            _, viol, _ = run.run_one(cfg, sch)
+        assert any(v.invariant == "sticky_kept" for v in viol), (seed, viol)

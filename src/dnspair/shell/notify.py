@@ -64,7 +64,6 @@ class Notifier:
                             "and more until it empties (counted in status)", self.limit,
                             old["DNSPAIR_EVENT_ID"], old["DNSPAIR_EVENT"])
             self._dropping = True
-        env = dict(env, DNSPAIR_DROPPED=str(self.stats["dropped"]))
         self.queue.append(env)
         self.stats["queued"] = len(self.queue)
         self._idle.clear()
@@ -75,7 +74,7 @@ class Notifier:
             await self._wake.wait()
             self._wake.clear()
             while self.queue:
-                env = self.queue.popleft()
+                env = dict(self.queue.popleft(), DNSPAIR_DROPPED=str(self.stats["dropped"]))
                 self.stats["queued"] = len(self.queue)
                 for cmd in self.commands:
                     await self._one(cmd, env)
