@@ -78,7 +78,8 @@ new=$DNSPAIR_NEW_OWNER role=$DNSPAIR_ROLE code=$DNSPAIR_REASON_CODE" >> {out}
     assert took < 1.5, f"failover took {took:.2f} s with a hung notify command"
 
     def lines(node):
-        return [ln.split() for ln in out.read_text().splitlines() if ln.startswith(node)] if out.exists() else []
+        text = out.read_text() if out.exists() else ""
+        return [ln.split() for ln in text.splitlines() if ln.startswith(node)]
     p.wait(lambda: any(ln[2] == "failover" for ln in lines("dns-pm02")), "the failover notified", 15)
     mine = lines("dns-pm02")
     assert [int(ln[1]) for ln in mine] == list(range(1, len(mine) + 1)), mine

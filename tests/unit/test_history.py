@@ -4,12 +4,12 @@ import json
 import os
 
 import pytest
-from pairsim import EXAMPLE, Pair
 
 from dnspair.core import actions as A
 from dnspair.core import config, saved, status, wire
 from dnspair.core import events as E
 from dnspair.shell import notify, state
+from pairsim import EXAMPLE, KEY, Pair
 
 PM1, PM2 = "dns-pm01", "dns-pm02"
 V1, V2 = 0, 1
@@ -34,7 +34,7 @@ class KeptPair(Pair):
     def restart_kept(self, node, incarnation, keep=True):
         from dnspair.core import engine
         self.up[node] = True
-        self.e[node] = engine.Engine(self.cfg, node, b"\x00" * 0 + bytes(range(32)), incarnation, self.now)
+        self.e[node] = engine.Engine(self.cfg, node, KEY, incarnation, self.now)
         self.deliver(node, E.Start(frozenset(self.addresses[node]), self.kept.get(node) if keep else None))
 
 
@@ -155,7 +155,8 @@ def test_saved_state_round_trips_by_address_and_refuses_garbage():
     cfg = config.parse(EXAMPLE)
     s = saved.Saved(sticky=frozenset({1}), away=frozenset({0}), admin=wire.Admin(7, 1, (0, 1), 2, True),
                     failures=(saved.Failure("dns_check", PM1, 5.0, 6.0, 3, "refused"),),
-                    total_failures=3, events=41, causes=((0, saved.Cause("dns_failed", PM1, 5.0, "refused")),),
+                    total_failures=3, events=41,
+                    causes=((0, saved.Cause("dns_failed", PM1, 5.0, "refused")),),
                     changed=((0, 6.0),))
     d = json.loads(json.dumps(saved.to_json(s, cfg, 1000.0)))
     assert d["sticky"] == ["192.0.2.12"] and d["admin"]["pins"] == {"192.0.2.12": PM1}
