@@ -207,3 +207,33 @@ table ip6 dplab6 {{
     print(f"\nIPv6 heartbeat, bind stopped: answered by node2 after {took:.3f} s")
     assert took <= BUDGET["bind_stop"] + SLACK, w.summary(t0)
     assert any("refused" in f["why"] for f in p.status("node1")["failed_actions"])
+
+
+def test_the_images_bind_options_answer_on_an_ipv6_vip_added_after_start(lab6):
+    """overlays/etc/bind/named.conf.options as shipped (only its directory moved into the lab):
+    bind listens on IPv6 and picks up an address that lands after it started, as a VIP does."""
+    import re
+    from pathlib import Path
+    options = (Path(__file__).resolve().parents[2] / "overlays/etc/bind/named.conf.options").read_text()
+    d = lab6.workdir / "imagebind"
+    d.mkdir()
+    options = re.sub(r'directory "[^"]*";', f'directory "{d}"; pid-file "{d}/named.pid"; '
+                     f'session-keyfile "{d}/session.key";', options, count=1)
+    zone = ("$TTL 60\n@ IN SOA localhost. root.localhost. 1 3600 600 86400 60\n"
+            "@ IN NS localhost.\nlocalhost IN A 127.0.0.1\n")
+    (d / "root.zone").write_text(zone)
+    # A local root: with `recursion yes`, bind never looks for the real root servers.
+    (d / "named.conf").write_text(options + f'controls {{ }};\nzone "." {{ type primary; file "{d}/root.zone"; }};\n')
+    lab6.stop_bind("node1")   # the lab's own bind on node1 steps aside
+    named = lab6.popen("node1", [labmod._which("named"), "-f", "-g", "-n", "1", "-c", str(d / "named.conf")],
+                       log=d / "named.log", what="named (image options)")
+    deadline = time.monotonic() + 30
+    while lab6.query("127.0.0.1", "localhost", where="node1", timeout=0.5) is None:
+        assert named.poll() is None and time.monotonic() < deadline, (d / "named.log").read_text()[-2000:]
+    lab6.run("node1", "ip", "addr", "add", f"{VIP6A}/64", "dev", "eth0", "nodad")
+    t0 = time.monotonic()
+    answer = None
+    while answer is None and time.monotonic() - t0 < 5:
+        answer = lab6.query(VIP6A, "localhost", timeout=0.2)
+    assert answer is not None and answer.addresses == ["127.0.0.1"], (d / "named.log").read_text()[-2000:]
+    print(f"\nthe image's bind answered on {VIP6A} {time.monotonic() - t0:.3f} s after it was added")
