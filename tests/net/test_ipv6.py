@@ -6,12 +6,13 @@ import socket
 import threading
 import time
 
-import lab as labmod
 import pytest
-from campaign import BUDGET
-from pair import Pair, vip_yaml
 from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6
 from scapy.layers.l2 import Ether
+
+import lab as labmod
+from campaign import BUDGET
+from pair import Pair, vip_yaml
 from test_faults_common import Watcher
 
 VIP1, VIP2 = labmod.VIP1, labmod.VIP2
@@ -223,7 +224,8 @@ def test_the_images_bind_options_answer_on_an_ipv6_vip_added_after_start(lab6):
             "@ IN NS localhost.\nlocalhost IN A 127.0.0.1\n")
     (d / "root.zone").write_text(zone)
     # A local root: with `recursion yes`, bind never looks for the real root servers.
-    (d / "named.conf").write_text(options + f'controls {{ }};\nzone "." {{ type primary; file "{d}/root.zone"; }};\n')
+    root = f'zone "." {{ type primary; file "{d}/root.zone"; }};\n'
+    (d / "named.conf").write_text(options + "controls { };\n" + root)
     lab6.stop_bind("node1")   # the lab's own bind on node1 steps aside
     named = lab6.popen("node1", [labmod._which("named"), "-f", "-g", "-n", "1", "-c", str(d / "named.conf")],
                        log=d / "named.log", what="named (image options)")
