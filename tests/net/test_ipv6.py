@@ -239,3 +239,17 @@ def test_the_images_bind_options_answer_on_an_ipv6_vip_added_after_start(lab6):
         answer = lab6.query(VIP6A, "localhost", timeout=0.2)
     assert answer is not None and answer.addresses == ["127.0.0.1"], (d / "named.log").read_text()[-2000:]
     print(f"\nthe image's bind answered on {VIP6A} {time.monotonic() - t0:.3f} s after it was added")
+
+
+def test_the_units_release_hook_removes_an_ipv6_vip_a_crash_left_behind(lab6):
+    import signal
+    p = Pair(lab6, vips=V6_PAIR)
+    p.start()
+    p.wait_served(VIP6A, "node1")
+    p.stop("node1", sig=signal.SIGKILL)
+    assert VIP6A in lab6.addresses("node1", family="inet6"), "a crash leaves the address behind"
+    r = lab6.dnspair_cli("node1", "release", "--config", str(p.configs["node1"]))
+    assert r.returncode == 0 and f"released {VIP6A}/64" in r.stdout, r.stdout + r.stderr
+    assert VIP6A not in lab6.addresses("node1", family="inet6")
+    p.wait_served(VIP6A, "node2")
+    p.wait(lambda: lab6.arp_owner(VIP6A) == "node2", "client's neighbour cache on node2")
