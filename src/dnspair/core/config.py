@@ -282,9 +282,14 @@ def _ipv6_problem(ip: ipaddress.IPv6Address) -> str | None:
     return None
 
 
+SCOPED = "has a %scope: give the address alone"
+
+
 def _node_address(v: str) -> str | None:
     if ":" not in v:
         return _ipv4(v)
+    if "%" in v:
+        return f"{v} {SCOPED}"
     try:
         ip = ipaddress.IPv6Address(v)
     except ValueError:
@@ -324,6 +329,8 @@ def _vip_address(v: str) -> str | None:
 
 
 def _vip6_address(v: str) -> str | None:
+    if "%" in v:
+        return f"{v} {SCOPED} (the interface is vips[].interface)"
     try:
         iface = ipaddress.IPv6Interface(v)
     except ValueError:
