@@ -50,9 +50,9 @@ def vip_networks(config):
     out = []
     for i, v in enumerate(vips):
         try:
-            out.append((ipaddress.IPv4Interface(v["address"]), v["interface"]))
-        except (KeyError, TypeError, ValueError):
-            raise PlanError(f"vips[{i}] needs address: A.B.C.D/PREFIX and interface") from None
+            out.append((ipaddress.ip_interface(v["address"]), v.get("interface", "eth0")))
+        except (AttributeError, KeyError, TypeError, ValueError):
+            raise PlanError(f"vips[{i}] needs address: ADDRESS/PREFIX (IPv4 or IPv6)") from None
     return out
 
 
@@ -74,12 +74,13 @@ def node_settings(config, node, gateway=None):
     except ValueError:
         raise PlanError(f"nodes.{node}.addresses[0] is not an IPv4 address") from None
     vips = vip_networks(config)
-    match = [(v, ifname) for v, ifname in vips if ip in v.network]
+    # The node's own address is IPv4 (the settings file's ADDRESS); IPv6 VIPs live beside it.
+    match = [(v, ifname) for v, ifname in vips if v.version == 4 and ip in v.network]
     if not match:
         raise PlanError(f"node {node} address {ip} is in no VIP's network; the image puts the node "
                         f"address and the VIPs on one LAN interface")
     vip, ifname = match[0]
-    taken = {v.ip for v, _ in vips}
+    taken = {v.ip for v, _ in vips if v.version == 4}
     for n in names:
         for a in config["nodes"][n]["addresses"]:
             try:

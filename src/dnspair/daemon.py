@@ -236,7 +236,9 @@ class Daemon:
             loop.call_later(1.0, panel.end_lamp_test)
         await self.prober.open()
         ifnames = sorted({v.interface for v in self.cfg.vips})
-        self.announcer.open(ifnames)
+        for family in (4, 6):
+            self.announcer.open(sorted({v.interface for v in self.cfg.vips if v.family == family}),
+                                family)
         actuator = loop.create_task(self._actuator(), name="actuator")
         self.notifier.start()
         self.step(E.Start(frozenset(held), self.saved))

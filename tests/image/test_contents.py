@@ -208,6 +208,7 @@ def test_bind_config_checks_in_the_image(pm01):
     assert r.returncode == 0, r.stdout + r.stderr
     options = pm01.text("etc/bind/named.conf.options")
     assert "listen-on { any; };" in options and "allow-recursion { localhost; localnets; };" in options
+    assert "listen-on-v6 { any; };" in options, "IPv6 VIPs are answered too"
 
 
 def test_a_board_without_a_clock_can_still_set_it(built, pm01):

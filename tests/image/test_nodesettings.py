@@ -80,6 +80,20 @@ def test_keyfile_is_a_static_networkmanager_profile():
     assert "method=manual\naddress1=192.0.2.1/24,192.0.2.254\ndns=127.0.0.1;\n" in k
     no_gw = nodesettings.render_keyfile(dict(s, GATEWAY=""))
     assert "address1=192.0.2.1/24\n" in no_gw
+    # IPv6 on (an IPv6 VIP cannot be added where NetworkManager disabled it), and the node's
+    # resolver stays its own bind whatever router advertisements say.
+    assert "[ipv6]\nmethod=auto\nignore-auto-dns=true\n" in k
+
+
+def test_ipv6_vips_live_beside_the_ipv4_node_address():
+    import copy
+    config = copy.deepcopy(EXAMPLE_CONFIG)
+    config["vips"].insert(0, {"address": "2001:db8::53/64", "interface": "eth0",
+                              "prefers": {"dns-pm01": 200, "dns-pm02": 100}})
+    assert nodeplan.node_settings(config, "dns-pm02") == nodeplan.node_settings(EXAMPLE_CONFIG, "dns-pm02")
+    config["vips"] = config["vips"][:1]
+    with pytest.raises(nodeplan.PlanError, match="in no VIP's network"):
+        nodeplan.node_settings(config, "dns-pm01")
 
 
 def test_apply_writes_once_and_again_only_when_the_file_changes(tmp_path):

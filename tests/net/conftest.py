@@ -41,6 +41,13 @@ def lab2(request):
 
 
 @pytest.fixture
+def lab6(request):
+    """Same as `lab` with IPv6 on the nodes and the client (2001:db8::1, ::2, ::100 on eth0)
+    and bind listening on IPv6 too."""
+    return _make(request, ipv6=True)
+
+
+@pytest.fixture
 def lab_factory(request):
     """Call with keyword args of labmod.Lab (second_link=...) to build a lab."""
     return lambda **kw: _make(request, **kw)

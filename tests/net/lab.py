@@ -33,6 +33,19 @@ Each node runs its own bind9 ``named -f -g`` (root, its own config dir, ``listen
 so it answers on a VIP as soon as the VIP lands) serving ``example.`` (``test.example. A``
 node-specific) and ``localhost.`` (the health check query).
 
+IPv6 (``Lab(ipv6=True)``, fixture ``lab6``): the node and client namespaces keep IPv6, with
+documentation addresses only (2001:db8::/32) and no router solicitations or advertisements:
+
+  ==========================  ============================================
+  2001:db8::1, 2001:db8::2    node1, node2 on eth0 (link 0), /64
+  2001:db8::53, 2001:db8::54  IPv6 VIPs (put there by the daemon under test)
+  2001:db8::100               the client
+  2001:db8:1::1, ::2          node1, node2 on eth1 (link 1), /64
+  ==========================  ============================================
+
+and bind listens on IPv6 too. Their link-local fe80:: addresses come up as the kernel makes
+them; every other packet stays inside the lab's own namespaces.
+
 Faults: :meth:`Lab.link_down` (carrier cut at the bridge side), :meth:`Lab.stop_bind`,
 :meth:`Lab.hang_bind` / :meth:`Lab.resume_bind` (SIGSTOP/SIGCONT), nftables random loss
 (:meth:`Lab.drop_heartbeats`) and :meth:`Lab.partition`.
@@ -88,6 +101,11 @@ NODE_ADDR = {"node1": "192.0.2.1", "node2": "192.0.2.2"}
 NODE_ADDR2 = {"node1": "192.0.2.129", "node2": "192.0.2.130"}
 PREFIX0, PREFIX1 = 24, 26
 CLIENT_ADDR = "192.0.2.100"
+NODE6 = {"node1": "2001:db8::1", "node2": "2001:db8::2"}
+NODE6_2 = {"node1": "2001:db8:1::1", "node2": "2001:db8:1::2"}
+CLIENT6 = "2001:db8::100"
+VIP6A, VIP6B = "2001:db8::53", "2001:db8::54"
+PREFIX6 = 64
 VIP1, VIP2 = "192.0.2.11", "192.0.2.12"
 VIPS = (VIP1, VIP2)
 ANSWER = {"node1": "192.0.2.201", "node2": "192.0.2.202"}
@@ -112,10 +130,15 @@ class LabError(RuntimeError):
 
 
 def _check_addr(ip: str) -> str:
-    """Refuse anything outside TEST-NET-1 (and loopback for in-node health checks)."""
-    if ip.startswith("192.0.2.") or ip == "127.0.0.1":
+    """Refuse anything outside TEST-NET-1 and 2001:db8::/32 (and loopback for in-node health
+    checks)."""
+    if ip.startswith("192.0.2.") or ip in ("127.0.0.1", "::1"):
         return ip
-    raise LabError(f"lab refuses address {ip!r}: only 192.0.2.0/24 is allowed")
+    if ":" in ip:
+        import ipaddress
+        if ipaddress.IPv6Address(ip) in ipaddress.IPv6Network("2001:db8::/32"):
+            return ip
+    raise LabError(f"lab refuses address {ip!r}: only 192.0.2.0/24 and 2001:db8::/32 are allowed")
 
 
 def requirements_missing() -> str | None:
@@ -204,6 +227,7 @@ class _Proc:
 @dataclass
 class Lab:
     second_link: bool = False
+    ipv6: bool = False
     workdir: Path | None = None
     prefix: str = ""
     ns: dict = field(default_factory=dict)
@@ -263,11 +287,17 @@ class Lab:
         return self
 
     def _build(self):
-        for ns in self.ns.values():
+        for where, ns in self.ns.items():
             self._ip("netns", "add", ns)
-            # No IPv6 at all: no router solicitations, no MLD, only 192.0.2.0/24 traffic.
-            for key in ("net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"):
-                self.sysctl(ns, key, "1")
+            if self.ipv6 and where != "br":
+                # IPv6 on the hosts, but nothing that looks for routers.
+                for conf in ("all", "default"):
+                    for key, value in (("accept_ra", "0"), ("router_solicitations", "0")):
+                        self.sysctl(ns, f"net.ipv6.conf.{conf}.{key}", value)
+            else:
+                # No IPv6 at all: no router solicitations, no MLD, only 192.0.2.0/24 traffic.
+                for key in ("net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"):
+                    self.sysctl(ns, key, "1")
             self._ip("-n", ns, "link", "set", "lo", "up")
         br = self.ns["br"]
         links = [0, 1] if self.second_link else [0]
@@ -283,6 +313,15 @@ class Lab:
                            MAC[(node, link)], f"br{link}", f"{addr}/{plen}")
         self._veth("cl0", self.ns["client"], "eth0", MAC[("client", 0)], "br0",
                    f"{CLIENT_ADDR}/{PREFIX0}")
+        if self.ipv6:
+            # nodad: the lab's own addresses serve at once (the daemon's VIPs are its business)
+            for node in NODES:
+                for link in links:
+                    addr = NODE6[node] if link == 0 else NODE6_2[node]
+                    self._ip("-n", self.ns[node], "addr", "add", f"{addr}/{PREFIX6}",
+                             "dev", f"eth{link}", "nodad")
+            self._ip("-n", self.ns["client"], "addr", "add", f"{CLIENT6}/{PREFIX6}", "dev", "eth0",
+                     "nodad")
         for node in NODES:
             # Take the bind answer through VIPs on eth0 quickly; accept gratuitous ARP-learnt peers.
             self.sysctl(node, "net.ipv4.conf.all.arp_ignore", "0")
@@ -442,7 +481,7 @@ class Lab:
               where: str = "client", timeout: float = 2.0) -> Answer | None:
         """One UDP DNS query from `where`; None on timeout or ICMP refusal."""
         _check_addr(server)
-        s = self.socket(where)
+        s = self.socket(where, socket.AF_INET6 if ":" in server else socket.AF_INET)
         try:
             s.settimeout(timeout)
             qid = int.from_bytes(os.urandom(2), "big")
@@ -504,7 +543,7 @@ options {{
     session-keyfile "{d}/session.key";
     managed-keys-directory "{d}";
     listen-on port 53 {{ any; }};
-    listen-on-v6 {{ none; }};
+    listen-on-v6 {{ {"any" if self.ipv6 else "none"}; }};
     recursion no;
     dnssec-validation no;
     allow-query {{ any; }};
@@ -527,8 +566,8 @@ zone "localhost" {{ type primary; file "{d}/localhost.zone"; }};
         out = open(log, "ab")
         try:
             p = subprocess.Popen(
-                ["ip", "netns", "exec", self.ns[node], _which("named"), "-f", "-g", "-4",
-                 "-n", "1", "-c", str(conf)],
+                ["ip", "netns", "exec", self.ns[node], _which("named"), "-f", "-g",
+                 *([] if self.ipv6 else ["-4"]), "-n", "1", "-c", str(conf)],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True)
         finally:
@@ -647,15 +686,15 @@ zone "localhost" {{ type primary; file "{d}/localhost.zone"; }};
     def flush_arp(self, where: str = "client"):
         self._ip("-n", self.nsname(where), "neigh", "flush", "dev", "eth0")
 
-    def addresses(self, where: str, ifname: str = "eth0") -> list[str]:
-        """IPv4 addresses on an interface, e.g. to see which VIPs a node holds."""
+    def addresses(self, where: str, ifname: str = "eth0", family: str = "inet") -> list[str]:
+        """IPv4 (family="inet6": IPv6) addresses on an interface, e.g. to see which VIPs a node
+        holds."""
+        return [a["local"] for a in self.address_info(where, ifname) if a.get("family") == family]
+
+    def address_info(self, where: str, ifname: str = "eth0") -> list[dict]:
+        """`ip -j addr` entries of an interface: local, prefixlen, family, flags (tentative, nodad...)."""
         r = self._ip("-n", self.nsname(where), "-j", "addr", "show", "dev", ifname)
-        out = []
-        for link in json.loads(r.stdout or "[]"):
-            for a in link.get("addr_info", []):
-                if a.get("family") == "inet":
-                    out.append(a["local"])
-        return out
+        return [a for link in json.loads(r.stdout or "[]") for a in link.get("addr_info", [])]
 
     def vips_on(self, node: str) -> list[str]:
         return [a for a in self.addresses(node, "eth0") if a in VIPS]

@@ -11,9 +11,32 @@ NODE_NAME = {"node1": "dns-pm01", "node2": "dns-pm02"}
 LAB_NODE = {v: k for k, v in NODE_NAME.items()}
 
 
-def config_text(lab, extra: str = "", second_link: bool = False, failback: str = "manual") -> str:
+V4_VIPS = """\
+  - address: 192.0.2.11/24
+    interface: eth0
+    prefers: {dns-pm01: 200, dns-pm02: 100}
+  - address: 192.0.2.12/24
+    interface: eth0
+    prefers: {dns-pm01: 100, dns-pm02: 200}"""
+
+
+def vip_yaml(*vips: tuple[str, str]) -> str:
+    """The `vips:` entries for (address/prefix, home lab node) pairs, scores 200 vs 100."""
+    out = []
+    for address, home in vips:
+        s1, s2 = (200, 100) if home == "node1" else (100, 200)
+        out.append(f"  - address: {address}\n    interface: eth0\n"
+                   f"    prefers: {{dns-pm01: {s1}, dns-pm02: {s2}}}")
+    return "\n".join(out)
+
+
+def config_text(lab, extra: str = "", second_link: bool = False, failback: str = "manual",
+                vips: str = V4_VIPS, addresses: tuple[str, str] | None = None,
+                dns_server: str = "127.0.0.1") -> str:
     a1 = "[192.0.2.1, 192.0.2.129]" if second_link else "[192.0.2.1]"
     a2 = "[192.0.2.2, 192.0.2.130]" if second_link else "[192.0.2.2]"
+    if addresses:
+        a1, a2 = addresses
     return f"""\
 cluster: clst-01
 key_file: {lab.workdir / 'authkey'}
@@ -23,14 +46,9 @@ nodes:
   dns-pm02:
     addresses: {a2}
 vips:
-  - address: 192.0.2.11/24
-    interface: eth0
-    prefers: {{dns-pm01: 200, dns-pm02: 100}}
-  - address: 192.0.2.12/24
-    interface: eth0
-    prefers: {{dns-pm01: 100, dns-pm02: 200}}
+{vips}
 dns_check:
-  server: 127.0.0.1
+  server: '{dns_server}'
   query: localhost
   type: A
 failure_threshold: 1
@@ -40,7 +58,8 @@ failback: {failback}
 
 
 class Pair:
-    def __init__(self, lab, extra: str = "", failback: str = "manual"):
+    def __init__(self, lab, extra: str = "", failback: str = "manual", **config_kw):
+        """config_kw go to config_text (vips=, addresses=, dns_server=)."""
         self.lab = lab
         lab.write_key(lab.workdir / "authkey")
         self.procs = {}
@@ -50,7 +69,7 @@ class Pair:
             sock = lab.workdir / node / "control.sock"
             path.write_text(config_text(lab, extra + f"\ncontrol: {{socket: {sock}}}\n"
                                         f"state_dir: {lab.workdir / node / 'state'}\n",
-                                        lab.second_link, failback))
+                                        lab.second_link, failback, **config_kw))
             self.configs[node] = path
 
     def start(self, node=None, wait=True, **daemon_kw):

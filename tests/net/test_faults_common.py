@@ -35,10 +35,12 @@ class Watcher:
     period: float = 0.02
     timeout: float = 0.25
     samples: list = field(default_factory=list)
+    vips: tuple = labmod.VIPS   # IPv4 or IPv6 (a lab with ipv6=True)
 
     def __post_init__(self):
         self._stop = threading.Event()
-        self._socks = {v: self.lab.socket("client") for v in labmod.VIPS}
+        self._socks = {v: self.lab.socket("client", socket.AF_INET6 if ":" in v else socket.AF_INET)
+                       for v in self.vips}
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self):
@@ -82,7 +84,7 @@ class Watcher:
     def _run(self):
         nxt = time.monotonic()
         while not self._stop.is_set():
-            for vip in labmod.VIPS:
+            for vip in self.vips:
                 t = time.monotonic()
                 self.samples.append(Sample(t, vip, self._ask(vip)))
             nxt += self.period
@@ -116,7 +118,7 @@ class Watcher:
 
     def summary(self, since: float = 0.0, until: float = float("inf")) -> str:
         parts = []
-        for vip in labmod.VIPS:
+        for vip in self.vips:
             smp = self.of(vip, since, until)
             parts.append(f"{vip}: {len(smp)} queries, {self.lost(vip, since, until)} unanswered, "
                          f"answerers {self.answerers(vip, since, until)}, "

@@ -11,6 +11,17 @@ Linux (net/core/neighbour.c, net/ipv4/arp.c) with default sysctls:
   ARP to the cached MAC (ucast_solicit 3, 1 s apart), answered only by that node, if it is up,
   reachable and has the address; no answer: FAILED.
 Packets go to the cached MAC in STALE, DELAY and PROBE.
+
+An IPv6 VIP's entry is NDP's (net/ipv6/ndisc.c, the same neighbour.c state machine and the
+same defaults: 3 multicast solicitations 1 s apart, REACHABLE 15-45 s, DELAY 5 s, 3 unicast
+probes). What differs is the unsolicited Neighbour Advertisement (`na`):
+* it never creates an entry (accept_untracked_na=0), like a gratuitous ARP;
+* an entry still INCOMPLETE or FAILED takes its MAC, STALE, whatever its flags;
+* a valid entry (REACHABLE, STALE, DELAY, PROBE) with another MAC takes the new one, STALE,
+  only if the advertisement has the Override flag; without it a REACHABLE entry only goes
+  STALE and keeps the old MAC, and any other is left alone: the client keeps asking the old
+  owner until its probes fail (about 8 s). dnspair always sets Override.
+Resolution answers (solicited, with Override) are as ARP's here: one of the holders wins.
 """
 from __future__ import annotations
 
@@ -72,6 +83,15 @@ class ArpCache:
         e.mac = node
         e.state = STALE
         e.token += 1   # a pending resolution or probe timer is void
+
+    def na(self, node: str, vip: int, override: bool = True) -> None:
+        """An unsolicited Neighbour Advertisement for an IPv6 VIP (see the module's notes)."""
+        e = self.entries[vip]
+        valid = e.state in (REACHABLE, STALE, DELAY, PROBE)
+        if override or not valid:
+            self.garp(node, vip)
+        elif e.mac != node and e.state == REACHABLE:
+            e.state = STALE
 
     # --- internals ------------------------------------------------------------------------
 

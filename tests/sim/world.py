@@ -425,7 +425,10 @@ class Node:
             self.deferred.append((vip, token, left))
             return
         if self.on_lan() and vip in self.addrs:
-            w.client.garp(self.name, vip)
+            if w.cfg.vips[vip].family == 6:
+                w.client.na(self.name, vip, w.na_override)
+            else:
+                w.client.garp(self.name, vip)
             w.rec.garps.append((w.now, self.name, vip))
         if left > 1:
             w.at(w.now + w.cfg.arp.spacing, P_TIMER, self._frame, vip, token, left - 1, gen)
@@ -456,6 +459,7 @@ class World:
         self.nodes = [Node(self, n, i, counters[i]) for i, n in enumerate(self.names)]
         self.by_name = {n.name: n for n in self.nodes}
         self.client = ArpCache(self, self.nvips)
+        self.na_override = True   # the shell's Neighbour Advertisements set the Override flag
         self.link_faults: dict = {(k, i): [] for k in range(self.nlinks) for i in (0, 1)}
         self.net: dict = {key_: (0.0, 0.0, 0.0, 0.0) for key_ in self.link_faults}
         self._last_state = None

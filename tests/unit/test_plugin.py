@@ -229,10 +229,9 @@ def test_latency_thresholds_judge_vip_dns_answer_time():
 
 # --- the real DNS query through a VIP ------------------------------------------------------
 
-@pytest.fixture
-def dns_server():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
+def _dns_server(family, host):
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.bind((host, 0))
     stop = threading.Event()
 
     def serve():
@@ -252,6 +251,21 @@ def dns_server():
     stop.set()
     t.join()
     s.close()
+
+
+@pytest.fixture
+def dns_server():
+    yield from _dns_server(socket.AF_INET, "127.0.0.1")
+
+
+@pytest.fixture
+def dns_server6():
+    yield from _dns_server(socket.AF_INET6, "::1")
+
+
+def test_query_through_an_ipv6_vip(dns_server6):
+    ms, why = plugin.query("::1", "localhost", "A", 2.0, port=dns_server6)
+    assert why is None and ms >= 0
 
 
 def test_query_answered_refused_and_silent(dns_server):

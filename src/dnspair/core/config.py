@@ -9,7 +9,7 @@ import hashlib
 import ipaddress
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar, cast
 
 import yaml
@@ -55,6 +55,11 @@ class Vip:
     @property
     def prefixlen(self) -> int:
         return int(self.address.split("/")[1])
+
+    @property
+    def family(self) -> int:
+        """4 or 6: which announcement claims it (gratuitous ARP, or a Neighbour Advertisement)."""
+        return 6 if ":" in self.ip else 4
 
     def home(self, nodes: tuple[str, ...]) -> str:
         """The node that prefers this VIP most (ties: first in name order)."""
@@ -159,6 +164,7 @@ class Config:
 
     def vip(self, text: str) -> int:
         """Index of a VIP given as '192.0.2.11' or '192.0.2.11/24'; ValueError if unknown."""
+        text = _canonical(text)
         for i, v in enumerate(self.vips):
             if text in (v.address, v.ip):
                 return i
@@ -259,13 +265,63 @@ def _ipv4(v: str) -> str | None:
     return None
 
 
+def _canonical(text: str) -> str:
+    """One spelling per address ('2001:DB8:0::53/64' -> '2001:db8::53/64'); others unchanged."""
+    ip, sep, plen = text.partition("/")
+    try:
+        return str(ipaddress.ip_address(ip)) + sep + plen
+    except ValueError:
+        return text
+
+
+def _ipv6_problem(ip: ipaddress.IPv6Address) -> str | None:
+    """Why an IPv6 address cannot be a VIP or a heartbeat address, or None."""
+    if ip.is_link_local:
+        return (f"{ip} is link-local: it needs an interface scope and is not reachable beyond "
+                f"the link (use a global or ULA fd00::/8 address)")
+    if ip.is_multicast or ip.is_unspecified or ip.is_loopback:
+        return f"{ip} is a multicast, unspecified or loopback address"
+    if ip.ipv4_mapped is not None:
+        return f"{ip} is an IPv4-mapped address: write the IPv4 address itself"
+    return None
+
+
+SCOPED = "has a %scope: give the address alone"
+
+
+def _node_address(v: str) -> str | None:
+    if ":" not in v:
+        return _ipv4(v)
+    if "%" in v:
+        return f"{v} {SCOPED}"
+    try:
+        ip = ipaddress.IPv6Address(v)
+    except ValueError:
+        return f"must be an IPv4 or IPv6 address, got {v!r}"
+    return _ipv6_problem(ip)
+
+
+def _any_ip(v: str) -> str | None:
+    try:
+        ipaddress.ip_address(v)
+    except ValueError:
+        return f"must be an IPv4 or IPv6 address, got {v!r}"
+    return None
+
+
 def _name(v: str) -> str | None:
     return None if NAME_RE.match(v) else f"must be 1-32 letters, digits, '.', '_' or '-', got {v!r}"
 
 
+# An IPv6 VIP's prefix is on-link: a LAN's is /64; shorter would take other subnets' traffic.
+V6_PREFIX_MIN = 64
+
+
 def _vip_address(v: str) -> str | None:
     if "/" not in v:
-        return f"must be ADDRESS/PREFIX, e.g. 192.0.2.11/24, got {v!r}"
+        return f"must be ADDRESS/PREFIX, e.g. 192.0.2.11/24 or 2001:db8::53/64, got {v!r}"
+    if ":" in v:
+        return _vip6_address(v)
     try:
         iface = ipaddress.IPv4Interface(v)
     except ValueError:
@@ -273,6 +329,24 @@ def _vip_address(v: str) -> str | None:
     if iface.network.prefixlen < 32 and iface.ip in (iface.network.network_address,
                                                        iface.network.broadcast_address):
         return f"{iface.ip} is the network or broadcast address of {iface.network}"
+    return None
+
+
+def _vip6_address(v: str) -> str | None:
+    if "%" in v:
+        return f"{v} {SCOPED} (the interface is vips[].interface)"
+    try:
+        iface = ipaddress.IPv6Interface(v)
+    except ValueError:
+        return f"must be an IPv6 ADDRESS/PREFIX, e.g. 2001:db8::53/64, got {v!r}"
+    problem = _ipv6_problem(iface.ip)
+    if problem:
+        return problem
+    plen = iface.network.prefixlen
+    if plen < V6_PREFIX_MIN:
+        return f"prefix /{plen} is too short for a LAN: use /{V6_PREFIX_MIN} to /128"
+    if plen < 127 and iface.ip == iface.network.network_address:
+        return f"{iface.ip} is the subnet-router anycast address of {iface.network}"
     return None
 
 
@@ -396,9 +470,10 @@ def _check(tree: yaml.Node, text: str, filename: str) -> Config:
                     c.err(fields["addresses"][1], f"nodes.{name}.addresses",
                           f"one or two heartbeat addresses, got {len(items)}")
                 for item in items:
-                    a = c.scalar(item, f"nodes.{name}.addresses", str, _ipv4)
+                    a = c.scalar(item, f"nodes.{name}.addresses", str, _node_address)
                     if a is None:
                         continue
+                    a = _canonical(a)
                     if a in seen_addr:
                         c.err(item, f"nodes.{name}.addresses", f"{a} is already used by {seen_addr[a]}")
                     seen_addr[a] = name
@@ -408,6 +483,12 @@ def _check(tree: yaml.Node, text: str, filename: str) -> Config:
         if len(nodes) == 2 and len(counts) == 2 and 0 not in counts:
             c.err(root["nodes"][1], "nodes",
                   "both nodes need the same number of heartbeat addresses (one per link)")
+        elif len(nodes) == 2 and len(counts) == 1:
+            a_, b_ = (nodes[n].addresses for n in sorted(nodes))
+            for k, (x, y) in enumerate(zip(a_, b_, strict=True)):
+                if (":" in x) != (":" in y):
+                    c.err(root["nodes"][1], "nodes",
+                          f"heartbeat link {k}: {x} and {y} are not the same IP version")
 
     vips: list[Vip] = []
     if "vips" in root:
@@ -425,6 +506,7 @@ def _check(tree: yaml.Node, text: str, filename: str) -> Config:
             if "address" in fields:
                 addr = c.scalar(fields["address"][1], f"{key}.address", str, _vip_address)
                 if addr is not None:
+                    addr = _canonical(addr)
                     ip = addr.split("/")[0]
                     if ip in seen_vip:
                         c.err(fields["address"][1], f"{key}.address", f"{ip} is listed twice")
@@ -452,7 +534,7 @@ def _check(tree: yaml.Node, text: str, filename: str) -> Config:
                 vips.append(Vip(addr, iface, prefers))
 
     dns_check = _sub(c, root, "dns_check", DnsCheck, {
-        "server": (str, _ipv4, False),
+        "server": (str, _any_ip, False),
         "port": (int, _range(1, 65535), False),
         "query": (str, lambda v: None if 0 < len(v) < 254 and " " not in v
                   else f"not a domain name: {v!r}", False),
@@ -462,6 +544,7 @@ def _check(tree: yaml.Node, text: str, filename: str) -> Config:
         "interval": (float, _range(0.01, 3600, " s"), False),
         "timeout": (float, _range(0.01, 60, " s"), False),
     }) or DnsCheck()
+    dns_check = replace(dns_check, server=_canonical(dns_check.server))
     heartbeat = _sub(c, root, "heartbeat", Heartbeat, {
         "port": (int, _range(1, 65535), False),
         "interval": (float, _range(0.005, 10, " s"), False),

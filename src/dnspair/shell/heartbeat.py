@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
 
@@ -9,6 +10,37 @@ from ..core.wire import MAX_DATAGRAM
 
 log = logging.getLogger("dnspair")
 IP_FREEBIND = 15  # bind before the address is up (early boot); linux/in.h
+IPV6_FREEBIND = 78  # the same for IPv6; linux/in6.h
+EF = 0xB8           # DSCP EF: ahead of bulk traffic
+
+
+def _source(addr) -> str:
+    """The sender's address as the config spells it (IPv6 has several spellings)."""
+    return str(ipaddress.IPv6Address(addr[0])) if ":" in addr[0] else addr[0]
+
+
+def link_socket(local: str, peer: str, port: int) -> socket.socket:
+    """A UDP socket bound to this node's address on one link, connected to the peer's: the
+    kernel drops datagrams from anyone but the peer's heartbeat socket, so a flood from
+    another LAN host never reaches (or starves) us."""
+    v6 = ":" in local
+    sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        if v6:
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_FREEBIND, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, EF)
+        else:
+            sock.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+            sock.setsockopt(socket.SOL_IP, socket.IP_TOS, EF)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        sock.bind((local, port))
+        sock.connect((peer, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 class _Link(asyncio.DatagramProtocol):
@@ -20,7 +52,7 @@ class _Link(asyncio.DatagramProtocol):
         self.transport = transport
 
     def datagram_received(self, data, addr):
-        self.on_datagram(self.k, data[:MAX_DATAGRAM + 1], addr[0])
+        self.on_datagram(self.k, data[:MAX_DATAGRAM + 1], _source(addr))
 
     def error_received(self, exc):
         # ICMP errors from a dead peer: expected while it is down.
@@ -38,15 +70,7 @@ class Heartbeats:
     async def open(self):
         loop = asyncio.get_running_loop()
         for k, addr in enumerate(self.local):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sock.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_IP, socket.IP_TOS, 0xB8)  # EF: ahead of bulk traffic
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-            sock.bind((addr, self.port))
-            # Connected: the kernel drops datagrams from anyone but the peer's heartbeat
-            # socket, so a flood from another LAN host never reaches (or starves) us.
-            sock.connect((self.peer[k], self.port))
+            sock = link_socket(addr, self.peer[k], self.port)
             _, proto = await loop.create_datagram_endpoint(
                 lambda k=k: _Link(k, self.on_datagram), sock=sock)
             self.links.append(proto)
@@ -64,7 +88,7 @@ class Heartbeats:
                 except OSError as e:
                     log.debug("heartbeat link %d: %s", k, e)
                     break
-                self.on_datagram(k, data, addr[0])
+                self.on_datagram(k, data, _source(addr))
 
     def send(self, data: bytes) -> None:
         for k, link in enumerate(self.links):

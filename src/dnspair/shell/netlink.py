@@ -9,6 +9,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTMGRP_LINK
 
 EEXIST, EADDRNOTAVAIL, ENODEV = 17, 99, 19
+IFA_F_NODAD = 0x02   # linux/if_addr.h
 log = logging.getLogger("dnspair")
 
 
@@ -46,9 +47,13 @@ class Netlink:
         return {m.get_attr("IFA_ADDRESS") async for m in await self._ipr.addr("dump", index=idx)}
 
     async def add(self, ifname: str, ip: str, prefixlen: int) -> None:
-        """Idempotent: an address already there is fine."""
+        """Idempotent: an address already there is fine. An IPv6 address skips duplicate
+        address detection: it serves at once instead of a second later (tentative until
+        then), and the old owner still holding it (a partition) does not disable it."""
+        extra = {"flags": IFA_F_NODAD} if ":" in ip else {}
         try:
-            await self._ipr.addr("add", index=await self.index(ifname), address=ip, prefixlen=prefixlen)
+            await self._ipr.addr("add", index=await self.index(ifname), address=ip,
+                                 prefixlen=prefixlen, **extra)
         except NetlinkError as e:
             if e.code != EEXIST:
                 raise

@@ -85,7 +85,7 @@ def query(server: str, name: str, qtype: str, timeout: float, port: int = 53):
     import dns.rcode
     import dns.rdatatype
     q = dns.message.make_query(name, dns.rdatatype.from_text(qtype))
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s = socket.socket(socket.AF_INET6 if ":" in server else socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(timeout)
     t0 = time.monotonic()
     try:

@@ -96,7 +96,9 @@ def render_keyfile(s):
             f"[connection]\nid={name}\nuuid={uid}\ntype=ethernet\ninterface-name={s['INTERFACE']}\n"
             f"autoconnect=true\n\n[ethernet]\n\n"
             f"[ipv4]\nmethod=manual\naddress1={address}\ndns={';'.join(s['DNS'])};\n\n"
-            f"[ipv6]\nmethod=disabled\n")
+            # IPv6 as any host on a dual-stack LAN (an IPv6 VIP needs it on), but the node's
+            # resolver stays its own bind: no DNS servers from router advertisements.
+            f"[ipv6]\nmethod=auto\nignore-auto-dns=true\n")
 
 
 def render_hosts(s):
