@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import time
+from typing import Any
 
 from .core import actions as A
 from .core import events as E
@@ -29,8 +30,9 @@ NETWORK = (A.Claim, A.Release, A.Announce, A.Send)
 
 
 class Daemon:
-    def __init__(self, cfg: Config, me: str, key: bytes):
+    def __init__(self, cfg: Config, me: str, key: bytes, config_path: str | None = None):
         self.cfg = cfg
+        self.config_path = config_path
         self.me = me
         self.engine = Engine(cfg, me, key, incarnation=state.next_incarnation(cfg.state_dir, me),
                              now=time.monotonic(), watchdog=systemd.watchdog_interval())
@@ -44,6 +46,8 @@ class Daemon:
         self.prober = dnsprobe.Prober(cfg.dns_check, self._on_dns)
         self._timer: asyncio.TimerHandle | None = None
         self._witness_busy = False
+        self._zones: Any = None   # shell/zonecheck.Checker, made on the first CheckZones
+        self._zones_busy = False
         self.control_rejected = 0
         self._reject_kinds_logged: set[str] = set()
         self.listeners: list = []      # called with the status dict after every change (LEDs)
@@ -67,6 +71,8 @@ class Daemon:
                     self.prober.start(forget)
                 case A.CheckWitness():
                     self._check_witness()
+                case A.CheckZones():
+                    self._check_zones()
                 case A.Stopped():
                     self.stopped.set()
                 case A.Send(data) if not queued:
@@ -152,6 +158,25 @@ class Daemon:
             finally:
                 self._witness_busy = False
             self.step(E.WitnessResult(ok))
+        self._spawn(ask())
+
+    def _check_zones(self) -> None:
+        if self._zones_busy or self.cfg.dns is None:
+            return
+        if self._zones is None:
+            from .shell import zonecheck
+            self._zones = zonecheck.Checker(self.cfg, self.me, self.config_path)
+        self._zones_busy = True
+
+        async def ask() -> None:
+            try:
+                ev = await self._zones.check()
+            except Exception as e:  # noqa: BLE001 - a failed check must not stop failover
+                log.warning("zone check failed: %s", e)
+                return
+            finally:
+                self._zones_busy = False
+            self.step(ev)
         self._spawn(ask())
 
     def _spawn(self, coro) -> None:

@@ -40,7 +40,8 @@ failback: {failback}
 
 
 class Pair:
-    def __init__(self, lab, extra: str = "", failback: str = "manual"):
+    def __init__(self, lab, extra: str = "", failback: str = "manual", node_extra=None):
+        """`node_extra`: {lab node: config text for that node only} (node-local sections)."""
         self.lab = lab
         lab.write_key(lab.workdir / "authkey")
         self.procs = {}
@@ -48,7 +49,8 @@ class Pair:
         for node in labmod.NODES:
             path = lab.workdir / f"{node}.yaml"
             sock = lab.workdir / node / "control.sock"
-            path.write_text(config_text(lab, extra + f"\ncontrol: {{socket: {sock}}}\n"
+            path.write_text(config_text(lab, extra + (node_extra or {}).get(node, "")
+                                        + f"\ncontrol: {{socket: {sock}}}\n"
                                         f"state_dir: {lab.workdir / node / 'state'}\n",
                                         lab.second_link, failback))
             self.configs[node] = path

@@ -99,6 +99,20 @@ def metrics(st: dict) -> str:
       [(_lbl(kind=f.kind, severity=f.severity, subject=f.subject), 1) for f in verdict.read(st)])
     m("config_match", "gauge", "1 if both nodes run the same config, NaN if unknown.",
       [("", None if st["config_match"] is None else int(st["config_match"]))])
+    dns = st.get("dns")
+    if dns:
+        def serial(v):
+            return v if isinstance(v, int) else None
+        m("zone_serial", "gauge", "SOA serial of a local zone on each node (NaN: no answer or not loaded).",
+          [(_lbl(zone=z["zone"], node=n), serial(v))
+           for z in dns["zones"] for n, v in sorted(z["serials"].items())])
+        m("zone_differing_seconds", "gauge", "How long the nodes' serials of a zone have differed (0: same).",
+          [(_lbl(zone=z["zone"]), z["differing_s"] or 0) for z in dns["zones"]])
+        m("zone_drift", "gauge", "1 if a zone has differed for longer than dns.drift_after.",
+          [(_lbl(zone=z["zone"]), int(z["drifted"])) for z in dns["zones"]])
+        m("bind_config_match", "gauge", "1 if both binds carry the same config digest, NaN if unknown.",
+          [("", None if None in dns["config"]["digests"].values()
+            else int(len(set(dns["config"]["digests"].values())) == 1))])
     return "\n".join(out) + "\n"
 
 
