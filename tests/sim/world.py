@@ -17,6 +17,7 @@ from dnspair.core.actions import (
     Announce,
     CheckDns,
     CheckWitness,
+    CheckZones,
     Claim,
     Log,
     Notify,
@@ -335,8 +336,8 @@ class Node:
             w.mark("stopped")
         elif t is Reply:
             w.rec.logs.append((w.now, self.name, "reply", f"{'ok' if a.ok else 'refused'}: {a.text}"))
-        elif t is Notify:
-            pass
+        elif t is Notify or t is CheckZones:
+            pass   # zone serials are not modelled: the VIP rules never read them
         else:
             w.error(self.name, f"unknown action {a!r}")
 
