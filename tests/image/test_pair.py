@@ -100,7 +100,8 @@ def test_both_vips_answer_a_local_name_and_a_change_made_on_the_secondary(lan):
                   timeout=30).stdout.strip()
     def both(name):
         return {local(vip, name) for vip in ("192.0.2.11", "192.0.2.12")}
-    wait_until("nas.home.arpa through both VIPs", lambda: both("nas.home.arpa") == {"192.0.2.20"}, BOOT_TIMEOUT)
+    wait_until("nas.home.arpa through both VIPs", lambda: both("nas.home.arpa") == {"192.0.2.20"},
+               BOOT_TIMEOUT)
     r = lan["dns-pm02"].ssh("dnspair records add tv.home.arpa A 192.0.2.30", timeout=300)
     assert r.returncode == 0 and "on dns-pm01" in r.stdout, r.stdout + r.stderr
     took = wait_until("tv.home.arpa through both VIPs", lambda: both("tv.home.arpa") == {"192.0.2.30"}, 60)
