@@ -137,14 +137,24 @@ def cmd_render(args) -> int:
 def cmd_reload(args) -> int:
     """Render, then `rndc reconfig` (options, new and removed zones) and `rndc reload` of the
     catalog zone when its member list changed. bind is never restarted."""
+    from .core import bindconf
     from .core.config import CATALOG_ZONE
-    from .shell import bindfiles
+    from .shell import bindfiles, zones
     cfg, key = _dns_config(args)
     node = _node(args, cfg)
     done = bindfiles.apply(cfg, node, key)
     bindfiles.rndc(cfg, "reconfig")
     if done.catalog_serial is not None:
         bindfiles.rndc(cfg, "reload", CATALOG_ZONE)
+    if cfg.dns is not None and bindfiles.primary(cfg) == node:
+        # Zones bind already owned: the file's records are there too after a reload.
+        seeded = set(done.seeded)
+        for z in cfg.dns.zones:
+            if bindconf.zone_path(cfg.bind, z.name) not in seeded:
+                try:
+                    zones.ensure(cfg, key, z.name)
+                except zones.ZoneError as e:
+                    return fail(str(e))
     changed = len(done.written) + len(done.seeded)
     print(f"bind reconfigured on {node} ({changed} file(s) changed"
           + (f", catalog serial {done.catalog_serial}" if done.catalog_serial is not None else "")

@@ -113,7 +113,9 @@ def test_a_bad_name_or_record_is_one_line_and_changes_nothing(dns_pair):
 
 def test_a_new_zone_appears_on_the_secondary(dns_pair):
     p = dns_pair
-    new = p.dns_text + "    pair.test:\n      - www A 192.0.2.40\n"
+    new = p.dns_text.replace("      - printer 300 A 192.0.2.21\n",
+                             "      - printer 300 A 192.0.2.21\n      - garage A 192.0.2.41\n")
+    new += "    pair.test:\n      - www A 192.0.2.40\n"
     p.rewrite_config(new)
     r = p.cli("node1", "reload", "--node", "dns-pm01")     # the primary only
     assert r.returncode == 0, r.stderr
@@ -123,6 +125,8 @@ def test_a_new_zone_appears_on_the_secondary(dns_pair):
            "node2's bind serves the new zone", timeout=15)
     print(f"\nnew zone served by the secondary {time.monotonic() - t0:.2f} s after `dnspair reload`")
     assert p.soa_serial("192.0.2.2", "pair.test") == p.soa_serial("192.0.2.1", "pair.test")
+    # a record added to the file for a zone bind already owns is there after the reload too
+    p.wait_answer("192.0.2.2", f"garage.{ZONE}", ["192.0.2.41"], timeout=5)
     # node2's own reload is only for its options (the digest names the zone list): no restart
     assert p.cli("node2", "reload", "--node", "dns-pm02").returncode == 0
     p.wait(lambda: not any(f["kind"].startswith(("zone_", "dns_")) for f in p.status("node2")["findings"])

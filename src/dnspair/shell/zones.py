@@ -103,6 +103,21 @@ def add(cfg: Config, pair_key: bytes, name: str, rtype: str, data: str, ttl: int
     return f"added {what} to {zone} on {primary_address(cfg)[0]}"
 
 
+def ensure(cfg: Config, pair_key: bytes, zone: str) -> None:
+    """The config's records of `zone`, added in one update (an add of a record bind already has
+    changes nothing, and no serial): `dnspair reload` on the primary, for zones bind owns."""
+    d = _dns(cfg)
+    z = next(x for x in d.zones if x.name == zone)
+    if not z.records:
+        return
+    origin = dns.name.from_text(zone)
+    upd = dns.update.UpdateMessage(zone)
+    for r in z.records:
+        owner = origin if r.name == "@" else dns.name.from_text(r.name, origin)
+        upd.add(owner, d.ttl if r.ttl is None else r.ttl, r.type, r.data)
+    _send(cfg, pair_key, upd, f"the records of {zone} in the config")
+
+
 def delete(cfg: Config, pair_key: bytes, name: str, rtype: str | None, data: str | None) -> str:
     zone, origin, owner = _locate(cfg, name)
     if owner == origin and rtype in (None, "SOA", "NS"):
