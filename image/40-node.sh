@@ -33,9 +33,8 @@ node_identity() {  # $1 node, $2 tree
     chown "0:$bind_gid" "$2/etc/bind/dnspair.key" "$2/var/lib/bind/dnspair"
     chmod 0640 "$2/etc/bind/dnspair.key"
     chmod 0775 "$2/var/lib/bind/dnspair"
-    for f in "$2"/var/lib/bind/dnspair/*; do
-        [ -e "$f" ] && chown "0:$bind_gid" "$f" && chmod 0664 "$f"
-    done
+    # The primary's seed zones (a secondary has none until its first transfer).
+    find "$2/var/lib/bind/dnspair" -type f -exec chown "0:$bind_gid" {} + -exec chmod 0664 {} +
 }
 
 make_disk() {  # $1 tree, $2 firmware dir, $3 image file
