@@ -309,3 +309,26 @@ def test_bind_running_another_config_than_the_yaml_is_reported():
     texts = [x.text for x in verdict.findings(st) if x.kind == "dns_config_drift"]
     assert any("bind config differs" in t for t in texts)
     assert any("bind on dns-pm01 runs another config" in t and "dnspair reload" in t for t in texts)
+
+
+# --- the CLI: bad input is one line, and nothing is sent -------------------------------------
+
+@pytest.mark.parametrize("args, why", [
+    (("add", "nas.example.org", "A", "192.0.2.9"), "nas.example.org. is in no local zone (zones: home.arpa"),
+    (("add", "x.home.arpa", "A", "192.0.2.300"), "not valid A data '192.0.2.300'"),
+    (("add", "x.home.arpa", "SOA", "a b 1 2 3 4 5"), "type must be one of"),
+    (("add", "x.home.arpa", "A", "192.0.2.9", "--ttl", "9999999"), "TTL must be between 0 and 604800"),
+    (("delete", "home.arpa"), "the apex of home.arpa keeps its SOA and NS records"),
+    (("list", "example.org"), "example.org is not a local zone"),
+])
+def test_records_refuses_bad_input_in_one_line_before_sending_anything(tmp_path, capsys, args, why):
+    from dnspair import cli
+    key = tmp_path / "authkey"
+    key.write_text(KEY.hex() + "\n")
+    key.chmod(0o600)
+    path = tmp_path / "dnspair.yaml"
+    # the example's primary (192.0.2.1) is not on this machine: each refusal comes before any send
+    path.write_text(EXAMPLE.replace("key_file: /etc/dnspair/authkey", f"key_file: {key}"))
+    rc = cli.main(["records", *args, "--config", str(path)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and len(err.splitlines()) == 1 and why in err, err
