@@ -102,7 +102,7 @@ pios_packages() {
     mkdir -p "$root/tmp/dnspair-apt.d"
     printf 'deb %s %s main\ndeb %s %s-updates main\ndeb %s %s-security main\n' "$MIRROR" "$SUITE" \
         "$MIRROR" "$SUITE" "$SECURITY_MIRROR" "$SUITE" > "$root/tmp/dnspair-apt.list"
-    # confold: the overlays' files (e.g. bind's named.conf.options) are already laid and stay.
+    # confold: the overlays' files are already laid and stay (bind's config is rendered later).
     apt="apt-get -q -o Dir::Etc::SourceList=/tmp/dnspair-apt.list -o Dir::Etc::SourceParts=/tmp/dnspair-apt.d
         -o Acquire::Languages=none -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-confdef"
     printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"; chmod 755 "$root/usr/sbin/policy-rc.d"

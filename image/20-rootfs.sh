@@ -75,6 +75,14 @@ make_rootfs() {
     install -D -m 0644 "$CONFIG" "$ROOT/etc/dnspair/dnspair.yaml"
     install -D -m 0600 -o 0 -g 0 "$WORK/authkey" "$ROOT$AUTHKEY_PATH"
 
+    # bind's config for each node of this arch, rendered from the pair's config by the image's own
+    # dnspair (core/bindconf.py: zones, catalog, TSIG key from the pair's key); staged here, laid
+    # into each node's tree by step 40.
+    for n in $(nodes_of "$ARCH"); do
+        in_chroot "$ROOT" /usr/local/bin/dnspair dns render --config /etc/dnspair/dnspair.yaml --node "$n" \
+            --root "/usr/local/lib/dnspair-image/bind/$n" >&2 || die "dnspair dns render failed for $n"
+    done
+
     install -d -m 0700 "$ROOT/root/.ssh"
     install -m 0600 "$SSH_KEY" "$ROOT/root/.ssh/authorized_keys"
 

@@ -1,5 +1,5 @@
 # Step 40: one node's image. Copies the shared root, adds the node's identity (settings file,
-# host name, static address, SSH host keys, rndc key) and writes out/NODE.img.xz, .bmap, .sha256.
+# host name, static address, SSH host keys, rndc key, its bind config) and writes out/NODE.img.xz, .bmap, .sha256.
 # The disk is assembled in a plain file: mkfs.vfat/mtools and mke2fs -d write the partitions at
 # their offsets, so nothing is mounted and no loop device is used.
 # In: ROOT WORK STAGE CONFIG GATEWAY XZ_LEVEL. Out: files in STAGE, IMG_SIZES.
@@ -25,6 +25,16 @@ node_identity() {  # $1 node, $2 tree
     bind_gid=$(awk -F: '$1 == "bind" { print $3 }' "$2/etc/group")
     (umask 027 && rndc_key > "$2/etc/bind/rndc.key")
     chown "0:$bind_gid" "$2/etc/bind/rndc.key"
+    # This node's bind config (step 20 rendered it): the zones bind writes to are bind's.
+    staged=$2/usr/local/lib/dnspair-image/bind
+    [ -d "$staged/$1" ] || die "no rendered bind config for $1 in the image"
+    cp -a "$staged/$1/." "$2/"
+    rm -rf "$staged"
+    chown "0:$bind_gid" "$2/etc/bind/dnspair.key" "$2/var/lib/bind/dnspair"
+    chmod 0640 "$2/etc/bind/dnspair.key"
+    chmod 0775 "$2/var/lib/bind/dnspair"
+    # The primary's seed zones (a secondary has none until its first transfer).
+    find "$2/var/lib/bind/dnspair" -type f -exec chown "0:$bind_gid" {} + -exec chmod 0664 {} +
 }
 
 make_disk() {  # $1 tree, $2 firmware dir, $3 image file

@@ -51,7 +51,7 @@ def cmd_daemon(args) -> int:
     import gc
     gc.collect()
     gc.freeze()
-    return asyncio.run(Daemon(cfg, node, key).run())
+    return asyncio.run(Daemon(cfg, node, key, args.config).run())
 
 
 def cmd_status(args) -> int:
@@ -133,6 +133,86 @@ def cmd_release(args) -> int:
     return 0
 
 
+def _node(args, cfg) -> str:
+    node = getattr(args, "node", None) or socket.gethostname().split(".")[0]
+    if node not in cfg.nodes:
+        raise RuntimeError(f"this host is {node!r}, which is not a node in {args.config} "
+                           f"(nodes: {', '.join(cfg.node_names)}); use --node")
+    return node
+
+
+def _dns_config(args):
+    from .shell.files import load_config, load_key
+    cfg = load_config(args.config)
+    return cfg, load_key(cfg.key_file)
+
+
+def cmd_render(args) -> int:
+    """Write this node's bind files (the image build, and the first step of `reload`)."""
+    from .shell import bindfiles
+    cfg, key = _dns_config(args)
+    node = _node(args, cfg)
+    done = bindfiles.apply(cfg, node, key, root=args.root or "")
+    for path in done.written + done.seeded:
+        print(f"wrote {path}")
+    if done.catalog_serial is not None:
+        print(f"wrote the catalog zone, serial {done.catalog_serial}")
+    return 0
+
+
+def cmd_reload(args) -> int:
+    """Render, then `rndc reconfig` (options, new and removed zones) and `rndc reload` of the
+    catalog zone when its member list changed. bind is never restarted."""
+    from .core import bindconf
+    from .core.config import CATALOG_ZONE
+    from .shell import bindfiles, zones
+    cfg, key = _dns_config(args)
+    node = _node(args, cfg)
+    done = bindfiles.apply(cfg, node, key)
+    bindfiles.rndc(cfg, "reconfig")
+    if done.catalog_serial is not None:
+        bindfiles.rndc(cfg, "reload", CATALOG_ZONE)
+    if cfg.dns is not None and bindfiles.primary(cfg) == node:
+        # Zones bind already owned: the file's records are there too after a reload.
+        seeded = set(done.seeded)
+        for z in cfg.dns.zones:
+            if bindconf.zone_path(cfg.bind, z.name) not in seeded:
+                try:
+                    zones.ensure(cfg, key, z.name)
+                except zones.ZoneError as e:
+                    return fail(str(e))
+    changed = len(done.written) + len(done.seeded)
+    print(f"bind reconfigured on {node} ({changed} file(s) changed"
+          + (f", catalog serial {done.catalog_serial}" if done.catalog_serial is not None else "")
+          + f", config digest {done.digest})")
+    return 0
+
+
+def cmd_records(args) -> int:
+    from .shell import zones
+    cfg, key = _dns_config(args)
+    try:
+        if args.action == "add":
+            print(zones.add(cfg, key, args.name, args.type, args.data, args.ttl))
+        elif args.action == "delete":
+            print(zones.delete(cfg, key, args.name, args.type, args.data))
+        else:
+            print("\n".join(zones.listing(cfg, key, args.zone)))
+    except zones.ZoneError as e:
+        return fail(str(e))
+    return 0
+
+
+def cmd_promote(args) -> int:
+    from .shell import promote, zones
+    cfg, key = _dns_config(args)
+    try:
+        print(promote.promote(cfg, _node(args, cfg), key))
+    except zones.ZoneError as e:
+        return fail(str(e))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dnspair", description="DNS high-availability pair supervisor")
     p.add_argument("--version", action="version", version=f"dnspair {__version__}")
@@ -169,6 +249,39 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--node", help="also check that this node is in it")
     sp.add_argument("--key", action="store_true", help="also check the key file and its permissions")
     add("release", cmd_release, "remove every configured VIP from this host (unit stop hook)")
+    sp = add("reload", cmd_reload, "apply dnspair.yaml's dns settings to bind (rndc reconfig, no restart)")
+    sp.add_argument("--node", help="this node's name (default: the host name)")
+
+    rec = sub.add_parser("records", help="the local zones' records (either node; changes go to the primary)")
+    rsub = rec.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def radd(name, help):
+        sp = rsub.add_parser(name, help=help, description=help)
+        sp.add_argument("--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
+        sp.set_defaults(fn=cmd_records)
+        return sp
+    sp = radd("add", "add a record, e.g. `dnspair records add nas.home.arpa A 192.0.2.20`")
+    sp.add_argument("name")
+    sp.add_argument("type")
+    sp.add_argument("data", help="the record's data (quote it if it has spaces, e.g. '10 mail.home.arpa.')")
+    sp.add_argument("--ttl", type=int, help="seconds (default dns.ttl)")
+    sp = radd("delete", "delete a name's records (all, of one TYPE, or the one with DATA)")
+    sp.add_argument("name")
+    sp.add_argument("type", nargs="?")
+    sp.add_argument("data", nargs="?")
+    sp = radd("list", "the records this node's bind serves")
+    sp.add_argument("zone", nargs="?")
+
+    d = sub.add_parser("dns", help="the pair's DNS service: render bind's files, promote a secondary")
+    dsub = d.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, fn, help in (("render", cmd_render, "write this node's bind files from the config"),
+                           ("promote", cmd_promote, "make this node primary for the local zones "
+                            "(refused while the old primary answers with newer serials)")):
+        sp = dsub.add_parser(name, help=help, description=help)
+        sp.add_argument("--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
+        sp.add_argument("--node", help="this node's name (default: the host name)")
+        sp.set_defaults(fn=fn)
+    dsub.choices["render"].add_argument("--root", help="write under this directory (an image tree)")
     return p
 
 

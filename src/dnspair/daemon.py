@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import time
+from typing import Any
 
 from .core import actions as A
 from .core import events as E
@@ -30,8 +31,9 @@ RECENT = 5   # transitions `dnspair status` shows
 
 
 class Daemon:
-    def __init__(self, cfg: Config, me: str, key: bytes):
+    def __init__(self, cfg: Config, me: str, key: bytes, config_path: str | None = None):
         self.cfg = cfg
+        self.config_path = config_path
         self.me = me
         saved, history = state.load(cfg.state_dir, me, cfg)
         self.saved = saved
@@ -49,6 +51,8 @@ class Daemon:
         self.prober = dnsprobe.Prober(cfg.dns_check, self._on_dns)
         self._timer: asyncio.TimerHandle | None = None
         self._witness_busy = False
+        self._zones: Any = None   # shell/zonecheck.Checker, made on the first CheckZones
+        self._zones_busy = False
         self.control_rejected = 0
         self._reject_kinds_logged: set[str] = set()
         self.listeners: list = []      # called with the status dict after every change (LEDs)
@@ -72,6 +76,8 @@ class Daemon:
                     self.prober.start(forget)
                 case A.CheckWitness():
                     self._check_witness()
+                case A.CheckZones():
+                    self._check_zones()
                 case A.Stopped():
                     self.stopped.set()
                 case A.Save(saved):
@@ -163,6 +169,25 @@ class Daemon:
             finally:
                 self._witness_busy = False
             self.step(E.WitnessResult(ok))
+        self._spawn(ask())
+
+    def _check_zones(self) -> None:
+        if self._zones_busy or self.cfg.dns is None:
+            return
+        if self._zones is None:
+            from .shell import zonecheck
+            self._zones = zonecheck.Checker(self.cfg, self.me, self.config_path)
+        self._zones_busy = True
+
+        async def ask() -> None:
+            try:
+                ev = await self._zones.check()
+            except Exception as e:  # noqa: BLE001 - a failed check must not stop failover
+                log.warning("zone check failed: %s", e)
+                return
+            finally:
+                self._zones_busy = False
+            self.step(ev)
         self._spawn(ask())
 
     def _spawn(self, coro) -> None:

@@ -203,12 +203,32 @@ def test_sd_card_care(pm01):
     assert not pm01.path("swapfile").exists() and not pm01.path("var/swap").exists()
 
 
-def test_bind_config_checks_in_the_image(pm01):
-    r = pm01.chroot("named-checkconf", "-z")
+@pytest.mark.parametrize("node", NODES)
+def test_bind_config_checks_in_the_image(images, node):
+    img = images[node]
+    r = img.chroot("named-checkconf", "-z")
     assert r.returncode == 0, r.stdout + r.stderr
-    options = pm01.text("etc/bind/named.conf.options")
+    options = img.text("etc/bind/named.conf.options")
     assert "listen-on { any; };" in options and "allow-recursion { localhost; localnets; };" in options
     assert "listen-on-v6 { any; };" in options, "IPv6 VIPs are answered too"
+    assert f'server-id "{node}";' in options   # per node, never replicated
+    local = img.text("etc/bind/named.conf.local")
+    if node == "dns-pm01":   # the example's primary: its zones load from the image's seed files
+        assert "zone home.arpa/IN: loaded serial 1" in r.stdout, r.stdout
+        assert "zone catalog.dnspair.invalid/IN: loaded serial 1" in r.stdout, r.stdout
+        assert 'zone "home.arpa" { type primary;' in local
+    else:                    # the secondary learns its zones from the catalog zone
+        assert 'catalog-zones { zone "catalog.dnspair.invalid" default-primaries { 192.0.2.1 key' in options
+        assert "home.arpa" not in local
+    key = img.path("etc/bind/dnspair.key")
+    assert key.stat().st_uid == 0 and stat.S_IMODE(key.stat().st_mode) == 0o640
+    assert key.read_text() == images["dns-pm01"].text("etc/bind/dnspair.key")
+    assert img.text("etc/dnspair/authkey").strip() not in key.read_text()
+    group = [ln for ln in img.text("etc/group").splitlines() if ln.startswith("bind:")][0]
+    bind_gid = int(group.split(":")[2])
+    zones = img.path("var/lib/bind/dnspair")
+    assert zones.stat().st_gid == bind_gid and zones.stat().st_mode & 0o020
+    assert not img.path("usr/local/lib/dnspair-image/bind").exists()
 
 
 def test_a_board_without_a_clock_can_still_set_it(built, pm01):

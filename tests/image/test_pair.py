@@ -92,6 +92,22 @@ def test_each_node_runs_its_own_arch_with_nothing_failed(lan):
         assert vm.ssh("systemctl is-active dnspair named").stdout.split() == ["active", "active"]
 
 
+def test_both_vips_answer_a_local_name_and_a_change_made_on_the_secondary(lan):
+    """The example's home.arpa: served by the primary (dns-pm01) and, through the catalog zone,
+    by the secondary; a record added on dns-pm02 goes to the primary and back to both."""
+    def local(vip, name):
+        return ns("dig", "+short", "+time=1", "+tries=1", f"@{vip}", name, "A", check=False,
+                  timeout=30).stdout.strip()
+    def both(name):
+        return {local(vip, name) for vip in ("192.0.2.11", "192.0.2.12")}
+    wait_until("nas.home.arpa through both VIPs", lambda: both("nas.home.arpa") == {"192.0.2.20"},
+               BOOT_TIMEOUT)
+    r = lan["dns-pm02"].ssh("dnspair records add tv.home.arpa A 192.0.2.30", timeout=300)
+    assert r.returncode == 0 and "on dns-pm01" in r.stdout, r.stdout + r.stderr
+    took = wait_until("tv.home.arpa through both VIPs", lambda: both("tv.home.arpa") == {"192.0.2.30"}, 60)
+    print(f"\nrecord added on dns-pm02 answered through both VIPs {took:.1f}s later (emulated, TCG)")
+
+
 def test_the_vip_moves_when_its_node_goes_down(lan):
     test_each_node_holds_its_preferred_vip_and_both_answer(lan)
     lan["dns-pm02"].close()  # the whole OS gone, like pulling the plug

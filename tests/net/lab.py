@@ -233,6 +233,7 @@ class Lab:
     ns: dict = field(default_factory=dict)
     _procs: list = field(default_factory=list)
     _named: dict = field(default_factory=dict)
+    _confs: dict = field(default_factory=dict)
     _etc_netns: list = field(default_factory=list)
     _closed: bool = False
     _started: bool = False
@@ -556,12 +557,15 @@ zone "localhost" {{ type primary; file "{d}/localhost.zone"; }};
 """)
         return conf
 
-    def start_bind(self, node: str) -> subprocess.Popen:
-        """Start named (foreground, -4) in `node`; returns the Popen. Does not wait."""
+    def start_bind(self, node: str, conf: Path | None = None) -> subprocess.Popen:
+        """Start named (foreground, -4) in `node`; returns the Popen. Does not wait.
+        `conf`: a named.conf of the test's own (kept for later restarts of that node)."""
         old = self._named.get(node)
         if old is not None and old.poll() is None:
             raise LabError(f"bind already running on {node}")
-        conf = self._named_conf(node)
+        if conf is not None:
+            self._confs[node] = Path(conf)
+        conf = self._confs.get(node) or self._named_conf(node)
         log = self.workdir / node / "named.log"
         out = open(log, "ab")
         try:

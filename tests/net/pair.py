@@ -58,8 +58,9 @@ failback: {failback}
 
 
 class Pair:
-    def __init__(self, lab, extra: str = "", failback: str = "manual", **config_kw):
-        """config_kw go to config_text (vips=, addresses=, dns_server=)."""
+    def __init__(self, lab, extra: str = "", failback: str = "manual", node_extra=None, **config_kw):
+        """`node_extra`: {lab node: config text for that node only} (node-local sections);
+        config_kw go to config_text (vips=, addresses=, dns_server=)."""
         self.lab = lab
         lab.write_key(lab.workdir / "authkey")
         self.procs = {}
@@ -67,7 +68,8 @@ class Pair:
         for node in labmod.NODES:
             path = lab.workdir / f"{node}.yaml"
             sock = lab.workdir / node / "control.sock"
-            path.write_text(config_text(lab, extra + f"\ncontrol: {{socket: {sock}}}\n"
+            path.write_text(config_text(lab, extra + (node_extra or {}).get(node, "")
+                                        + f"\ncontrol: {{socket: {sock}}}\n"
                                         f"state_dir: {lab.workdir / node / 'state'}\n",
                                         lab.second_link, failback, **config_kw))
             self.configs[node] = path

@@ -4,7 +4,7 @@ so systemd-timesyncd can still find its server and set the clock.
 
 One namespace of our own holds two real bind9 servers on TEST-NET-1 addresses on its loopback:
 a test root (192.0.2.53) signed with dnssec-signzone, and the resolver (192.0.2.1) running the
-appliance's overlays/etc/bind/named.conf.options, trusting the test root's key instead of IANA's.
+appliance's rendered named.conf.options (core/bindconf.py), trusting the test root's key instead of IANA's.
 """
 import os
 import re
@@ -57,8 +57,10 @@ def signed_root(d: Path, inception: int) -> str:
 
 def resolver_conf(d: Path, anchors: str) -> str:
     """The appliance's options, with this test's directory and this test's root key."""
-    options = (REPO / "overlays/etc/bind/named.conf.options").read_text()
-    options = options.replace('directory "/var/cache/bind";', f'directory "{d}"; pid-file "{d}/named.pid";')
+    from dnspair.core import bindconf, config
+    cfg = config.parse((REPO / "example/dnspair.yaml").read_text()
+                       + f"bind: {{cache_dir: {d}, run_dir: {d}, etc_dir: {d}}}\n")
+    options = bindconf.options(cfg, "dns-pm01", None) + bindconf.key_file(bytes(32))
     # `any` would take the test root's address too: both servers share this namespace.
     assert "listen-on { any; };" in options
     options = options.replace("listen-on { any; };", f"listen-on {{ {RESOLVER}; }};")

@@ -17,6 +17,7 @@ from dnspair.core.actions import (
     Announce,
     CheckDns,
     CheckWitness,
+    CheckZones,
     Claim,
     Log,
     Notify,
@@ -348,6 +349,8 @@ class Node:
             w.rec.logs.append((w.now, self.name, "reply", f"{'ok' if a.ok else 'refused'}: {a.text}"))
         elif t is Notify:
             pass
+        elif t is CheckZones:
+            pass   # zone serials are not modelled: the VIP rules never read them
         elif t is Save:
             self.saved = a.state
         elif t is Transition:

@@ -47,6 +47,12 @@ class CheckWitness:
 
 
 @dataclass(frozen=True)
+class CheckZones:
+    """Ask both binds for their local zones' serials; the answer comes back as `ZoneSerials`
+    (one check at a time: the shell skips this while one is still out)."""
+
+
+@dataclass(frozen=True)
 class Notify:
     """A line for systemd's notify socket: READY=1, WATCHDOG=1, STATUS=..., STOPPING=1."""
     text: str
@@ -100,8 +106,8 @@ class Stopped:
     """The orderly stop is complete: the shell may exit."""
 
 
-Action = (Claim | Release | Announce | Send | CheckDns | CheckWitness | Notify | Reply | Log | Save
-          | Transition | Stopped)
+Action = (Claim | Release | Announce | Send | CheckDns | CheckWitness | CheckZones | Notify | Reply | Log
+          | Save | Transition | Stopped)
 
 
 @dataclass

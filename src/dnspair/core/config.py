@@ -133,6 +133,61 @@ class Leds:
 
 
 @dataclass(frozen=True)
+class Record:
+    """One resource record of a local zone, as written: NAME [TTL] TYPE DATA (NAME relative
+    to the zone, "@" its apex)."""
+    name: str
+    type: str
+    data: str
+    ttl: int | None = None
+
+    def text(self) -> str:
+        return " ".join([self.name] + ([str(self.ttl)] if self.ttl is not None else [])
+                        + [self.type, self.data])
+
+
+@dataclass(frozen=True)
+class Zone:
+    name: str                     # "home.arpa": lower case, no trailing dot
+    records: tuple[Record, ...] = ()
+
+
+@dataclass(frozen=True)
+class Dns:
+    """The pair's one DNS service (docs/dns.md): local zones, upstream, who may ask."""
+    zones: tuple[Zone, ...]
+    primary: str
+    forwarders: tuple[str, ...] = ()
+    forward: str = "only"
+    allow_query: tuple[str, ...] = ("localhost", "localnets")
+    ttl: int = 3600
+    drift_after: float = 30.0
+    drift_severity: str = "warning"
+    check_interval: float = 5.0
+
+    def zone_of(self, name: str) -> Zone | None:
+        """The local zone a name falls in (the longest match), None if none."""
+        n = name.lower().rstrip(".")
+        best = None
+        for z in self.zones:
+            if (n == z.name or n.endswith("." + z.name)) and (best is None or len(z.name) > len(best.name)):
+                best = z
+        return best
+
+
+@dataclass(frozen=True)
+class Bind:
+    """Where this node's bind keeps things. Node-local (not in the config digest): the image's
+    defaults are Debian's; the namespace tests point them at their own directories."""
+    etc_dir: str = "/etc/bind"
+    zone_dir: str = "/var/lib/bind/dnspair"
+    cache_dir: str = "/var/cache/bind"
+    run_dir: str = "/run/named"
+    rndc_key: str | None = None     # rndc -k FILE (None: rndc's own default)
+    rndc_port: int = 953
+
+
+@dataclass(frozen=True)
 class Config:
     cluster: str
     key_file: str
@@ -153,6 +208,8 @@ class Config:
     notify: tuple[str, ...] = ()
     notify_timeout: float = 10.0
     notify_queue: int = 100
+    dns: Dns | None = None
+    bind: Bind = Bind()
     digest: str = field(default="", compare=False)
 
     @property
@@ -423,7 +480,7 @@ def _check(tree: yaml.Node, text: str, filename: str) -> Config:
         "heartbeat": False, "failure_threshold": False, "failback": False, "hold_down": False,
         "witness": False, "arp": False, "control": False, "status_http": False, "leds": False,
         "state_dir": False, "runtime_dir": False, "notify": False, "notify_timeout": False,
-        "notify_queue": False,
+        "notify_queue": False, "dns": False, "bind": False,
     })
 
     def top(name: str, kind: type[_T], check: _Check[_T] | None = None,
@@ -601,6 +658,13 @@ def _check(tree: yaml.Node, text: str, filename: str) -> Config:
                    "manual")
     hold_down = top("hold_down", float, _range(0, 86400, " s"), 30.0)
 
+    dns_section = _dns(c, root["dns"][1], list(nodes)) if "dns" in root else None
+    bind = _sub(c, root, "bind", Bind, {
+        "etc_dir": (str, _abs, False), "zone_dir": (str, _abs, False), "cache_dir": (str, _abs, False),
+        "run_dir": (str, _abs, False), "rndc_key": (str, _abs, False),
+        "rndc_port": (int, _range(1, 65535), False),
+    }) or Bind()
+
     if c.problems:
         more = len(c.problems) - MAX_PROBLEMS
         raise ConfigError(c.problems[:MAX_PROBLEMS]
@@ -611,7 +675,7 @@ def _check(tree: yaml.Node, text: str, filename: str) -> Config:
             and runtime_dir is not None and notify_timeout is not None and notify_queue is not None)
     # Node-local settings may differ between the two nodes; everything else must match.
     local = ("control", "state_dir", "status_http", "leds", "runtime_dir", "notify", "notify_timeout",
-             "notify_queue")
+             "notify_queue", "bind")
     shared = {k: v for k, v in yaml.safe_load(text).items() if k not in local}
     digest = hashlib.sha256(yaml.safe_dump(shared, sort_keys=True).encode()).hexdigest()[:16]
     return Config(
@@ -619,7 +683,8 @@ def _check(tree: yaml.Node, text: str, filename: str) -> Config:
         heartbeat=heartbeat, failure_threshold=failure_threshold, failback=failback,
         hold_down=hold_down, witness=witness, arp=arp, control=control, status_http=status_http,
         leds=leds, state_dir=state_dir, runtime_dir=runtime_dir, notify=tuple(notify),
-        notify_timeout=notify_timeout, notify_queue=notify_queue, digest=digest,
+        notify_timeout=notify_timeout, notify_queue=notify_queue, dns=dns_section, bind=bind,
+        digest=digest,
     )
 
 
@@ -629,6 +694,166 @@ def _keys(root: dict[str, tuple[yaml.Node, yaml.Node]], key: str) -> set[str]:
     if not isinstance(node, yaml.MappingNode):
         return set()
     return {k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
+
+
+def _abs(v: str) -> str | None:
+    return None if v.startswith("/") else "must be an absolute path"
+
+
+# The catalog zone (RFC 9432) is the pair's own; a local zone may not take its name.
+CATALOG_ZONE = "catalog.dnspair.invalid"
+ALLOW_WORDS = ("any", "none", "localhost", "localnets")
+
+
+def _dns(c: _Checker, node: yaml.Node, node_names: list[str]) -> Dns | None:
+    """The `dns:` section. Records are checked with dnspython's own parser (imported only
+    when a config has a `dns:` section: the plugin and the simulator never pay for it)."""
+    f = c.mapping(node, "dns", {"zones": False, "primary": False, "forwarders": False, "forward": False,
+                                "allow_query": False, "ttl": False, "drift_after": False,
+                                "drift_severity": False, "check_interval": False})
+    values: dict[str, Any] = {}
+    if "primary" in f:
+        p = c.scalar(f["primary"][1], "dns.primary", str)
+        if p is not None and node_names and p not in node_names:
+            c.err(f["primary"][1], "dns.primary",
+                  f"unknown node {p!r} (nodes: {', '.join(sorted(node_names))})")
+        elif p is not None:
+            values["primary"] = p
+    elif node_names:
+        values["primary"] = node_names[0]   # the first node listed
+    for key in ("forwarders", "allow_query"):
+        if key not in f:
+            continue
+        out = []
+        for item in c.sequence(f[key][1], f"dns.{key}"):
+            v = c.scalar(item, f"dns.{key}", str, _forwarder if key == "forwarders" else _acl_item)
+            if v is not None:
+                out.append(v)
+        values[key] = tuple(out)
+    if "forward" in f:
+        values["forward"] = c.scalar(
+            f["forward"][1], "dns.forward", str,
+            lambda v: None if v in ("only", "first") else f"must be only or first, got {v!r}")
+    for key, kind, check in (("ttl", int, _range(0, 604800, " s")),
+                             ("drift_after", float, _range(1, 86400, " s")),
+                             ("check_interval", float, _range(0.5, 3600, " s"))):
+        if key in f:
+            values[key] = c.scalar(f[key][1], f"dns.{key}", kind, check)
+    if "drift_severity" in f:
+        values["drift_severity"] = c.scalar(
+            f["drift_severity"][1], "dns.drift_severity", str,
+            lambda v: None if v in ("warning", "critical") else f"must be warning or critical, got {v!r}")
+    zones: list[Zone] = []
+    if "zones" in f:
+        zmap = c.mapping(f["zones"][1], "dns.zones", {})
+        for zname, (knode, vnode) in zmap.items():
+            z = _zone(c, zname, knode, vnode, [x.name for x in zones])
+            if z is not None:
+                zones.append(z)
+        if len(zmap) > 100 and isinstance(f["zones"][1], yaml.MappingNode):
+            c.err(f["zones"][1], "dns.zones", f"at most 100 zones, got {len(zmap)}")
+    values["zones"] = tuple(zones)
+    if any(v is None for v in values.values()) or "primary" not in values:
+        return None   # already reported
+    return Dns(**values)
+
+
+def _forwarder(v: str) -> str | None:
+    try:
+        ipaddress.ip_address(v)
+    except ValueError:
+        return f"must be an IP address, got {v!r}"
+    return None
+
+
+def _acl_item(v: str) -> str | None:
+    if v in ALLOW_WORDS:
+        return None
+    try:
+        ipaddress.ip_network(v, strict=False)
+    except ValueError:
+        return f"must be a network (192.0.2.0/24), an address or one of {', '.join(ALLOW_WORDS)}, got {v!r}"
+    return None
+
+
+def _zone(c: _Checker, zname: str, knode: yaml.Node, vnode: yaml.Node, seen: list[str]) -> Zone | None:
+    import dns.exception
+    import dns.name
+    import dns.rdata
+    import dns.rdataclass
+    import dns.rdatatype
+    key = f"dns.zones.{zname}"
+    name = zname.lower().rstrip(".")
+    try:
+        origin = dns.name.from_text(name)
+        if len(origin.labels) < 2 or not all(origin.labels[:-1]):
+            raise ValueError
+    except (dns.exception.DNSException, ValueError):
+        c.err(knode, key, f"not a zone name: {zname!r}")
+        return None
+    if name == CATALOG_ZONE or name.endswith("." + CATALOG_ZONE):
+        c.err(knode, key, f"{CATALOG_ZONE} is the pair's catalog zone")
+        return None
+    if name in seen:
+        c.err(knode, key, "zone listed twice")
+        return None
+    records: list[Record] = []
+    items = [] if isinstance(vnode, yaml.ScalarNode) and vnode.value in ("", "~", "null") else \
+        c.sequence(vnode, key)
+    for item in items:
+        text = c.scalar(item, key, str)
+        if text is None:
+            continue
+        problem, rec = parse_record(text, origin)
+        if problem:
+            c.err(item, key, f"{text!r}: {problem}")
+        elif rec is not None:
+            records.append(rec)
+    return Zone(name, tuple(records))
+
+
+def parse_record(text: str, origin: Any) -> tuple[str | None, Record | None]:
+    """(problem, None) or (None, record) for 'NAME [TTL] TYPE DATA' in zone `origin` (a
+    dns.name.Name). Shared by the config check and `dnspair records`."""
+    parts = text.split(None, 2)
+    if len(parts) < 3:
+        return "must be NAME [TTL] TYPE DATA, e.g. 'nas A 192.0.2.20'", None
+    name, rest = parts[0], parts[1:]
+    ttl = None
+    if rest[0].isdigit():
+        ttl = int(rest[0])
+        rest = rest[1].split(None, 1)
+        if len(rest) < 2:
+            return "must be NAME [TTL] TYPE DATA", None
+        if ttl > 604800:
+            return f"TTL {ttl} is over a week (604800 s)", None
+    rtype, data = rest[0].upper(), rest[1].strip()
+    problem = check_record(name, rtype, data, origin)
+    return (problem, None) if problem else (None, Record(name, rtype, data, ttl))
+
+
+# SOA is the pair's own; the rest are what a home's zone holds.
+RECORD_TYPES = ("A", "AAAA", "CNAME", "MX", "TXT", "PTR", "SRV", "NS", "CAA")
+
+
+def check_record(name: str, rtype: str, data: str, origin: Any) -> str | None:
+    """The problem with one record (NAME relative to `origin` or absolute with a dot), or None."""
+    import dns.exception
+    import dns.name
+    import dns.rdata
+    if rtype not in RECORD_TYPES:
+        return f"type must be one of {', '.join(RECORD_TYPES)}, got {rtype!r}"
+    try:
+        owner = origin if name == "@" else dns.name.from_text(name, origin)
+    except dns.exception.DNSException as e:
+        return f"bad name {name!r} ({_short(e)})"
+    if not owner.is_subdomain(origin):
+        return f"{owner.to_text()} is not in zone {origin.to_text()}"
+    try:
+        dns.rdata.from_text("IN", rtype, data, origin=origin)
+    except (dns.exception.DNSException, ValueError) as e:
+        return f"not valid {rtype} data {data!r} ({_short(str(e) or type(e).__name__)})"
+    return None
 
 
 def parse_key(text: str, filename: str = "<key>") -> bytes:

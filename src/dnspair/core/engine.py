@@ -38,6 +38,7 @@ from .actions import (
     Announce,
     CheckDns,
     CheckWitness,
+    CheckZones,
     Claim,
     Log,
     Notify,
@@ -50,6 +51,7 @@ from .actions import (
     Transition,
 )
 from .config import Config
+from .drift import Drift
 from .events import (
     Carrier,
     ClaimFailed,
@@ -62,6 +64,7 @@ from .events import (
     Stop,
     Tick,
     WitnessResult,
+    ZoneSerials,
 )
 from .liveness import LEARN, LIVE, Liveness
 from .saved import Cause, Failure, Saved
@@ -176,7 +179,7 @@ class Engine:
         self.told_failed: set[int] = set()   # announced over a peer whose DNS failed
         self.probing = False
         self.expected: float | None = None   # the wake_at we last asked for
-        self.status_key: tuple[int, bool, bool, bool] | None = None
+        self.status_key: tuple[int, bool, bool, bool, tuple[str, ...]] | None = None
         self._send_now = False
         # kept across restarts (core/saved.py) and what explains where each VIP is
         self.away: set[int] = set()      # left here by our failure: no home claim until cleanup
@@ -189,6 +192,12 @@ class Engine:
         self.yield_since: dict[int, float] = {}
         self.stop_sticky: frozenset[int] | None = None
         self.saved_key: object = None
+        # the local zones (cfg.dns): what both binds serve, compared (core/drift.py)
+        self.drift = Drift(cfg.dns.drift_after) if cfg.dns is not None else None
+        self.next_zones = now
+        self.zones_seen: ZoneSerials | None = None
+        self.zones_seen_at: float | None = None
+        self.zone_errors: dict[str, str] = {}
 
     # --- the one entry point -------------------------------------------------------------
 
@@ -224,6 +233,8 @@ class Engine:
                 acts += self._on_claim_failed(now, vip, error)
             case Resumed():
                 acts += self._resync(now, "resumed after a stop (SIGCONT)")
+            case ZoneSerials():
+                acts += self._on_zones(now, ev)
             case Stop():
                 acts += self._on_stop(now)
                 return Step(acts + self._save(), self.next_bye)
@@ -302,6 +313,10 @@ class Engine:
             if self.ready and self.dns_ok and not self.dns_stale:   # a failed node draws no clients
                 acts += [Announce(i, refresh=True) for i in sorted(self.held)]
             self.next_refresh = now + REFRESH
+        if self.drift is not None and now >= self.next_zones:
+            assert self.cfg.dns is not None
+            acts.append(CheckZones())
+            self.next_zones = _advance(self.next_zones, self.cfg.dns.check_interval, now)
         if self.watchdog and now >= self.next_watchdog:
             # By the clock, not by wakeups: a starved loop wakes less often than it should,
             # and the watchdog is for a hung loop, not a slow one.
@@ -319,6 +334,11 @@ class Engine:
             times.append(self.next_witness)
         if self.watchdog:
             times.append(self.next_watchdog)
+        if self.drift is not None:
+            times.append(self.next_zones)
+            due = self.drift.next_due(now)
+            if due is not None:
+                times.append(due)
         if self.held and not self.peer_alive(now):
             times.append(self.next_refresh)
         if not self.ready and self.listening_from + self._start_listen() > now:
@@ -353,13 +373,15 @@ class Engine:
     def _notify_status(self, now: float) -> list[Action]:
         """The STATUS= line, only when what it shows changed (it is not built every wakeup)."""
         alive = self.peer_alive(now)
-        key = (_mask(self.held), alive, self.dns_ok, self.standby)
+        drifted = tuple(self.drift.drifted(now)) if self.drift is not None else ()
+        key = (_mask(self.held), alive, self.dns_ok, self.standby, drifted)
         if key == self.status_key:
             return []
         self.status_key = key
         held = ", ".join(self.cfg.vips[i].ip for i in sorted(self.held)) or "no VIP"
         line = (f"holding {held}; peer {self.peer_name} {'online' if alive else 'offline'}; "
-                f"DNS {'ok' if self.dns_ok else 'FAILED'}" + ("; standby" if self.standby else ""))
+                f"DNS {'ok' if self.dns_ok else 'FAILED'}" + ("; standby" if self.standby else "")
+                + (f"; differing: {', '.join(drifted)}" if drifted else ""))
         return [Notify(f"STATUS={line}")]
 
     # --- inputs -------------------------------------------------------------------------
@@ -655,6 +677,28 @@ class Engine:
             # The peer let go of VIPs we hold: it may have announced them while it held them.
             self.peer_release_epoch = msg.release_epoch
             self.contested |= {i for i in self.held if _bit(msg.released, i)}
+        return acts
+
+    def _on_zones(self, now: float, ev: ZoneSerials) -> list[Action]:
+        """What both binds serve: differences go to the drift tracker (its clock decides when
+        they count); a zone file bind cannot load here is a failed action with bind's line."""
+        if self.drift is None:
+            return []
+        acts: list[Action] = []
+        self.zones_seen, self.zones_seen_at = ev, now
+        for zone, mine, theirs in ev.zones:
+            self.drift.observe(now, zone, mine, theirs)
+        self.drift.observe(now, "config", ev.digests[0], ev.digests[1])
+        self.drift.observe(now, "reload", ev.rendered, ev.digests[0])
+        self.drift.forget({z for z, _, _ in ev.zones} | {"config", "reload"})
+        errors = dict(ev.errors)
+        for zone, line in sorted(errors.items()):
+            if self.zone_errors.get(zone) != line:
+                acts.append(Log(f"zone {zone} does not load on {self.me}: {line}", "error"))
+            self._record("zone_load", self.me, now, f"{zone}: {line}", key=f"zone_load {zone}")
+        for zone in sorted(set(self.zone_errors) - set(errors)):
+            acts.append(Log(f"zone {zone} loads again on {self.me}"))
+        self.zone_errors = errors
         return acts
 
     # --- operator commands ----------------------------------------------------------------
@@ -1057,12 +1101,14 @@ class Engine:
             acts += [Log("stopped"), Stopped()]
         return acts
 
-    def _record(self, what: str, node: str, now: float, why: str) -> None:
-        f = self.failures.get((what, node))
+    def _record(self, what: str, node: str, now: float, why: str, key: str | None = None) -> None:
+        """`key` keeps failures of one kind apart (one entry per zone)."""
+        k = (key or what, node)
+        f = self.failures.get(k)
         if f is None:
-            self.failures[(what, node)] = Failure(what, node, now, now, 1, why)
+            self.failures[k] = Failure(what, node, now, now, 1, why)
         else:
-            self.failures[(what, node)] = replace(f, last=now, count=f.count + 1, why=why)
+            self.failures[k] = replace(f, last=now, count=f.count + 1, why=why)
 
 
 def _advance(when: float, every: float, now: float) -> float:

@@ -71,9 +71,28 @@ class Resumed:
     """The process was stopped and continued (SIGCONT): what we know of the peer is stale."""
 
 
+# A serial as bind gave it: an int; a string when bind answered without the zone
+# ("SERVFAIL", "not authoritative"); None when nothing answered.
+Seen = int | str | None
+
+
+@dataclass(frozen=True)
+class ZoneSerials:
+    """The answer to `CheckZones`: per local zone (and the catalog zone) (zone, this node's
+    serial, the peer's); the config digest each bind carries (mine, the peer's); the digest
+    this node's config renders; the node primary for the zones here; and bind's own error
+    line for each zone whose file does not load on this node."""
+    zones: tuple[tuple[str, Seen, Seen], ...]
+    digests: tuple[Seen, Seen] = (None, None)
+    rendered: str | None = None
+    primary: str | None = None
+    errors: tuple[tuple[str, str], ...] = ()
+
+
 @dataclass(frozen=True)
 class Stop:
     """Orderly stop: release everything, say bye (repeated), then `Stopped`."""
 
 
-Event = Start | Tick | Datagram | DnsResult | Carrier | WitnessResult | Command | ClaimFailed | Resumed | Stop
+Event = (Start | Tick | Datagram | DnsResult | Carrier | WitnessResult | Command | ClaimFailed | Resumed
+         | ZoneSerials | Stop)

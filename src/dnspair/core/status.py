@@ -136,6 +136,7 @@ def build(e: Engine, now: float, wall_now: float, pid: int | None = None,
         failed.append({"what": "dns_check", "node": e.peer_name, "count": m.total_failures,
                        "why": "reported by the peer", "first": None, "last": None})
     links_up = sum(1 for link in peer_links if link["up"])
+    dns = _dns(e, now)
     return add_findings({
         "schema": SCHEMA,
         "cluster": e.cfg.cluster,
@@ -160,4 +161,37 @@ def build(e: Engine, now: float, wall_now: float, pid: int | None = None,
                         "counts": [{"vip": vip or None, "reason": code, "count": n}
                                    for (vip, code), n in sorted(e.transition_counts.items())]},
         "history": list(history or []),
+        "dns": dns,
     })
+
+
+def _dns(e: Engine, now: float) -> dict[str, Any] | None:
+    """The local zones as both binds serve them (core/drift.py); None without `dns:`."""
+    d, cfg = e.drift, e.cfg.dns
+    if d is None or cfg is None:
+        return None
+    seen = e.zones_seen
+    drifted = set(d.drifted(now))
+
+    def item(what: str) -> tuple[Any, Any, float | None, bool]:
+        it = d.items.get(what)
+        if it is None:
+            return None, None, None, False
+        age = it.differing_for(now)
+        return it.mine, it.peer, None if age is None else round(age, 3), what in drifted
+
+    zones = []
+    for zone, _, _ in (seen.zones if seen else [(z.name, None, None) for z in cfg.zones]):
+        mine, theirs, age, bad = item(zone)
+        zones.append({"zone": zone, "serials": {e.me: mine, e.peer_name: theirs},
+                      "differing_s": age, "drifted": bad, "load_error": e.zone_errors.get(zone)})
+    mine, theirs, age, bad = item("config")
+    rendered, running, rage, rbad = item("reload")
+    return {
+        "primary": (seen.primary if seen else None) or cfg.primary,
+        "drift_after_s": cfg.drift_after, "drift_severity": cfg.drift_severity,
+        "checked_s": None if e.zones_seen_at is None else round(now - e.zones_seen_at, 3),
+        "zones": zones,
+        "config": {"digests": {e.me: mine, e.peer_name: theirs}, "differing_s": age, "drifted": bad,
+                   "rendered": rendered, "reload_needed": rbad, "reload_differing_s": rage},
+    }

@@ -18,7 +18,8 @@ SEVERITIES: tuple[str, ...] = get_args(Severity)
 # with both binds failed the VIPs are unowned too, and the failed binds are the news).
 KINDS: tuple[str, ...] = (
     "dns_failed_both", "vip_unowned", "vip_away", "peer_unheard", "links_degraded",
-    "dns_failed", "config_mismatch", "failures_recorded", "standby", "starting",
+    "dns_failed", "config_mismatch", "zone_drift", "dns_config_drift", "failures_recorded", "standby",
+    "starting",
 )
 
 SEVERITY: dict[str, Severity] = {
@@ -31,6 +32,9 @@ SEVERITY: dict[str, Severity] = {
     "links_degraded": "warning",
     "dns_failed": "warning",        # one node: its VIP has moved (or will) to the other
     "config_mismatch": "warning",
+    # Both binds should serve the same zones and settings; the severity is dns.drift_severity.
+    "zone_drift": "warning",
+    "dns_config_drift": "warning",
     "failures_recorded": "warning",
     "standby": "warning",
     "starting": "warning",
@@ -63,8 +67,9 @@ def findings(st: Mapping[str, Any]) -> list[Finding]:
     """Every finding for a status document, worst first (critical, then KINDS order)."""
     out: list[Finding] = []
 
-    def add(kind: str, subject: str, text: str, node: str | None = None) -> None:
-        out.append(Finding(kind, SEVERITY[kind], subject, text, node))
+    def add(kind: str, subject: str, text: str, node: str | None = None,
+            severity: Severity | None = None) -> None:
+        out.append(Finding(kind, severity or SEVERITY[kind], subject, text, node))
 
     cluster = str(st["cluster"])
     nodes: Sequence[Mapping[str, Any]] = st["nodes"]
@@ -91,6 +96,7 @@ def findings(st: Mapping[str, Any]) -> list[Finding]:
                 n["name"])
     if st.get("config_match") is False:
         add("config_mismatch", cluster, "configs differ")
+    _dns_findings(st.get("dns"), str(st.get("node", "")), add)
     if st["failed_actions"]:
         add("failures_recorded", cluster, f"{len(st['failed_actions'])} failure(s) need cleanup")
     for n in nodes:
@@ -101,6 +107,31 @@ def findings(st: Mapping[str, Any]) -> list[Finding]:
             add("starting", n["name"], f"{n['name']} starting", n["name"])
     rank = {k: i for i, k in enumerate(KINDS)}
     return sorted(out, key=lambda f: (SEVERITIES.index(f.severity), rank[f.kind]))
+
+
+def _minutes(s: float) -> str:
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min"
+
+
+def _dns_findings(dns: Mapping[str, Any] | None, me: str, add: Any) -> None:
+    """Both binds serving different things for longer than dns.drift_after."""
+    if not dns:
+        return
+    sev = _severity(dns.get("drift_severity", "warning"))
+    for z in dns["zones"]:
+        if z["drifted"]:
+            serials = ", ".join(f"{n} {'serial ' if i == 0 else ''}{v}"
+                                for i, (n, v) in enumerate(sorted(z["serials"].items())))
+            add("zone_drift", z["zone"], f"zone {z['zone']}: {serials}, differing for "
+                f"{_minutes(z['differing_s'] or 0)}", severity=sev)
+    c = dns["config"]
+    if c["drifted"]:
+        digests = ", ".join(f"{n} {v}" for n, v in sorted(c["digests"].items()))
+        add("dns_config_drift", "bind config", f"bind config differs: {digests}, for "
+            f"{_minutes(c['differing_s'] or 0)}", severity=sev)
+    if c["reload_needed"]:
+        add("dns_config_drift", me, f"bind on {me} runs another config than dnspair.yaml "
+            f"(run `dnspair reload`) for {_minutes(c['reload_differing_s'] or 0)}", me, severity=sev)
 
 
 def add_findings(st: dict[str, Any]) -> dict[str, Any]:

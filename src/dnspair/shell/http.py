@@ -121,6 +121,20 @@ def metrics(st: dict) -> str:
         m("notify_failures_total", "counter", "Notify commands that failed, timed out, or events "
           "dropped from a full queue.", [((k,), n.get(k, 0)) for k in ("failed", "timed_out", "dropped")],
           ("kind",))
+    dns = st.get("dns")
+    if dns:
+        def serial(v):
+            return v if isinstance(v, int) else None
+        m("zone_serial", "gauge", "SOA serial of a local zone on each node (NaN: no answer or not loaded).",
+          [((z["zone"], node), serial(v)) for z in dns["zones"] for node, v in sorted(z["serials"].items())],
+          ("zone", "node"))
+        m("zone_differing_seconds", "gauge", "How long the nodes' serials of a zone have differed (0: same).",
+          [((z["zone"],), z["differing_s"] or 0) for z in dns["zones"]], ("zone",))
+        m("zone_drift", "gauge", "1 if a zone has differed for longer than dns.drift_after.",
+          [((z["zone"],), int(z["drifted"])) for z in dns["zones"]], ("zone",))
+        m("bind_config_match", "gauge", "1 if both binds carry the same config digest, NaN if unknown.",
+          [((), None if None in dns["config"]["digests"].values()
+            else int(len(set(dns["config"]["digests"].values())) == 1))])
 
     class Families:
         def collect(self):

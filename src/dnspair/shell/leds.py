@@ -20,12 +20,13 @@ log = logging.getLogger("dnspair")
 # Red keeps its meaning on the board: the peer unheard is only a warning for Nagios (the
 # survivor serves both VIPs), but the person at the board must see the pair lost its partner.
 NOT_GREEN = {"dns_failed", "standby", "starting"}  # on this node
+DRIFT = {"zone_drift", "dns_config_drift"}
 
 
 def lights(st: dict) -> tuple[bool, bool, bool]:
     """(green, amber blinking, red) for a status dict, mapped from its findings
     (core/verdict.py). green: serving its own VIP and no finding in NOT_GREEN on this node;
-    amber: a VIP away from home is on this node; red: any critical finding, this node's
+    amber: a VIP away from home is on this node, or the binds differ; red: any critical finding, this node's
     DNS failed, or the peer unheard."""
     me = next(n for n in st["nodes"] if n["self"])["name"]
     found = verdict.read(st)
@@ -33,7 +34,8 @@ def lights(st: dict) -> tuple[bool, bool, bool]:
     own = any(v["owner"] == me and v["preferred"] == me for v in st["vips"])
     critical = any(f.severity == "critical" for f in found)
     green = own and not here & NOT_GREEN and not any(f.kind == "dns_failed_both" for f in found)
-    amber = "vip_away" in here
+    # Both binds serving different names is the same kind of news as a VIP away: look soon.
+    amber = "vip_away" in here or any(f.kind in DRIFT for f in found)
     red = critical or "dns_failed" in here or any(f.kind == "peer_unheard" for f in found)
     return green, amber, red
 

@@ -22,6 +22,10 @@ def _uptime(s):
     return (f"{d}d " if d else "") + f"{h}h{m:02d}m{s:02d}s"
 
 
+def _for(s):
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min"
+
+
 def warnings(st: dict) -> list[str]:
     """What an operator should look at: the findings' texts (core/verdict.py)."""
     return [f.text for f in verdict.read(st)]
@@ -88,6 +92,21 @@ def text(st: dict) -> str:
         lines.append(f"  * {v['address']} ({v['interface']}): {where}  ({'; '.join(notes)})")
         if v.get("why"):
             lines.append(f"      why: {v['why']}")
+    dns = st.get("dns")
+    if dns:
+        lines += ["", f"Local Zones (primary {dns['primary']}):"]
+        for z in dns["zones"]:
+            serials = ", ".join(f"{n} {'-' if v is None else v}" for n, v in sorted(z["serials"].items()))
+            note = ""
+            if z["differing_s"] is not None:
+                note = f", differing for {_for(z['differing_s'])}" + (" (DRIFT)" if z["drifted"] else "")
+            if z.get("load_error"):
+                note += f", does not load here: {z['load_error']}"
+            lines.append(f"  * zone {z['zone']}: {serials}{note}")
+        c = dns["config"]
+        digests = ", ".join(f"{n} {'-' if v is None else v}" for n, v in sorted(c["digests"].items()))
+        lines.append(f"  * bind config: {digests}" + (" (differs)" if c["drifted"] else "")
+                     + (" (`dnspair reload` needed)" if c["reload_needed"] else ""))
     if st["failed_actions"]:
         lines += ["", "Failed Actions:"]
         for f in st["failed_actions"]:

@@ -1,0 +1,57 @@
+"""Are both nodes' bind serving the same thing? A pure tracker of what each side says.
+
+Fed observations with `now` (the engine's clock): per local zone, the SOA serial this node's
+bind answers and the peer's (an int; a string when bind answers without the zone, e.g.
+"SERVFAIL"; None when nothing answered), and the same for the config digest each bind carries.
+A difference counts only once it has lasted `after` seconds (a transfer takes a moment); an
+unknown side (the peer unreachable: that is another finding) stops the clock.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .events import Seen
+
+
+def serial_newer(a: int, b: int) -> bool:
+    """RFC 1982 serial arithmetic: is `a` after `b`?"""
+    return a != b and (a - b) % (1 << 32) < (1 << 31)
+
+
+@dataclass
+class Item:
+    mine: Seen = None
+    peer: Seen = None
+    since: float | None = None   # differing since (both sides known)
+
+    def differing_for(self, now: float) -> float | None:
+        return None if self.since is None else now - self.since
+
+
+class Drift:
+    def __init__(self, after: float):
+        self.after = after
+        self.items: dict[str, Item] = {}
+
+    def observe(self, now: float, what: str, mine: Seen, peer: Seen) -> None:
+        it = self.items.setdefault(what, Item())
+        it.mine, it.peer = mine, peer
+        if mine is None or peer is None or mine == peer:
+            it.since = None
+        elif it.since is None:
+            it.since = now
+
+    def forget(self, keep: set[str]) -> None:
+        for what in [w for w in self.items if w not in keep]:
+            del self.items[what]
+
+    def drifted(self, now: float) -> list[str]:
+        """What has differed for longer than `after`, in name order."""
+        return sorted(w for w, it in self.items.items()
+                      if it.since is not None and now - it.since > self.after)
+
+    def next_due(self, now: float) -> float | None:
+        """When a difference still inside its grace time will count."""
+        due = [it.since + self.after for it in self.items.values()
+               if it.since is not None and it.since + self.after >= now]
+        return min(due) + 1e-6 if due else None
