@@ -78,6 +78,9 @@ make_rootfs() {
     # bind's config for each node of this arch, rendered from the pair's config by the image's own
     # dnspair (core/bindconf.py: zones, catalog, TSIG key from the pair's key); staged here, laid
     # into each node's tree by step 40.
+    # A config the image's dnspair rejects is reported as that, not as a failed render.
+    in_chroot "$ROOT" /usr/local/bin/dnspair check-config --key /etc/dnspair/dnspair.yaml >&2 \
+        || die "dnspair check-config rejected $CONFIG inside the image"
     for n in $(nodes_of "$ARCH"); do
         in_chroot "$ROOT" /usr/local/bin/dnspair dns render --config /etc/dnspair/dnspair.yaml --node "$n" \
             --root "/usr/local/lib/dnspair-image/bind/$n" >&2 || die "dnspair dns render failed for $n"
