@@ -3,7 +3,6 @@ through node death, bind stopped and bind hung within the IPv4 outage budgets, t
 neighbour cache (`ip -6 neigh`) moved by unsolicited Neighbour Advertisements, a pair mixing
 IPv4 and IPv6 VIPs, and the heartbeat over an IPv6 link."""
 import socket
-import threading
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from scapy.layers.l2 import Ether
 import lab as labmod
 from campaign import BUDGET
 from pair import Pair, vip_yaml
-from test_faults_common import Watcher
+from test_faults_common import Background, Watcher
 
 VIP1, VIP2 = labmod.VIP1, labmod.VIP2
 VIP6A, VIP6B = labmod.VIP6A, labmod.VIP6B
@@ -23,7 +22,7 @@ ARP_COUNT, ARP_SPACING = 5, 0.3   # the defaults: one burst is 5 announcements 0
 V6_PAIR = vip_yaml((f"{VIP6A}/64", "node1"), (f"{VIP6B}/64", "node2"))
 
 
-class Capture:
+class Capture(Background):
     """Every IPv6 frame the client's eth0 receives, with its arrival time, from a packet socket."""
 
     def __init__(self, lab):
@@ -31,16 +30,9 @@ class Capture:
         self.sock.bind(("eth0", 0x86DD))
         self.sock.settimeout(0.1)
         self.frames: list[tuple[float, bytes]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._init_thread()
 
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(5)
+    def close(self):
         self.sock.close()
 
     def _run(self):
