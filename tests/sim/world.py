@@ -89,7 +89,7 @@ class Record:
     garps: list = dataclasses.field(default_factory=list)     # (t, node, vip): frames the client got
     logs: list = dataclasses.field(default_factory=list)      # (t, node, level, text)
     converged: dict = dataclasses.field(default_factory=dict)  # phase -> snapshot
-    # (t, node, kept state?, sticky it kept, pins it kept, the peer's `away` then)
+    # (t, node, kept state?, sticky it kept, pins it obeys, the peer's `away` then)
     starts: list = dataclasses.field(default_factory=list)
     transitions: list = dataclasses.field(default_factory=list)   # (t, node, Transition)
     faults_end: float = 0.0
@@ -186,8 +186,12 @@ class Node:
             return
         peer = w.peer(self).engine
         s = self.saved
+        # the pins it will obey: its kept admin's or the peer's, whichever is newer (an operator
+        # may have pinned a VIP on the peer while this node was down)
+        admins = [a for a in (s.admin if s else None, getattr(peer, "admin", None)) if a is not None]
+        pins = max(admins, key=lambda a: (a.counter, a.node)).pins if admins else ()
         w.rec.starts.append((w.now, self.name, s is not None, s.sticky if s else frozenset(),
-                             s.admin.pins if s and s.admin else (), frozenset(getattr(peer, "away", ()))))
+                             pins, frozenset(getattr(peer, "away", ()))))
         self.handle(Start(held=frozenset(self.addrs), saved=s) if s is not None
                     else Start(held=frozenset(self.addrs)))
         for k in range(w.nlinks):
