@@ -92,6 +92,16 @@ def test_each_node_runs_its_own_arch_with_nothing_failed(lan):
         assert vm.ssh("systemctl is-active dnspair named").stdout.split() == ["active", "active"]
 
 
+def bind_story(lan):
+    """What each node's bind says about the pair's zones, for a failure message."""
+    out = []
+    for node, vm in lan.items():
+        r = vm.ssh("rndc zonestatus home.arpa; ls -la /var/lib/bind/dnspair; "
+                   "journalctl -b -u named --no-pager -n 40 -o cat", timeout=120)
+        out.append(f"--- {node} (exit {r.returncode}):\n{r.stdout}{r.stderr}")
+    return "\n".join(out)
+
+
 def test_both_vips_answer_a_local_name_and_a_change_made_on_the_secondary(lan):
     """The example's home.arpa: served by the primary (dns-pm01) and, through the catalog zone,
     by the secondary; a record added on dns-pm02 goes to the primary and back to both."""
@@ -100,8 +110,12 @@ def test_both_vips_answer_a_local_name_and_a_change_made_on_the_secondary(lan):
                   timeout=30).stdout.strip()
     def both(name):
         return {local(vip, name) for vip in ("192.0.2.11", "192.0.2.12")}
-    wait_until("nas.home.arpa through both VIPs", lambda: both("nas.home.arpa") == {"192.0.2.20"},
-               BOOT_TIMEOUT)
+    wait_until("both VIPs answer from the client",
+               lambda: dig("192.0.2.11") == "127.0.0.1" == dig("192.0.2.12"), BOOT_TIMEOUT)
+    try:   # bind is up on both: the zones follow within a few refreshes
+        wait_until("nas.home.arpa through both VIPs", lambda: both("nas.home.arpa") == {"192.0.2.20"}, 180)
+    except AssertionError as e:
+        raise AssertionError(f"{e}: got {both('nas.home.arpa')}\n{bind_story(lan)}") from None
     r = lan["dns-pm02"].ssh("dnspair records add tv.home.arpa A 192.0.2.30", timeout=300)
     assert r.returncode == 0 and "on dns-pm01" in r.stdout, r.stdout + r.stderr
     took = wait_until("tv.home.arpa through both VIPs", lambda: both("tv.home.arpa") == {"192.0.2.30"}, 60)
