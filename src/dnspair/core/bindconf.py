@@ -136,6 +136,11 @@ def options(cfg: Config, me: str, role: str | None) -> str:
         "\t// Only the primary's zones notify, and only the peer (they say so themselves).",
         "\tnotify no;",
     ]
+    if dns and dns.zones:
+        # bind 9.18 answers home.arpa and the TEST-NET/private reverse zones from built-in empty
+        # zones when it recurses without forwarders; on the secondary that empty zone stops the
+        # catalog from adding the real one, so the VIP there answers NXDOMAIN for every name.
+        lines += [f'\tdisable-empty-zone "{z.name}";' for z in dns.zones]
     if dns and role == "secondary":
         primary = cfg.nodes[dns.primary].addresses[0]
         lines += [
