@@ -103,7 +103,7 @@ make_authkey
 make_wheel
 # One root file system per arch (base, dnspair, checks), then that arch's nodes from it.
 for ARCH in $ARCHES; do
-    if [ -n "$BASE_IMG" ]; then base_from_image; else build_base; fi
+    if [ -n "$BASE_IMG" ]; then base_from_image; else build_base; make_extras; fi
     make_rootfs
     verify_rootfs
     for n in $(nodes_of "$ARCH"); do make_node "$n"; done
