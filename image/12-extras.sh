@@ -47,8 +47,9 @@ make_extras() {
             -o Dir::Cache::archives=/tmp/debs $EXTRA_DEBS >&2 || die "apt-get could not fetch $EXTRA_DEBS for $ARCH"
         rm -rf "$EXTRA_DEBS_DIR.partial"; mkdir -p "$EXTRA_DEBS_DIR.partial"
         cp "$tree"/tmp/debs/*.deb "$EXTRA_DEBS_DIR.partial/"
-        find "$CACHE_DIR" -maxdepth 1 -name "debs-$ARCH-*" ! -name "$(basename "$EXTRA_DEBS_DIR")" -exec rm -rf {} +
-        mv "$EXTRA_DEBS_DIR.partial" "$EXTRA_DEBS_DIR" ;;
+        mv "$EXTRA_DEBS_DIR.partial" "$EXTRA_DEBS_DIR"
+        # Those resolved against an older base are dead weight.
+        find "$CACHE_DIR" -maxdepth 1 -name "debs-$ARCH-*" ! -name "$(basename "$EXTRA_DEBS_DIR")" -exec rm -rf {} + ;;
     esac
     case "$missing" in *wheel*)
         ver=$(lgpio_version)

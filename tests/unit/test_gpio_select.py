@@ -32,7 +32,8 @@ def test_the_header_chip_is_found_by_its_label_not_its_number():
 
 def test_no_header_chip_says_what_it_saw():
     with pytest.raises(leds.NoChip) as e:
-        leds.find_chip(["/dev/gpiochip0", "/dev/gpiochip1", "/dev/gpiochip2", "/dev/dnspair-gpiochip"], label_of)
+        leds.find_chip(["/dev/gpiochip0", "/dev/gpiochip1", "/dev/gpiochip2", "/dev/dnspair-gpiochip"],
+                       label_of)
     assert str(e.value) == ("no GPIO chip labelled pinctrl-bcm2835/pinctrl-bcm2711/pinctrl-rp1 "
                             "(gpiochip0: raspberrypi-exp-gpio, gpiochip1: Operation not permitted, "
                             "gpiochip2: gpio-sim)")
