@@ -59,7 +59,7 @@ make_extras() {
         # PYPI=1: lgpio's setup.py then compiles its C library into the module (no liblgpio.so).
         in_chroot "$tree" env -i PATH=/usr/bin:/bin LC_ALL=C.UTF-8 PYPI=1 ${https_proxy:+https_proxy=$https_proxy} \
             $([ -s "$tree/tmp/ca.crt" ] && echo PIP_CERT=/tmp/ca.crt) \
-            /tmp/lgpio-venv/bin/pip wheel -q --no-cache-dir --disable-pip-version-check --no-deps \
+            /tmp/lgpio-venv/bin/pip wheel -q --no-cache-dir --disable-pip-version-check --no-deps --use-pep517 \
             --no-binary lgpio -w /tmp/wheels "lgpio==$ver" >&2 || die "could not build lgpio $ver for $ARCH from its sdist"
         mkdir -p "$EXTRA_WHEELS_DIR"
         for w in "$tree"/tmp/wheels/lgpio-*.whl; do  # copied, then renamed: never half a wheel in the cache
