@@ -22,22 +22,25 @@ usage: build.sh --config dnspair.yaml --ssh-key KEY.pub [options]
   --out DIR              output directory (default: out/)
   --cache DIR            base rootfs cache (default: /var/cache/dnspair-build)
   --xz-level N           xz compression level 0-9 (default: 6)
+  --image-url URL        where the .img.xz files will be downloaded from, for out/os_list.json
+                         (Raspberry Pi Imager's custom repository); default: file:// of --out
 USAGE
 }
 
 CONFIG="" SSH_KEY="" AUTHKEY_FILE="" DEFAULT_ARCH=arm64 NODE_ARCHS="" BASE_IMG="" BASE_SHA="" NODES="" GATEWAY="" READ_ONLY=0
-OUT="$REPO/out" CACHE_DIR=${DNSPAIR_CACHE:-/var/cache/dnspair-build} XZ_LEVEL=6
+OUT="$REPO/out" CACHE_DIR=${DNSPAIR_CACHE:-/var/cache/dnspair-build} XZ_LEVEL=6 IMAGE_URL=""
 SUITE=bookworm MIRROR=http://deb.debian.org/debian SECURITY_MIRROR=http://deb.debian.org/debian-security
 
 while [ $# -gt 0 ]; do
     case "$1" in
-        --config|--ssh-key|--authkey|--arch|--base|--base-sha256|--node|--gateway|--out|--cache|--xz-level)
+        --config|--ssh-key|--authkey|--arch|--base|--base-sha256|--node|--gateway|--out|--cache|--xz-level|--image-url)
             [ $# -ge 2 ] || die "$1 needs a value"
             case "$1" in
                 --config) CONFIG=$2 ;; --ssh-key) SSH_KEY=$2 ;; --authkey) AUTHKEY_FILE=$2 ;;
                 --arch) case "$2" in *=*) NODE_ARCHS="$NODE_ARCHS $2" ;; *) DEFAULT_ARCH=$2 ;; esac ;;
                 --base) BASE_IMG=$2 ;; --base-sha256) BASE_SHA=$2 ;; --node) NODES="$NODES $2" ;;
                 --gateway) GATEWAY=$2 ;; --out) OUT=$2 ;; --cache) CACHE_DIR=$2 ;; --xz-level) XZ_LEVEL=$2 ;;
+                --image-url) IMAGE_URL=$2 ;;
             esac
             shift 2 ;;
         --read-only-root) READ_ONLY=1; shift ;;
@@ -64,6 +67,7 @@ for a in "$DEFAULT_ARCH" $(for na in $NODE_ARCHS; do printf '%s ' "${na#*=}"; do
     case "$a" in arm64|armhf) ;; *) die "--arch must be arm64 or armhf (or NODE=arm64|armhf), not $a" ;; esac
 done
 case "$XZ_LEVEL" in [0-9]) ;; *) die "--xz-level must be 0-9" ;; esac
+case "$IMAGE_URL" in ""|http://?*|https://?*|file:///*) ;; *) die "--image-url must be an http://, https:// or file:/// URL, not $IMAGE_URL" ;; esac
 if [ -n "$BASE_IMG" ]; then
     [ -f "$BASE_IMG" ] || die "base image not found: $BASE_IMG"
     printf '%s' "$BASE_SHA" | grep -q -E '^[0-9a-fA-F]{64}$' || die "--base needs --base-sha256 with the image's 64-hex-digit SHA-256"
@@ -74,6 +78,7 @@ if [ -n "$BASE_IMG" ]; then
 fi
 CONFIG=$(readlink -f "$CONFIG") SSH_KEY=$(readlink -f "$SSH_KEY")
 mkdir -p "$OUT"; OUT=$(readlink -f "$OUT")
+[ -n "$IMAGE_URL" ] || IMAGE_URL="file://$OUT"
 
 for step in "$REPO"/image/[0-9][0-9]-*.sh; do . "$step"; done
 
@@ -103,7 +108,7 @@ make_authkey
 make_wheel
 # One root file system per arch (base, dnspair, checks), then that arch's nodes from it.
 for ARCH in $ARCHES; do
-    if [ -n "$BASE_IMG" ]; then base_from_image; else build_base; fi
+    if [ -n "$BASE_IMG" ]; then base_from_image; else build_base; make_extras; fi
     make_rootfs
     verify_rootfs
     for n in $(nodes_of "$ARCH"); do make_node "$n"; done
@@ -111,5 +116,6 @@ for ARCH in $ARCHES; do
     rm -rf --one-file-system "$ROOT"
 done
 write_report
+write_oslist
 for f in "$STAGE"/*; do mv -f "$f" "$OUT/"; done
 log "done in $(( $(date +%s) - START ))s: $(for n in $NODES; do printf '%s ' "$OUT/$n.img.xz"; done)"

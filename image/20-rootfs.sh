@@ -23,6 +23,9 @@ install_dnspair() {
     root=$1 stage=$1/tmp/dnspair-install
     mkdir -p "$stage"; cp "$WHEEL_DIR"/dnspair-*.whl "$stage/"
     cp "$REPO/constraints.txt" "$stage/"
+    # Wheels PyPI lacks for this arch, built by make_extras (12-extras.sh): lgpio for armhf.
+    mkdir -p "$stage/wheels"
+    if [ -n "${EXTRA_WHEELS_DIR:-}" ] && [ -d "$EXTRA_WHEELS_DIR" ]; then cp "$EXTRA_WHEELS_DIR"/*.whl "$stage/wheels/" 2>/dev/null || true; fi
     # pip inside the ARM chroot fetches the ARM wheels from PyPI. systemd-python 235 is
     # Debian's python3-systemd (same upstream release as the pin), seen through
     # --system-site-packages, so the image needs no compiler.
@@ -35,6 +38,7 @@ install_dnspair() {
     in_chroot "$root" env -i PATH=/usr/bin:/bin LC_ALL=C.UTF-8 ${https_proxy:+https_proxy=$https_proxy} \
         $([ -s "$stage/ca.crt" ] && echo PIP_CERT=/tmp/dnspair-install/ca.crt) \
         /opt/dnspair/bin/pip install -q --no-cache-dir --disable-pip-version-check \
+        --find-links /tmp/dnspair-install/wheels \
         -c /tmp/dnspair-install/constraints.txt "/tmp/dnspair-install/$whl" >&2 \
         || die "pip could not install dnspair with constraints.txt into the image"
     ln -sf /opt/dnspair/bin/dnspair "$root/usr/local/bin/dnspair"
@@ -68,6 +72,7 @@ make_rootfs() {
         exec 9>&-  # build_base's cache lock: the tarball is no longer needed
         lay_overlays "$ROOT"
         chroot_mount "$ROOT"
+        install_extras "$ROOT"
     fi
     install_dnspair "$ROOT"
 
@@ -91,7 +96,7 @@ make_rootfs() {
 
     # NRPE's check_dnspair reads the control socket, whose group is adm.
     if grep -q '^nagios:' "$ROOT/etc/passwd"; then in_chroot "$ROOT" usermod -aG adm nagios; fi
-    in_chroot "$ROOT" systemctl enable dnspair.service dnspair-node-settings.service named.service ssh.service \
+    in_chroot "$ROOT" systemctl enable dnspair.service dnspair-node-settings.service dnspair-grow-root.service named.service ssh.service \
         NetworkManager.service systemd-timesyncd.service dnspair-dns-clock.path >&2
     # No real-time clock on a Pi: systemd moves a clock that is behind this file's mtime forward
     # to it at boot, so a fresh card starts at the build's date rather than the distant past.

@@ -71,6 +71,8 @@ make_node() {
     make_disk "$tree" "$fw" "$img"
     rm -rf --one-file-system "$tree" "$fw"
     bmaptool -q create -o "$img.bmap" "$img"
+    # For os_list.json (Raspberry Pi Imager checks what it wrote against the raw image's hash).
+    printf '%s %s %s %s\n' "$node" "$ARCH" "$(stat -c %s "$img")" "$(sha256_of "$img")" >> "$WORK/oslist"
     log "node $node: xz -$XZ_LEVEL"
     xz -T0 "-$XZ_LEVEL" -c "$img" > "$img.xz"
     (cd "$STAGE" && sha256sum "$node.img.xz" > "$node.img.xz.sha256")

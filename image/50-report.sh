@@ -37,3 +37,10 @@ write_report() {
     } > "$r"
     log "report: $OUT/build-report.txt"
 }
+
+# out/os_list.json: Raspberry Pi Imager's custom repository for this build's images.
+write_oslist() {
+    "$HOST_PY" "$REPO/image/oslist.py" "$STAGE" "$IMAGE_URL" "$(date -u +%F)" "$AUTHKEY_ID" < "$WORK/oslist" \
+        || die "could not write os_list.json"
+    log "Raspberry Pi Imager list: $OUT/os_list.json (images at $IMAGE_URL)"
+}

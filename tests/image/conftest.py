@@ -19,13 +19,22 @@ from imagehelpers import EXAMPLE, REPO  # noqa: E402
 NODES = ("dns-pm01", "dns-pm02")
 
 
+# The longer emulated runs, outside CI's 45 minutes (README: `./test.sh -m slow_image`): the Pi OS
+# stand-in (its own base, build, content checks and boot) and the extra virt boots of test_boot.py.
+SLOW = {"standin", "pios", "ro_vm", "edited_vm"}
+
+
 def pytest_collection_modifyitems(config, items):
     # Everything here that needs a built image (the `built` fixture) is an image test.
     here = Path(__file__).resolve().parent
     for item in items:
         names = getattr(item, "fixturenames", ())
-        if Path(str(item.fspath)).resolve().parent == here and ("built" in names or "built_mixed" in names):
+        if Path(str(item.fspath)).resolve().parent != here:
+            continue
+        if "built" in names or "built_mixed" in names or SLOW & set(names):
             item.add_marker(pytest.mark.image)
+        if SLOW & set(names):
+            item.add_marker(pytest.mark.slow_image)
 
 
 class Built:

@@ -1,9 +1,11 @@
 """The seed's mixed pair from one build: dns-pm01 for a Pi 3B (arm64), dns-pm02 for a Pi 2B (armhf,
 `--arch dns-pm02=armhf`). What is inside the armhf image; test_pair.py boots the two together."""
+import os
 import re
 
 import pytest
 
+from imagehelpers import REPO
 from test_contents import mount_images, sh
 
 
@@ -71,8 +73,15 @@ def test_pi2_boot_files_and_drivers(pm02):
 def test_dnspair_runs_in_the_armhf_image(pm02):
     check = pm02.chroot("/usr/local/bin/dnspair", "check-config", "--key", "/etc/dnspair/dnspair.yaml")
     assert check.returncode == 0, check.stdout + check.stderr
-    # No lgpio wheel exists for armv7: gpiozero falls back to its native pin factory there.
+    # PyPI has no armv7 lgpio wheel: build.sh built one from the sdist (image/12-extras.sh).
+    pins = dict(line.strip().split("==") for line in open(os.path.join(REPO, "constraints.txt"))
+                if "==" in line and not line.startswith("#"))
     freeze = pm02.chroot("/opt/dnspair/bin/python", "-m", "pip", "freeze", "--local")
-    assert "gpiozero==" in freeze.stdout and "lgpio" not in freeze.stdout
+    assert f"gpiozero=={pins['gpiozero']}" in freeze.stdout and f"lgpio=={pins['lgpio']}" in freeze.stdout
+    # lgpio's C library is linked into the module (no liblgpio.so in the image) and loads here
+    r = pm02.chroot("sh", "-c", "cd /tmp && LG_WD=/tmp /opt/dnspair/bin/python -c "
+                    "'import lgpio; print(lgpio.LGPIO_PY_VERSION)'")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert pm02.chroot("gpioinfo", "--version").returncode == 0
     named = pm02.chroot("named-checkconf", "-z")
     assert named.returncode == 0, named.stdout + named.stderr

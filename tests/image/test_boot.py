@@ -33,9 +33,11 @@ def free_port():
 
 class VM:
     def __init__(self, built, workdir, extra_cmdline="", node="dns-pm01", smp="2", wrap=(), settings=None,
-                 guest="192.0.2.1", qemu_args=()):
+                 guest="192.0.2.1", qemu_args=(), card=None):
         self.key = built.ssh_key
         raw = built.raw(node, workdir)
+        if card:  # the image written to a bigger card: the first boot grows root to fill it
+            os.truncate(raw, card)
         fat = f"{raw}@@{4 << 20}"
         if settings is not None:  # what a user does from any computer before first boot
             (workdir / "dnspair-node.txt").write_text(settings)

@@ -41,6 +41,8 @@ def pubkey(tmp_path):
       "--base-sha256", "0" * 64],
      "--base takes the 64-bit Raspberry Pi OS Lite image only"),
     (["--config", EXAMPLE, "--ssh-key", "PUB", "--xz-level", "fast"], "--xz-level must be 0-9"),
+    (["--config", EXAMPLE, "--ssh-key", "PUB", "--image-url", "example.org/pair"],
+     "--image-url must be an http://, https:// or file:/// URL"),
     (["--config", EXAMPLE, "--ssh-key", "PUB", "--base", EXAMPLE], "--base needs --base-sha256"),
     (["--config", EXAMPLE, "--ssh-key", "PUB", "--authkey", EXAMPLE], "is not a dnspair key"),
     (["--config", EXAMPLE, "--ssh-key", "PUB", "--authkey", "/nonexistent.key"], "key file not found"),

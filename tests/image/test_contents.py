@@ -163,6 +163,8 @@ def test_units_are_enabled(pm01):
         "/etc/systemd/system/dnspair-node-settings.service"
     assert pm01.link(wants / "dnspair.service") == "/" + UNIT
     assert pm01.text(UNIT) == open(os.path.join(REPO, "overlays", UNIT)).read()
+    assert pm01.link("etc/systemd/system/local-fs.target.wants/dnspair-grow-root.service") == \
+        "/etc/systemd/system/dnspair-grow-root.service"
     assert not os.path.lexists(wants / "systemd-networkd.service")
 
 
@@ -262,7 +264,7 @@ def assert_pinned_versions(img):
     pins = dict(line.strip().split("==") for line in open(os.path.join(REPO, "constraints.txt"))
                 if "==" in line and not line.startswith("#"))
     names = ["dnspython", "pyroute2", "scapy", "gpiozero", "PyYAML", "systemd-python", "nagiosplugin",
-             "colorzero"]
+             "colorzero", "lgpio"]
     code = "import importlib.metadata as m, sys; print(' '.join(m.version(n) for n in sys.argv[1:]))"
     r = img.chroot("/opt/dnspair/bin/python", "-c", code, *names)
     assert r.returncode == 0, r.stderr
@@ -271,6 +273,7 @@ def assert_pinned_versions(img):
 
 def test_units_pass_systemd_analyze_verify(pm01):
     units = ["/etc/systemd/system/dnspair-node-settings.service",
+             "/etc/systemd/system/dnspair-grow-root.service",
              "/etc/systemd/system/dnspair-dns-clock.path",
              "/etc/systemd/system/dnspair-dns-clock.service", "/" + UNIT]
     r = pm01.chroot("systemd-analyze", "verify", *units)
@@ -283,3 +286,17 @@ def test_nrpe_serves_the_dnspair_check(pm01):
     assert "command[check_dnspair]=/usr/local/bin/check_dnspair" in pm01.text("etc/nagios/nrpe.d/dnspair.cfg")
     adm = [line for line in pm01.text("etc/group").splitlines() if line.startswith("adm:")][0]
     assert "nagios" in adm.split(":")[3].split(",")
+
+
+def test_gpio_the_unit_may_open_is_the_header_chip_only(pm01):
+    unit = pm01.text(UNIT)
+    allowed = [line for line in unit.splitlines() if line.startswith(("DeviceAllow=", "DevicePolicy="))]
+    assert allowed == ["DevicePolicy=closed", "DeviceAllow=/dev/dnspair-gpiochip rw"]
+    assert "Environment=LG_WD=%t/dnspair" in unit and "RuntimeDirectory=dnspair" in unit
+    rule = pm01.text("etc/udev/rules.d/60-dnspair-gpio.rules")
+    assert 'DRIVERS=="pinctrl-bcm2835|pinctrl-rp1", SYMLINK+="dnspair-gpiochip"' in rule
+    # Debian's gpiod, to see the lines dnspair holds (gpioinfo) on the board
+    r = pm01.chroot("gpioinfo", "--version")
+    assert r.returncode == 0 and "libgpiod" in r.stdout, r.stdout + r.stderr
+    assert pm01.chroot("sh", "-c", "command -v growpart resize2fs").stdout.split() == \
+        ["/usr/bin/growpart", "/usr/sbin/resize2fs"]

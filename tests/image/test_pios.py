@@ -21,6 +21,8 @@ from imagehelpers import EXAMPLE, REPO, nodesettings
 from test_boot import booted
 from test_contents import assert_pinned_versions, mount_images, sh
 
+CARD = 8 << 30  # the card the booted node's image is written to
+
 pytestmark = [pytest.mark.image, pytest.mark.skipif(os.geteuid() != 0, reason="build.sh needs root")]
 
 ELF64 = b"\x7fELF\x02\x01\x01" + bytes(11) + b"\xb7\x00" + bytes(44)  # aarch64
@@ -291,7 +293,7 @@ def test_ssh_key_only_and_every_password_locked(pios, pm01):
 
 @pytest.fixture(scope="module")
 def pios_vm(pios, tmp_path_factory):
-    yield from booted(pios, tmp_path_factory.mktemp("pios-boot"))
+    yield from booted(pios, tmp_path_factory.mktemp("pios-boot"), card=CARD)
 
 
 def test_pios_node_boots_with_the_appliance_running(pios_vm):
@@ -314,4 +316,13 @@ def test_pios_node_booted_by_partuuid_without_first_boot_machinery(pios_vm):
     assert marker.stdout.strip() == "absent"
     assert pios_vm.ssh(f"ls -A /{pios_standin.UNIT_MARKERS} 2>/dev/null").stdout.strip() == ""
     assert pios_vm.ssh("swapon --show --noheadings").stdout.strip() == ""
+    assert pios_vm.ssh("findmnt -n -o FSTYPE /boot/firmware").stdout.strip() == "vfat"
+
+
+def test_pios_root_grew_to_fill_the_card_on_first_boot(pios_vm):
+    size = int(pios_vm.ssh("df -B1 --output=size / | tail -1").stdout)
+    assert size > CARD - (768 << 20), f"root is {size} bytes on a {CARD}-byte card"
+    log = pios_vm.ssh("journalctl -b -o cat -u dnspair-grow-root").stdout
+    assert "CHANGED:" in log and "root file system: " in log, log
+    # fstab and cmdline.txt still find root and boot by PARTUUID after the partition grew
     assert pios_vm.ssh("findmnt -n -o FSTYPE /boot/firmware").stdout.strip() == "vfat"

@@ -1,7 +1,13 @@
 """Fixtures shared by the unit tests: a fake control socket, gpiozero's mock pins."""
 import json
+import os
 import socketserver
+import tempfile
 import threading
+
+# lgpio makes its notification FIFO (.lgd-nfy-N) in LG_WD, else in the working directory (the
+# checkout) when test_gpio_select.py imports it.
+os.environ.setdefault("LG_WD", tempfile.mkdtemp(prefix="dnspair-lgwd-"))
 
 import pytest
 from gpiozero import Device

@@ -5,10 +5,19 @@ red: local DNS failed, the peer unheard, or a critical finding (the findings of
 core/verdict.py). Short press: cleanup; hold: toggle standby.
 Pins are a nicety: no GPIO means a warning and no LEDs, and a GPIO error is logged,
 never raised, so heartbeats and failover carry on whatever the pins do.
+
+The pin factory is chosen here, not by gpiozero's fallbacks: lgpio on the GPIO character device
+whose label is the header's pin controller (its number moved between Pi 5 kernels), so no
+/dev/gpiomem or /dev/mem is ever needed. GPIOZERO_PIN_FACTORY, if set, still wins (tests: mock).
 """
 from __future__ import annotations
 
+import array
+import fcntl
+import glob
 import logging
+import os
+import re
 import warnings
 from typing import Any
 
@@ -40,6 +49,62 @@ def lights(st: dict) -> tuple[bool, bool, bool]:
     return green, amber, red
 
 
+# The header's pin controller: Pi 1-3 and Zero (BCM2835/6/7), Pi 4 (BCM2711), Pi 5 (RP1).
+HEADER_CHIPS = ("pinctrl-bcm2835", "pinctrl-bcm2711", "pinctrl-rp1")
+# linux/gpio.h: struct gpiochip_info {char name[32]; char label[32]; __u32 lines;},
+# GPIO_GET_CHIPINFO_IOCTL = _IOR(0xB4, 0x01, struct gpiochip_info)
+_CHIPINFO_SIZE = 68
+GPIO_GET_CHIPINFO_IOCTL = (2 << 30) | (_CHIPINFO_SIZE << 16) | (0xB4 << 8) | 0x01
+
+
+class NoChip(Exception):
+    pass
+
+
+def chip_label(path: str) -> str:
+    """The label the kernel gives a GPIO chip (what `gpiodetect` shows in brackets)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        buf = array.array("B", bytes(_CHIPINFO_SIZE))
+        fcntl.ioctl(fd, GPIO_GET_CHIPINFO_IOCTL, buf, True)
+    finally:
+        os.close(fd)
+    return buf.tobytes()[32:64].split(b"\0", 1)[0].decode(errors="replace")
+
+
+def find_chip(paths: list[str] | None = None, label_of=chip_label) -> tuple[int, str]:
+    """(N, label) of the /dev/gpiochipN that carries the header pins, found by its label.
+    Chips this process may not open (the unit's DeviceAllow) or that answer no ioctl are skipped."""
+    if paths is None:
+        paths = glob.glob("/dev/gpiochip*")
+    chips = sorted((int(m.group(1)), p) for p in paths
+                   if (m := re.fullmatch(r"gpiochip(\d+)", os.path.basename(p))))
+    seen = []
+    for n, path in chips:
+        try:
+            label = label_of(path)
+        except OSError as e:
+            seen.append(f"{os.path.basename(path)}: {e.strerror or e}")
+            continue
+        if label in HEADER_CHIPS:
+            return n, label
+        seen.append(f"{os.path.basename(path)}: {label}")
+    raise NoChip(f"no GPIO chip labelled {'/'.join(HEADER_CHIPS)}"
+                 + (f" ({', '.join(seen)})" if seen else " (no /dev/gpiochip*)"))
+
+
+def pin_factory():
+    """gpiozero's lgpio factory on the header's chip; None when GPIOZERO_PIN_FACTORY is set
+    (gpiozero then makes that one). Raises when there is no such chip or lgpio cannot open it."""
+    if os.environ.get("GPIOZERO_PIN_FACTORY"):
+        return None
+    n, label = find_chip()
+    from gpiozero.pins.lgpio import LGPIOFactory
+    factory = LGPIOFactory(chip=n)
+    log.info("GPIO: LGPIOFactory on /dev/gpiochip%d (%s)", n, label)
+    return factory
+
+
 class Panel:
     """command(cmd) -> control reply dict; schedule(fn, *args) runs fn in the daemon's loop
     (button callbacks arrive on gpiozero's threads)."""
@@ -66,6 +131,8 @@ class Panel:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # gpiozero's factory fallbacks: one line below says it
                 from gpiozero import LED, Button
+                if self.factory is None:
+                    self.factory = pin_factory()
                 kw = {"pin_factory": self.factory} if self.factory else {}
                 for name in ("green", "amber", "red"):
                     self.leds[name] = LED(getattr(self.pins, name), **kw)
