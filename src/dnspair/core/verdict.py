@@ -18,7 +18,7 @@ SEVERITIES: tuple[str, ...] = get_args(Severity)
 # with both binds failed the VIPs are unowned too, and the failed binds are the news).
 KINDS: tuple[str, ...] = (
     "dns_failed_both", "vip_unowned", "vip_away", "peer_unheard", "links_degraded",
-    "dns_failed", "config_mismatch", "failures_recorded", "standby", "starting",
+    "dns_failed", "config_mismatch", "failures_recorded", "maintenance", "standby", "starting",
 )
 
 SEVERITY: dict[str, Severity] = {
@@ -32,6 +32,7 @@ SEVERITY: dict[str, Severity] = {
     "dns_failed": "warning",        # one node: its VIP has moved (or will) to the other
     "config_mismatch": "warning",
     "failures_recorded": "warning",
+    "maintenance": "warning",       # an upgrade under way: the other node serves both VIPs
     "standby": "warning",
     "starting": "warning",
 }
@@ -93,6 +94,9 @@ def findings(st: Mapping[str, Any]) -> list[Finding]:
         add("config_mismatch", cluster, "configs differ")
     if st["failed_actions"]:
         add("failures_recorded", cluster, f"{len(st['failed_actions'])} failure(s) need cleanup")
+    for n in nodes:
+        if n.get("maintenance"):
+            add("maintenance", n["name"], f"{n['name']} in maintenance (upgrading)", n["name"])
     for n in nodes:
         if n["standby"]:
             add("standby", n["name"], f"{n['name']} standby", n["name"])
