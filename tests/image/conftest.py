@@ -24,8 +24,15 @@ def pytest_collection_modifyitems(config, items):
     here = Path(__file__).resolve().parent
     for item in items:
         names = getattr(item, "fixturenames", ())
-        if Path(str(item.fspath)).resolve().parent == here and ("built" in names or "built_mixed" in names):
+        if Path(str(item.fspath)).resolve().parent == here and (
+                {"built", "built_mixed", "built_upgrade"} & set(names)):
             item.add_marker(pytest.mark.image)
+    # Long emulated runs only when asked for by name (-m slow_image): CI's time is tight.
+    if "slow_image" not in (config.option.markexpr or ""):
+        skip = pytest.mark.skip(reason="long emulated run, opt-in: ./test.sh -m slow_image tests/image")
+        for item in items:
+            if "slow_image" in item.keywords:
+                item.add_marker(skip)
 
 
 class Built:
@@ -89,3 +96,18 @@ def built_mixed(tmp_path_factory):
     path = tmp_path_factory.mktemp("mixed-config") / "dnspair.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return build(tmp_path_factory, "mixed", {"dns-pm02": "armhf"}, path)
+
+
+@pytest.fixture(scope="session")
+def built_upgrade(tmp_path_factory):
+    """Both nodes arm64 (one base), with built_mixed's emulation timings and a long health
+    bound: a bundle's venv installs in minutes under TCG (test_upgrade_qemu.py)."""
+    import yaml
+    config = yaml.safe_load(open(EXAMPLE))
+    config["heartbeat"] = {"interval": 0.5, "dead_time": 5.0, "suspect_after": 1.0}
+    config["dns_check"].update(interval=1.0, timeout=3.0)
+    config["failure_threshold"] = 3
+    config["upgrade"] = {"healthy_within": 1200}
+    path = tmp_path_factory.mktemp("upgrade-config") / "dnspair.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return build(tmp_path_factory, "upgrade", None, path)

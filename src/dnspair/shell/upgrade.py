@@ -68,6 +68,19 @@ def _manifest(tar: tarfile.TarFile) -> dict:
     return m
 
 
+def _extract(tar: tarfile.TarFile, into: str) -> None:
+    """Plain files and directories under dnspair-update/ only (bookworm's 3.11.2 has no
+    extraction filters): no links, devices, absolute paths or `..`."""
+    members = tar.getmembers()
+    for m in members:
+        parts = m.name.split("/")
+        if (not (m.isfile() or m.isdir()) or m.name.startswith("/") or ".." in parts
+                or parts[0] != "dnspair-update"):
+            raise BundleError(f"refusing bundle member {m.name!r}")
+        m.mode &= 0o755
+    tar.extractall(into, members=members)
+
+
 def read_bundle(path: str) -> Bundle:
     """Checks the tarball against its .sha256 file and its manifest; BundleError otherwise."""
     try:
@@ -234,7 +247,7 @@ class Host:
         work = tempfile.mkdtemp(prefix=".incoming-", dir=self.releases)
         try:
             with tarfile.open(path) as tar:
-                tar.extractall(work, filter="data")
+                _extract(tar, work)
             top = os.path.join(work, "dnspair-update")
             with open(os.path.join(top, "MANIFEST.json")) as f:
                 files = json.load(f)["files"]
@@ -252,7 +265,7 @@ class Host:
             if err:
                 shutil.rmtree(release, ignore_errors=True)
                 return f"the new release did not install: {err}", {}
-        except (OSError, tarfile.TarError, ValueError, KeyError) as e:
+        except (OSError, tarfile.TarError, ValueError, KeyError, BundleError) as e:
             shutil.rmtree(release, ignore_errors=True)
             return f"{path}: {e}", {}
         finally:
