@@ -241,7 +241,7 @@ class Host:
         except BundleError as e:
             return str(e), {}
         os.makedirs(self.releases, exist_ok=True)
-        release = os.path.join(self.releases, f"{b.version}-{b.sha256[:8]}")
+        release = os.path.join(os.path.realpath(self.releases), f"{b.version}-{b.sha256[:8]}")
         if release == previous:
             return f"dnspair {b.version} from this bundle is already the running release", {}
         work = tempfile.mkdtemp(prefix=".incoming-", dir=self.releases)
@@ -272,7 +272,7 @@ class Host:
             shutil.rmtree(work, ignore_errors=True)
         self.switch(release)
         for name in os.listdir(self.releases):   # keep the new one and the one to roll back to
-            p = os.path.join(self.releases, name)
+            p = os.path.join(os.path.realpath(self.releases), name)
             if p not in (release, previous) and not name.startswith("."):
                 shutil.rmtree(p, ignore_errors=True)
         info = {"previous": previous, "release": release}
