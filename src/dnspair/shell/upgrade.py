@@ -105,7 +105,8 @@ def read_bundle(path: str) -> Bundle:
 
 
 def find_bundle(directory: str, running: str | None) -> str | None:
-    """The newest bundle for this machine in `directory` whose version is not the running one."""
+    """The newest bundle for this machine in `directory`, unless it is the running version
+    (an older one is never picked: that would be a downgrade)."""
     try:
         names = sorted(os.listdir(directory), key=lambda n: os.path.getmtime(os.path.join(directory, n)))
     except OSError:
@@ -113,8 +114,7 @@ def find_bundle(directory: str, running: str | None) -> str | None:
     for name in reversed(names):
         if name.endswith(f"-{platform.machine()}.tar.gz") and name.startswith("dnspair-update-"):
             version = name[len("dnspair-update-"):-len(f"-{platform.machine()}.tar.gz")]
-            if version != running:
-                return os.path.join(directory, name)
+            return None if version == running else os.path.join(directory, name)
     return None
 
 
