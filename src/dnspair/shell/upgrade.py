@@ -311,7 +311,11 @@ class Host:
         raise ValueError(f"not an adapter action: {act!r}")
 
 
-def run(host: Host, job: plan.Job, bounds: plan.Bounds, say=print, clock=time.monotonic,
+def _say(text: str) -> None:
+    print(text, flush=True)   # under systemd stdout is a pipe to the journal: no block buffering
+
+
+def run(host: Host, job: plan.Job, bounds: plan.Bounds, say=_say, clock=time.monotonic,
         sleep=time.sleep) -> int:
     """Drive the planner until it finishes; the job is saved after every change."""
     pending: list[plan.Action] = []
