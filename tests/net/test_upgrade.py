@@ -178,10 +178,33 @@ class Node:
         return next(n for n in self.status()["nodes"] if n["self"])
 
 
+def logs_around(lab, lost, seconds=2.0) -> str:
+    """Both daemons' log lines within `seconds` of each lost query (HH:MM:SS.mmm)."""
+    def secs(hms):
+        h, m, rest = hms.split(":")
+        return int(h) * 3600 + int(m) * 60 + float(rest)
+    out = []
+    for node in labmod.NODES:
+        for line in (lab.workdir / node / "dnspair.log").read_text().splitlines():
+            stamp = line[11:23].replace(",", ".")
+            try:
+                t = secs(stamp)
+            except ValueError:
+                continue
+            if any(abs(t - secs(at)) <= seconds for _, at in lost):
+                out.append(f"{node}: {line}")
+    return "\n".join(out)
+
+
 def test_rolling_upgrade_of_both_nodes_loses_no_query_and_a_broken_bundle_rolls_back(lab, bundles):
     # A dead time of 1 s: this shared machine stalls processes for a few tenths of a second under
     # load, and a stall read as a death is a fault test's business, not an upgrade's.
+    # Likewise a bind slowed past 0.25 s by the load (the fault tests' "bind hung") must not
+    # count as failed here: the node serving both VIPs alone would drop them.
     pair = Pair(lab, extra="heartbeat: {interval: 0.1, dead_time: 1.0, suspect_after: 0.5}\n")
+    for path in pair.configs.values():
+        text = path.read_text().replace("failure_threshold: 1\n", "failure_threshold: 5\n")
+        path.write_text(text.replace("  type: A\n", "  type: A\n  timeout: 1.0\n", 1))
     nodes = {n: Node(lab, pair, n) for n in labmod.NODES}
     for n in nodes.values():
         n.install_first(bundles[BASE])
@@ -213,7 +236,7 @@ def test_rolling_upgrade_of_both_nodes_loses_no_query_and_a_broken_bundle_rolls_
         pair.wait_served(labmod.VIP2, "node2")
         t1 = time.monotonic()
     summary = (f"{w.summary(t0, t1)}; lost at {w.lost_at(t0, t1)}; {len(w.late)} answered after > 1 s\n"
-               + pair.logs())
+               + logs_around(lab, w.lost_at(t0, t1)))
     assert all(len(w.of(v, t0, t1)) > 100 for v in labmod.VIPS), summary
     assert w.lost(labmod.VIP1, t0, t1) == 0 and w.lost(labmod.VIP2, t0, t1) == 0, summary
     for n in nodes.values():
@@ -236,7 +259,7 @@ def test_rolling_upgrade_of_both_nodes_loses_no_query_and_a_broken_bundle_rolls_
     assert n1.status()["daemon"]["version"] == NEW
     pair.wait_served(labmod.VIP1, "node1")
     assert w.lost(labmod.VIP1, t0, t1) == 0 and w.lost(labmod.VIP2, t0, t1) == 0, (
-        f"{w.summary(t0, t1)}; lost at {w.lost_at(t0, t1)}\n{pair.logs()}")
+        f"{w.summary(t0, t1)}; lost at {w.lost_at(t0, t1)}\n{logs_around(lab, w.lost_at(t0, t1))}")
     failed = [f for f in n1.status()["failed_actions"] if f["what"] == "upgrade"]
     assert failed and "rolled back" in failed[0]["why"]
     last = json.loads((lab.workdir / "node1" / "state" / "upgrade.last.json").read_text())
