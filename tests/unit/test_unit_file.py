@@ -78,3 +78,16 @@ def test_the_resume_unit_runs_only_with_a_job_and_after_the_daemon():
     assert p["Unit"]["ConditionPathExists"] == "/var/lib/dnspair/upgrade.json"
     assert "dnspair.service" in p["Unit"]["After"] and p["Service"]["Type"] == "oneshot"
     assert p["Service"]["ExecStart"].endswith("dnspair upgrade --resume")
+
+
+def test_upgrade_units_survive_the_restart_of_dnspair_they_cause():
+    # Requires=/BindsTo= on dnspair.service would stop or restart the upgrade itself when it
+    # restarts the daemon onto a new release.
+    for name in ("dnspair-upgrade.service", "dnspair-upgrade-resume.service"):
+        p = configparser.ConfigParser(strict=False, interpolation=None)
+        p.optionxform = str
+        p.read(UNIT.parent / name)
+        unit = p["Unit"]
+        assert "dnspair.service" in unit.get("Wants", ""), name
+        for key in ("Requires", "BindsTo", "PartOf", "Requisite"):
+            assert "dnspair.service" not in unit.get(key, ""), (name, key)
