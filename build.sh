@@ -9,6 +9,7 @@ REPO=$(cd "$(dirname "$0")" && pwd)
 usage() {
     cat <<'USAGE'
 usage: build.sh --config dnspair.yaml --ssh-key KEY.pub [options]
+       build.sh --update-bundle [--arch arm64|armhf|native] [--bundle-version V] [--out DIR]
   --config FILE          the pair's dnspair.yaml (the same file goes on both nodes)
   --ssh-key FILE         public key allowed to log in as root (no passwords exist)
   --arch arm64|armhf     arm64 (default): Pi 3, 4, Zero 2 W; armhf: Pi 2B (linux-image-armmp)
@@ -24,32 +25,53 @@ usage: build.sh --config dnspair.yaml --ssh-key KEY.pub [options]
   --xz-level N           xz compression level 0-9 (default: 6)
   --image-url URL        where the .img.xz files will be downloaded from, for out/os_list.json
                          (Raspberry Pi Imager's custom repository); default: file:// of --out
+  --update-bundle        instead of images: out/dnspair-update-VERSION-MACHINE.tar.gz (+ .sha256)
+                         for `dnspair upgrade --bundle` (this tree's wheel and its pinned wheels)
+  --bundle-version V     with --update-bundle: label the wheel V (e.g. 0.1.0+site2)
 USAGE
 }
 
 CONFIG="" SSH_KEY="" AUTHKEY_FILE="" DEFAULT_ARCH=arm64 NODE_ARCHS="" BASE_IMG="" BASE_SHA="" NODES="" GATEWAY="" READ_ONLY=0
+UPDATE_BUNDLE=0 BUNDLE_VERSION="" BUNDLE_ARCH=""
 OUT="$REPO/out" CACHE_DIR=${DNSPAIR_CACHE:-/var/cache/dnspair-build} XZ_LEVEL=6 IMAGE_URL=""
 SUITE=bookworm MIRROR=http://deb.debian.org/debian SECURITY_MIRROR=http://deb.debian.org/debian-security
 
 while [ $# -gt 0 ]; do
     case "$1" in
-        --config|--ssh-key|--authkey|--arch|--base|--base-sha256|--node|--gateway|--out|--cache|--xz-level|--image-url)
+        --config|--ssh-key|--authkey|--arch|--base|--base-sha256|--node|--gateway|--out|--cache|--xz-level|--image-url|--bundle-version)
             [ $# -ge 2 ] || die "$1 needs a value"
             case "$1" in
                 --config) CONFIG=$2 ;; --ssh-key) SSH_KEY=$2 ;; --authkey) AUTHKEY_FILE=$2 ;;
-                --arch) case "$2" in *=*) NODE_ARCHS="$NODE_ARCHS $2" ;; *) DEFAULT_ARCH=$2 ;; esac ;;
+                --arch) case "$2" in *=*) NODE_ARCHS="$NODE_ARCHS $2" ;; *) DEFAULT_ARCH=$2 BUNDLE_ARCH=$2 ;; esac ;;
+                --bundle-version) BUNDLE_VERSION=$2 ;;
                 --base) BASE_IMG=$2 ;; --base-sha256) BASE_SHA=$2 ;; --node) NODES="$NODES $2" ;;
                 --gateway) GATEWAY=$2 ;; --out) OUT=$2 ;; --cache) CACHE_DIR=$2 ;; --xz-level) XZ_LEVEL=$2 ;;
                 --image-url) IMAGE_URL=$2 ;;
             esac
             shift 2 ;;
         --read-only-root) READ_ONLY=1; shift ;;
+        --update-bundle) UPDATE_BUNDLE=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
 done
 
 # Bad input fails here, before anything slow or anything that needs cleaning up.
+if [ "$UPDATE_BUNDLE" = 1 ]; then
+    case "${BUNDLE_ARCH:-arm64}" in arm64|armhf|native) ;; *) die "--update-bundle takes --arch arm64, armhf or native" ;; esac
+    BUNDLE_ARCH=${BUNDLE_ARCH:-arm64}
+    for step in "$REPO"/image/[0-9][0-9]-*.sh; do . "$step"; done
+    "$HOST_PY" -c "import pip" 2>/dev/null || die "needs $HOST_PY with pip (python3-pip)"
+    mkdir -p "$OUT"; OUT=$(readlink -f "$OUT")
+    trap 'run_cleanup' EXIT
+    trap 'exit 130' INT TERM
+    WORK=$(mktemp -d "${DNSPAIR_WORKDIR:-/var/tmp}/dnspair-bundle.XXXXXX"); on_exit "rm -rf '$WORK'"
+    STAGE=$(mktemp -d "$OUT/.partial.XXXXXX"); on_exit "rm -rf '$STAGE'"
+    make_update_bundle
+    mv -f "$STAGE/$BUNDLE_NAME" "$STAGE/$BUNDLE_NAME.sha256" "$OUT/"
+    log "update bundle: $OUT/$BUNDLE_NAME"
+    exit 0
+fi
 [ "$(id -u)" = 0 ] || die "must run as root (it builds file systems and ARM chroots)"
 [ -n "$CONFIG" ] || die "--config FILE is required (the pair's dnspair.yaml)"
 [ -f "$CONFIG" ] || die "config not found: $CONFIG"

@@ -1,5 +1,5 @@
 # Step 20: the root filesystem both nodes share: base + overlays/ + dnspair in /opt/dnspair
-# (exact versions from constraints.txt) + the pair's config and a fresh authentication key.
+# (exact versions from constraints.txt; a symlink to /opt/dnspair-releases/VERSION-image) + the pair's config and a fresh authentication key.
 # In: ARCH, BASE_TAR or PIOS_ROOT (--base), WORK REPO CONFIG SSH_KEY READ_ONLY. Out: ROOT, AUTHKEY_PATH, AUTHKEY_ID.
 
 lay_overlays() {  # $1 tree, then tar --exclude options
@@ -32,12 +32,16 @@ install_dnspair() {
     cp -L /etc/resolv.conf "$root/etc/resolv.conf"
     log "installing dnspair into /opt/dnspair (pip under qemu-user)"
     whl=$(cd "$stage" && ls dnspair-*.whl)
-    in_chroot "$root" python3 -m venv --system-site-packages /opt/dnspair
+    # A release directory behind the /opt/dnspair symlink: `dnspair upgrade` installs the next
+    # one beside it and switches the link atomically, keeping this one for a rollback.
+    rel=/opt/dnspair-releases/$(printf '%s' "$whl" | cut -d- -f2)-image
+    in_chroot "$root" python3 -m venv --system-site-packages "$rel"
+    ln -sfn "${rel#/opt/}" "$root/opt/dnspair"  # relative: the same tree seen from the build host
     # The build machine's CA bundle: pip must trust what the host trusts (e.g. a TLS proxy).
     cp -L /etc/ssl/certs/ca-certificates.crt "$stage/ca.crt" 2>/dev/null || true
     in_chroot "$root" env -i PATH=/usr/bin:/bin LC_ALL=C.UTF-8 ${https_proxy:+https_proxy=$https_proxy} \
         $([ -s "$stage/ca.crt" ] && echo PIP_CERT=/tmp/dnspair-install/ca.crt) \
-        /opt/dnspair/bin/pip install -q --no-cache-dir --disable-pip-version-check \
+        "$rel/bin/pip" install -q --no-cache-dir --disable-pip-version-check \
         --find-links /tmp/dnspair-install/wheels \
         -c /tmp/dnspair-install/constraints.txt "/tmp/dnspair-install/$whl" >&2 \
         || die "pip could not install dnspair with constraints.txt into the image"
@@ -97,7 +101,8 @@ make_rootfs() {
     # NRPE's check_dnspair reads the control socket, whose group is adm.
     if grep -q '^nagios:' "$ROOT/etc/passwd"; then in_chroot "$ROOT" usermod -aG adm nagios; fi
     in_chroot "$ROOT" systemctl enable dnspair.service dnspair-node-settings.service dnspair-grow-root.service named.service ssh.service \
-        NetworkManager.service systemd-timesyncd.service dnspair-dns-clock.path >&2
+        NetworkManager.service systemd-timesyncd.service dnspair-dns-clock.path \
+        dnspair-upgrade-resume.service >&2
     # No real-time clock on a Pi: systemd moves a clock that is behind this file's mtime forward
     # to it at boot, so a fresh card starts at the build's date rather than the distant past.
     # After that the clock is NTP's (systemd-timesyncd also keeps the last one across reboots).

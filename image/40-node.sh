@@ -58,6 +58,16 @@ make_disk() {  # $1 tree, $2 firmware dir, $3 image file
         "$3" "$(( root_mib * 1024 ))k" || die "mke2fs could not write the root file system of $3"
 }
 
+node_timer() {  # $1 node, $2 tree: its dnspair-upgrade.timer, if upgrade.schedule names it
+    unit=$2/etc/systemd/system/dnspair-upgrade.timer
+    DNSPAIR_UPGRADE_TIMER=$unit PYTHONPATH=$REPO/src "$HOST_PY" -m dnspair upgrade --config "$CONFIG" \
+        --schedule --node "$1" --no-reload >&2 || die "could not write $1's upgrade timer"
+    if [ -f "$unit" ]; then
+        mkdir -p "$2/etc/systemd/system/timers.target.wants"
+        ln -sf ../dnspair-upgrade.timer "$2/etc/systemd/system/timers.target.wants/dnspair-upgrade.timer"
+    fi
+}
+
 make_node() {
     node=$1
     log "node $node: image"
@@ -65,6 +75,7 @@ make_node() {
     on_exit "rm -rf --one-file-system '$tree' '$fw'"
     cp -a "$ROOT" "$tree"
     node_identity "$node" "$tree"
+    node_timer "$node" "$tree"
     # /boot/firmware is the FAT partition's mount point: its files go to the FAT, not to ext4.
     mkdir -p "$fw"; mv "$tree"/boot/firmware/* "$fw/"
     if [ -n "$BASE_IMG" ]; then pios_node_boot "$tree" "$fw"; fi

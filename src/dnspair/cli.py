@@ -213,6 +213,83 @@ def cmd_promote(args) -> int:
     return 0
 
 
+def cmd_upgrade(args) -> int:
+    """Upgrade this node while the peer serves both VIPs (core/upgrade.py has the order)."""
+    import time
+
+    from .core import upgrade as plan
+    from .shell import upgrade as up
+    from .shell.files import load_config
+    cfg = load_config(args.config)
+    host = up.Host(cfg, args.config)
+    if args.schedule:
+        return _schedule(args, cfg)
+    now = time.monotonic()
+    job = host.load(now)
+    bounds = plan.Bounds.of(cfg, args.healthy_within or cfg.upgrade.healthy_within)
+    if args.abort:
+        if job is None:
+            return fail("no upgrade under way")
+        errors = [e for e in (host.command("unstandby"), host.command("maintenance", "off")) if e]
+        host.finish(plan.Job(**{**job.__dict__, "phase": "failed", "result": "aborted by the operator"}))
+        print("upgrade aborted: back in service" if not errors else f"upgrade aborted; {'; '.join(errors)}")
+        return 1 if errors else 0
+    if args.resume:
+        if job is None:
+            print("no upgrade to resume")
+            return 0
+        return up.run(host, plan.resume(job, now), bounds)
+    if job is not None:
+        return fail(f"an upgrade is under way (phase {job.phase}): `dnspair upgrade --resume` or --abort")
+    bundle, version = args.bundle, None
+    if bundle == "auto":
+        st = host.status()
+        running = (st or {}).get("daemon", {}).get("version")
+        bundle = up.find_bundle(args.bundle_dir or f"{cfg.state_dir}/updates", running)
+        if bundle is None and args.no_apt:
+            print("no new bundle to install")
+            return 0
+    if bundle:
+        try:
+            version = up.read_bundle(bundle).version
+        except up.BundleError as e:
+            return fail(str(e))
+        bundle = os.path.abspath(bundle)
+    started = plan.start(host.status(), not args.no_apt, bundle, version, now)
+    if isinstance(started, str):
+        return fail(f"upgrade refused: {started}")
+    return up.run(host, started, bounds)
+
+
+def _schedule(args, cfg) -> int:
+    """Write (or remove) dnspair-upgrade.timer for this node's upgrade.schedule entry."""
+    import subprocess
+
+    from .core.config import timer_unit
+    from .shell.state import write_atomic
+    node = args.node or socket.gethostname().split(".")[0]
+    if node not in cfg.nodes:
+        return fail(f"this host is {node!r}, which is not a node in {args.config}; use --node", 2)
+    path = os.environ.get("DNSPAIR_UPGRADE_TIMER", "/etc/systemd/system/dnspair-upgrade.timer")
+    calendar = cfg.upgrade.calendar(node)
+    systemctl = os.environ.get("DNSPAIR_UPGRADE_SYSTEMCTL", "systemctl")
+    if calendar:
+        write_atomic(path, timer_unit(node, calendar))
+        os.chmod(path, 0o644)
+        cmds = [[systemctl, "daemon-reload"], [systemctl, "enable", "--now", "dnspair-upgrade.timer"]]
+        what = f"{node} upgrades on {calendar!r} ({path})"
+    else:
+        if os.path.exists(path):
+            os.unlink(path)
+        cmds = [[systemctl, "disable", "--now", "dnspair-upgrade.timer"], [systemctl, "daemon-reload"]]
+        what = f"{node} has no upgrade.schedule: no timer"
+    if not args.no_reload:
+        for c in cmds:
+            subprocess.run(c, check=False)
+    print(what)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dnspair", description="DNS high-availability pair supervisor")
     p.add_argument("--version", action="version", version=f"dnspair {__version__}")
@@ -248,6 +325,18 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("file")
     sp.add_argument("--node", help="also check that this node is in it")
     sp.add_argument("--key", action="store_true", help="also check the key file and its permissions")
+    sp = add("upgrade", cmd_upgrade, "update this node (apt, dnspair bundle, reboot) while the peer serves")
+    sp.add_argument("--bundle", help="a dnspair update bundle (build.sh --update-bundle), or 'auto': "
+                    "the newest in --bundle-dir that is not running")
+    sp.add_argument("--bundle-dir", help="where --bundle auto looks (default STATE_DIR/updates)")
+    sp.add_argument("--no-apt", action="store_true", help="no apt-get upgrade, the bundle only")
+    sp.add_argument("--healthy-within", type=float, help="seconds (default upgrade.healthy_within: 300)")
+    sp.add_argument("--resume", action="store_true", help="continue the upgrade under way (after its reboot)")
+    sp.add_argument("--abort", action="store_true", help="give up the upgrade under way: unstandby")
+    sp.add_argument("--schedule", action="store_true",
+                    help="write this node's dnspair-upgrade.timer from upgrade.schedule and enable it")
+    sp.add_argument("--node", help="with --schedule: this node's name (default: the host name)")
+    sp.add_argument("--no-reload", action="store_true", help="with --schedule: do not call systemctl")
     add("release", cmd_release, "remove every configured VIP from this host (unit stop hook)")
     sp = add("reload", cmd_reload, "apply dnspair.yaml's dns settings to bind (rndc reconfig, no restart)")
     sp.add_argument("--node", help="this node's name (default: the host name)")

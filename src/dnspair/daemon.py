@@ -224,7 +224,7 @@ class Daemon:
             return {"ok": True, "status": self.status()}
         if cmd == "history":
             return {"ok": True, "history": self.keeper.history}
-        if cmd not in ("standby", "unstandby", "cleanup", "move"):
+        if cmd not in ("standby", "unstandby", "cleanup", "move", "maintenance"):
             self._reject(f"unknown command {cmd!r}")
             return {"ok": False, "error": f"unknown command {cmd!r}"}
         vip, node = req.get("vip"), req.get("node")
@@ -232,7 +232,10 @@ class Daemon:
             return {"ok": False, "error": "vip and node must be strings"}
         if cmd == "move" and (vip is None or node is None):
             return {"ok": False, "error": "move needs a VIP and a node"}
-        for a in self.step(E.Command(cmd, vip, node)):
+        text = req.get("text")
+        if text is not None and not isinstance(text, str):
+            return {"ok": False, "error": "text must be a string"}
+        for a in self.step(E.Command(cmd, vip, node, text)):
             if isinstance(a, A.Reply):
                 return {"ok": True, "message": a.text} if a.ok else {"ok": False, "error": a.text}
         return {"ok": False, "error": "no reply from the engine"}

@@ -20,8 +20,9 @@ NODES = ("dns-pm01", "dns-pm02")
 
 
 # The longer emulated runs, outside CI's 45 minutes (README: `./test.sh -m slow_image`): the Pi OS
-# stand-in (its own base, build, content checks and boot) and the extra virt boots of test_boot.py.
-SLOW = {"standin", "pios", "ro_vm", "edited_vm"}
+# stand-in (its own base, build, content checks and boot), the extra virt boots of test_boot.py
+# and the rolling upgrade on two emulated nodes (test_upgrade_qemu.py, also marked in its module).
+SLOW = {"standin", "pios", "ro_vm", "edited_vm", "built_upgrade"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -98,3 +99,18 @@ def built_mixed(tmp_path_factory):
     path = tmp_path_factory.mktemp("mixed-config") / "dnspair.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return build(tmp_path_factory, "mixed", {"dns-pm02": "armhf"}, path)
+
+
+@pytest.fixture(scope="session")
+def built_upgrade(tmp_path_factory):
+    """Both nodes arm64 (one base), with built_mixed's emulation timings and a long health
+    bound: a bundle's venv installs in minutes under TCG (test_upgrade_qemu.py)."""
+    import yaml
+    config = yaml.safe_load(open(EXAMPLE))
+    config["heartbeat"] = {"interval": 0.5, "dead_time": 5.0, "suspect_after": 1.0}
+    config["dns_check"].update(interval=1.0, timeout=3.0)
+    config["failure_threshold"] = 3
+    config["upgrade"] = {"healthy_within": 1200}
+    path = tmp_path_factory.mktemp("upgrade-config") / "dnspair.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return build(tmp_path_factory, "upgrade", None, path)

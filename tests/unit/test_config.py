@@ -110,3 +110,21 @@ def test_key_parsing():
         config.parse_key("abcd")
     with pytest.raises(config.ConfigError, match="not a dnspair key"):
         config.parse_key("hello world")
+
+
+def test_upgrade_schedule_each_node_its_own_day_and_not_in_the_digest():
+    import pytest as _pytest
+
+    from dnspair.core import config as C
+    base = open(__file__.rsplit("/tests/", 1)[0] + "/example/dnspair.yaml").read()
+    ok = C.parse(base + '\nupgrade:\n  schedule: {dns-pm01: "Mon..Wed 03:30", dns-pm02: "Thu *-*-* 03:30"}\n'
+                 "  healthy_within: 120\n")
+    assert ok.upgrade.calendar("dns-pm01") == "Mon..Wed 03:30" and ok.upgrade.healthy_within == 120
+    assert ok.digest == C.parse(base).digest    # node-local: editing it is no config mismatch
+    for bad, msg in (('{dns-pm01: "Mon..Wed 03:30", dns-pm02: "Sun,Tue 01:00"}', "both upgrade on Tue"),
+                     ('{dns-pm01: "daily"}', "must start with its weekday"),
+                     ('{dns-pm09: "Mon 01:00"}', "unknown node")):
+        with _pytest.raises(C.ConfigError) as e:
+            C.parse(base + f"\nupgrade:\n  schedule: {bad}\n")
+        assert msg in " ".join(e.value.problems), e.value.problems
+    assert C.weekdays("Sat..Mon 01:00") == {"Sat", "Sun", "Mon"}

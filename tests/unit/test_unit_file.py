@@ -47,3 +47,47 @@ def test_systemd_analyze_verify(tmp_path):
     problems = [line for line in r.stderr.splitlines()
                 if "dnspair.service" in line and "named.service" not in line]
     assert r.returncode == 0 and not problems, r.stderr
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
+def test_upgrade_units_and_a_rendered_timer_verify(tmp_path):
+    from dnspair.core import config
+    exe = str(Path(sys.executable).parent / "dnspair")
+    names = ["dnspair.service", "dnspair-upgrade.service", "dnspair-upgrade-resume.service"]
+    for name in names:
+        text = (UNIT.parent / name).read_text().replace("/opt/dnspair/bin/dnspair", exe)
+        (tmp_path / name).write_text(text)
+    cfg = config.parse((UNIT.parents[4] / "example/dnspair.yaml").read_text()
+                       + '\nupgrade:\n  schedule: {dns-pm01: "Tue *-*-* 03:30", dns-pm02: "Thu,Sat 04:00"}\n')
+    timer = config.timer_unit("dns-pm02", cfg.upgrade.calendar("dns-pm02"))
+    (tmp_path / "dnspair-upgrade.timer").write_text(timer)
+    r = subprocess.run(["systemd-analyze", "verify", "--man=no", *(str(tmp_path / n) for n in
+                                                                   [*names, "dnspair-upgrade.timer"])],
+                       capture_output=True, text=True)
+    problems = [line for line in r.stderr.splitlines() if "dnspair" in line and "named.service" not in line]
+    assert r.returncode == 0 and not problems, r.stderr
+    assert "OnCalendar=Thu,Sat 04:00" in (tmp_path / "dnspair-upgrade.timer").read_text()
+    r = subprocess.run(["systemd-analyze", "calendar", "Thu,Sat 04:00"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_the_resume_unit_runs_only_with_a_job_and_after_the_daemon():
+    p = configparser.ConfigParser(strict=False, interpolation=None)
+    p.optionxform = str
+    p.read(UNIT.parent / "dnspair-upgrade-resume.service")
+    assert p["Unit"]["ConditionPathExists"] == "/var/lib/dnspair/upgrade.json"
+    assert "dnspair.service" in p["Unit"]["After"] and p["Service"]["Type"] == "oneshot"
+    assert p["Service"]["ExecStart"].endswith("dnspair upgrade --resume")
+
+
+def test_upgrade_units_survive_the_restart_of_dnspair_they_cause():
+    # Requires=/BindsTo= on dnspair.service would stop or restart the upgrade itself when it
+    # restarts the daemon onto a new release.
+    for name in ("dnspair-upgrade.service", "dnspair-upgrade-resume.service"):
+        p = configparser.ConfigParser(strict=False, interpolation=None)
+        p.optionxform = str
+        p.read(UNIT.parent / name)
+        unit = p["Unit"]
+        assert "dnspair.service" in unit.get("Wants", ""), name
+        for key in ("Requires", "BindsTo", "PartOf", "Requisite"):
+            assert "dnspair.service" not in unit.get(key, ""), (name, key)

@@ -132,6 +132,41 @@ class Leds:
     button: int = 23
 
 
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    """`dnspair upgrade`: the optional timer per node (systemd OnCalendar), and the bound."""
+    schedule: tuple[tuple[str, str], ...] = ()   # (node, OnCalendar expression starting with its days)
+    healthy_within: float = 300.0
+
+    def calendar(self, node: str) -> str | None:
+        return dict(self.schedule).get(node)
+
+
+def weekdays(spec: str) -> set[str] | None:
+    """The days an OnCalendar expression's leading weekday part names ("Mon,Thu ..",
+    "Mon..Wed ..."); None if it does not start with one."""
+    head = spec.strip().split(" ", 1)[0]
+    days: set[str] = set()
+    for part in head.split(","):
+        lo, _, hi = part.partition("..")
+        if lo not in WEEKDAYS or hi and hi not in WEEKDAYS:
+            return None
+        a, z = WEEKDAYS.index(lo), WEEKDAYS.index(hi or lo)
+        days |= {WEEKDAYS[(a + k) % 7] for k in range((z - a) % 7 + 1)}
+    return days
+
+
+def timer_unit(node: str, calendar: str) -> str:
+    """dnspair-upgrade.timer for this node's `upgrade.schedule` entry (`dnspair upgrade --schedule`)."""
+    return (f"# Written by `dnspair upgrade --schedule` from upgrade.schedule.{node} in dnspair.yaml.\n"
+            "[Unit]\nDescription=dnspair: scheduled rolling upgrade of this node\n\n"
+            f"[Timer]\nOnCalendar={calendar}\nRandomizedDelaySec=10min\n"
+            "Unit=dnspair-upgrade.service\n\n[Install]\nWantedBy=timers.target\n")
+
+
 @dataclass(frozen=True)
 class Record:
     """One resource record of a local zone, as written: NAME [TTL] TYPE DATA (NAME relative
@@ -210,6 +245,7 @@ class Config:
     notify_queue: int = 100
     dns: Dns | None = None
     bind: Bind = Bind()
+    upgrade: Upgrade = Upgrade()
     digest: str = field(default="", compare=False)
 
     @property
@@ -480,7 +516,7 @@ def _check(tree: yaml.Node, text: str, filename: str) -> Config:
         "heartbeat": False, "failure_threshold": False, "failback": False, "hold_down": False,
         "witness": False, "arp": False, "control": False, "status_http": False, "leds": False,
         "state_dir": False, "runtime_dir": False, "notify": False, "notify_timeout": False,
-        "notify_queue": False, "dns": False, "bind": False,
+        "notify_queue": False, "dns": False, "bind": False, "upgrade": False,
     })
 
     def top(name: str, kind: type[_T], check: _Check[_T] | None = None,
@@ -652,6 +688,38 @@ def _check(tree: yaml.Node, text: str, filename: str) -> Config:
                 "timeout": (float, _range(0.01, 10, " s"), False),
             })
 
+    upgrade = Upgrade()
+    if "upgrade" in root:
+        umap = c.mapping(root["upgrade"][1], "upgrade", {"schedule": False, "healthy_within": False})
+        healthy = 300.0
+        if "healthy_within" in umap:
+            healthy = c.scalar(umap["healthy_within"][1], "upgrade.healthy_within", float,
+                               _range(10, 86400, " s")) or 300.0
+        sched: list[tuple[str, str]] = []
+        days: dict[str, set[str]] = {}
+        if "schedule" in umap:
+            smap = c.mapping(umap["schedule"][1], "upgrade.schedule", {})
+            for n, (kn, vn) in smap.items():
+                if nodes and n not in nodes:
+                    c.err(kn, f"upgrade.schedule.{n}", f"unknown node (nodes: {', '.join(sorted(nodes))})")
+                    continue
+                spec = c.scalar(vn, f"upgrade.schedule.{n}", str, lambda v: None if weekdays(v) else
+                                f"must start with its weekday(s), e.g. 'Tue *-*-* 03:30', got {v!r}")
+                if spec is None:
+                    continue
+                if "\n" in spec or "\0" in spec:
+                    c.err(vn, f"upgrade.schedule.{n}", "must be one line")
+                    continue
+                days[n] = weekdays(spec) or set()
+                sched.append((n, spec))
+            if len(days) == 2:
+                (a, da), (b, db) = sorted(days.items())
+                if da & db:
+                    c.err(umap["schedule"][1], "upgrade.schedule",
+                          f"{a} and {b} both upgrade on {', '.join(d for d in WEEKDAYS if d in da & db)}: "
+                          "give each node its own day")
+        upgrade = Upgrade(tuple(sorted(sched)), healthy)
+
     failure_threshold = top("failure_threshold", int, _range(1, 100), 1)
     failback = top("failback", str,
                    lambda v: None if v in ("manual", "auto") else f"must be manual or auto, got {v!r}",
@@ -675,7 +743,7 @@ def _check(tree: yaml.Node, text: str, filename: str) -> Config:
             and runtime_dir is not None and notify_timeout is not None and notify_queue is not None)
     # Node-local settings may differ between the two nodes; everything else must match.
     local = ("control", "state_dir", "status_http", "leds", "runtime_dir", "notify", "notify_timeout",
-             "notify_queue", "bind")
+             "notify_queue", "bind", "upgrade")
     shared = {k: v for k, v in yaml.safe_load(text).items() if k not in local}
     digest = hashlib.sha256(yaml.safe_dump(shared, sort_keys=True).encode()).hexdigest()[:16]
     return Config(
@@ -684,7 +752,7 @@ def _check(tree: yaml.Node, text: str, filename: str) -> Config:
         hold_down=hold_down, witness=witness, arp=arp, control=control, status_http=status_http,
         leds=leds, state_dir=state_dir, runtime_dir=runtime_dir, notify=tuple(notify),
         notify_timeout=notify_timeout, notify_queue=notify_queue, dns=dns_section, bind=bind,
-        digest=digest,
+        upgrade=upgrade, digest=digest,
     )
 
 

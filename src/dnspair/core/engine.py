@@ -133,6 +133,7 @@ class Engine:
         self.dns_latency: float | None = None
         self.dns_error: str | None = None
         self.standby = False
+        self.maintenance = False   # an upgrade is under way here (kept across restarts, with standby)
         self.carrier: dict[str, bool] = {v.interface: True for v in cfg.vips}
         self.witness_ok = cfg.witness is None
         self.witness_at: float | None = None
@@ -227,8 +228,8 @@ class Engine:
                 acts += self._on_carrier(now, interface, up)
             case WitnessResult(ok):
                 acts += self._on_witness(now, ok)
-            case Command(cmd, vip, node):
-                acts += self._on_command(now, cmd, vip, node)
+            case Command(cmd, vip, node, text):
+                acts += self._on_command(now, cmd, vip, node, text)
             case ClaimFailed(vip, error):
                 acts += self._on_claim_failed(now, vip, error)
             case Resumed():
@@ -413,11 +414,15 @@ class Engine:
         self.events = saved.events
         self.causes = {i: c for i, c in saved.causes if i in ok}
         self.changed_at = {i: t for i, t in saved.changed if i in ok}
+        # An upgrade restarts the daemon (and may reboot): the node stays drained until it is done.
+        self.maintenance = saved.maintenance
+        self.standby = saved.maintenance and saved.standby
         pins = [i for i, p in enumerate(self.admin.pins) if p]
         kept = [f"sticky {self._ips(self.sticky)}" if self.sticky else "",
                 f"away from here {self._ips(self.away)}" if self.away else "",
                 f"pins {self._ips(pins)}" if pins else "",
-                f"{len(self.failures)} failure record(s)" if self.failures else ""]
+                f"{len(self.failures)} failure record(s)" if self.failures else "",
+                ("maintenance" + (" in standby" if self.standby else "")) if self.maintenance else ""]
         what = "; ".join(k for k in kept if k) or "nothing to restore"
         return [Log(f"state kept from the last run: {what} (transition {self.events})")]
 
@@ -428,7 +433,8 @@ class Engine:
 
     def _saved_key(self) -> object:
         sticky = self.sticky if self.stop_sticky is None else self.stop_sticky
-        return (self.events, self.admin, _mask(sticky), _mask(self.away), len(self.failures))
+        return (self.events, self.admin, _mask(sticky), _mask(self.away), len(self.failures),
+                self.maintenance, self.standby and self.maintenance)
 
     def snapshot(self) -> Saved:
         """The state to keep. Failure counts ride along but do not trigger a write each: a
@@ -437,7 +443,8 @@ class Engine:
         return Saved(sticky=frozenset(sticky), away=frozenset(self.away), admin=self.admin,
                      failures=tuple(self.failures.values()), total_failures=self.total_failures,
                      events=self.events, causes=tuple(sorted(self.causes.items())),
-                     changed=tuple(sorted(self.changed_at.items())))
+                     changed=tuple(sorted(self.changed_at.items())),
+                     maintenance=self.maintenance, standby=self.standby and self.maintenance)
 
     def _save(self) -> list[Action]:
         key = self._saved_key()
@@ -703,9 +710,11 @@ class Engine:
 
     # --- operator commands ----------------------------------------------------------------
 
-    def _on_command(self, now: float, cmd: str, vip: str | None, node: str | None) -> list[Action]:
+    def _on_command(self, now: float, cmd: str, vip: str | None, node: str | None,
+                    text: str | None = None) -> list[Action]:
         try:
-            acts = self._command(now, cmd, vip, node)
+            acts = (self._maintenance(now, text) if cmd == "maintenance"
+                    else self._command(now, cmd, vip, node))
         except ValueError as e:
             return [Reply(False, str(e))]
         text = "; ".join(a.text for a in acts if isinstance(a, Log)) or "done"
@@ -719,6 +728,8 @@ class Engine:
                 return [Log(f"{cmd}: already {'in standby' if want else 'active'}")]
             self.standby = want
             self._send_now = True
+            if not want:
+                self.maintenance = False   # back in service: whatever maintenance there was is over
             return [Log(f"operator: {'standby: draining VIPs' if want else 'unstandby: active again'}"),
                     self._transition(now, cmd, cmd, "operator: " + ("standby, draining VIPs" if want
                                                                    else "unstandby, active again"))]
@@ -742,6 +753,30 @@ class Engine:
             admin = self.admin.next(me, tuple(pins))
         self._send_now = True
         return self._apply_admin(now, admin)
+
+    def _maintenance(self, now: float, text: str | None) -> list[Action]:
+        """on: raise the flag the peer sees (refused while the peer has its own up); off: lower
+        it; failed: WHY records a failed `upgrade` action (shown until `dnspair cleanup`)."""
+        if text is not None and text.startswith("failed:"):
+            why = text[len("failed:"):].strip() or "no reason given"
+            self._record("upgrade", self.me, now, why)
+            return [Log(f"upgrade failed: {why}", "warning"),
+                    self._transition(now, "upgrade_failed", "upgrade_failed", f"upgrade failed: {why}")]
+        if text not in ("on", "off"):
+            raise ValueError("maintenance takes on, off or failed: WHY")
+        want = text == "on"
+        if want and not self.maintenance:
+            if not self.ready:
+                raise ValueError("the daemon is still starting; try again in a moment")
+            m = self.peer.msg
+            if self.peer_alive(now) and m is not None and m.maintenance:
+                raise ValueError(f"{self.peer_name} is in maintenance: one node at a time")
+        if self.maintenance == want:
+            return [Log(f"maintenance: already {text}")]
+        self.maintenance = want
+        self._send_now = True
+        return [Log(f"operator: maintenance {text}"),
+                self._transition(now, "maintenance", "maintenance_" + text, f"operator: maintenance {text}")]
 
     def _apply_admin(self, now: float, admin: wire.Admin) -> list[Action]:
         acts: list[Action] = []
@@ -1055,6 +1090,7 @@ class Engine:
             cluster=self.cfg.cluster, sender=self.me, incarnation=self.incarnation, seq=self.seq,
             type=mtype, echo=self.live.target, ack_seq=ack_seq, ack_delay_us=ack_delay,
             dns_ok=self.dns_ok, standby=self.standby, witness_ok=self.witness_ok, ready=self.ready,
+            maintenance=self.maintenance,
             consecutive_failures=self.consecutive, total_failures=self.total_failures,
             dns_latency_us=int((self.dns_latency or 0) * 1e6), nvips=self.n,
             held=_mask(self.held), yielding=_mask(self.yielding),

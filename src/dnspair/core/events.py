@@ -52,11 +52,12 @@ class WitnessResult:
 
 @dataclass(frozen=True)
 class Command:
-    """An operator command: standby | unstandby | cleanup [vip] | move vip node.
-    Answered with one `Reply` action."""
+    """An operator command: standby | unstandby | cleanup [vip] | move vip node |
+    maintenance on|off|failed: WHY (text; `dnspair upgrade` sends it). Answered with one `Reply`."""
     cmd: str
     vip: str | None = None
     node: str | None = None
+    text: str | None = None
 
 
 @dataclass(frozen=True)

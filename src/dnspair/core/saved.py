@@ -48,6 +48,8 @@ class Saved:
     events: int = 0                          # the last transition's number
     causes: tuple[tuple[int, Cause], ...] = ()
     changed: tuple[tuple[int, float], ...] = ()   # VIP -> when it last changed hands (seen here)
+    maintenance: bool = False                # an upgrade is under way (`dnspair upgrade`)
+    standby: bool = False                    # standby, kept only during maintenance
 
 
 def to_json(s: Saved, cfg: Config, offset: float) -> dict[str, Any]:
@@ -68,6 +70,7 @@ def to_json(s: Saved, cfg: Config, offset: float) -> dict[str, Any]:
         "causes": {ip[i]: {"code": c.code, "node": c.node, "at": c.at + offset, "detail": c.detail}
                    for i, c in s.causes},
         "changed": {ip[i]: t + offset for i, t in s.changed},
+        "maintenance": {"standby": s.standby} if s.maintenance else None,
     }
 
 
@@ -132,7 +135,11 @@ def from_json(d: object, cfg: Config, offset: float) -> Saved:
     if not isinstance(ch, dict):
         raise ValueError("changed: not an object")
     changed = tuple(sorted((index[vip], num(t, "changed") - offset) for vip, t in ch.items() if vip in index))
-    return Saved(sticky=vips("sticky"), away=vips("away"), admin=admin, failures=tuple(failures),
+    mt = d.get("maintenance")
+    if mt is not None and not (isinstance(mt, dict) and isinstance(mt.get("standby", False), bool)):
+        raise ValueError("maintenance: not an object")
+    return Saved(maintenance=mt is not None, standby=bool(mt and mt.get("standby", False)),
+                 sticky=vips("sticky"), away=vips("away"), admin=admin, failures=tuple(failures),
                  total_failures=count(d.get("total_failures", 0), "total_failures"),
                  events=count(d.get("events", 0), "events"), causes=tuple(sorted(causes)),
                  changed=changed)

@@ -18,8 +18,8 @@ SEVERITIES: tuple[str, ...] = get_args(Severity)
 # with both binds failed the VIPs are unowned too, and the failed binds are the news).
 KINDS: tuple[str, ...] = (
     "dns_failed_both", "vip_unowned", "vip_away", "peer_unheard", "links_degraded",
-    "dns_failed", "config_mismatch", "zone_drift", "dns_config_drift", "failures_recorded", "standby",
-    "starting",
+    "dns_failed", "config_mismatch", "zone_drift", "dns_config_drift", "failures_recorded", "maintenance",
+    "standby", "starting",
 )
 
 SEVERITY: dict[str, Severity] = {
@@ -36,6 +36,7 @@ SEVERITY: dict[str, Severity] = {
     "zone_drift": "warning",
     "dns_config_drift": "warning",
     "failures_recorded": "warning",
+    "maintenance": "warning",       # an upgrade under way: the other node serves both VIPs
     "standby": "warning",
     "starting": "warning",
 }
@@ -99,6 +100,9 @@ def findings(st: Mapping[str, Any]) -> list[Finding]:
     _dns_findings(st.get("dns"), str(st.get("node", "")), add)
     if st["failed_actions"]:
         add("failures_recorded", cluster, f"{len(st['failed_actions'])} failure(s) need cleanup")
+    for n in nodes:
+        if n.get("maintenance"):
+            add("maintenance", n["name"], f"{n['name']} in maintenance (upgrading)", n["name"])
     for n in nodes:
         if n["standby"]:
             add("standby", n["name"], f"{n['name']} standby", n["name"])

@@ -22,6 +22,8 @@ TYPES = {HEARTBEAT: "heartbeat", PROBE: "probe", BYE: "bye"}
 
 # flags
 F_DNS_OK, F_STANDBY, F_WITNESS_OK, F_READY = 1, 2, 4, 8
+# Added within version 2: a decoder that predates it ignores the bit (flags are read by mask).
+F_MAINTENANCE = 16
 
 _HEAD = struct.Struct("!2sBBQQQQI")  # magic, version, type, incarnation, echo, seq, ack_seq, ack_delay_us
 _VIEW = struct.Struct("!BHIIBHHHHB8sIBHHB")  # flags, cfail, tfail, latency_us, nvips, held, yielding,
@@ -103,6 +105,7 @@ class Message:
     standby: bool = False
     witness_ok: bool = True
     ready: bool = False
+    maintenance: bool = False   # an upgrade (or other maintenance) is under way on the sender
     consecutive_failures: int = 0
     total_failures: int = 0
     dns_latency_us: int = 0
@@ -127,6 +130,7 @@ def encode(msg: Message, key: bytes) -> bytes:
     sender = msg.sender.encode()
     flags = ((F_DNS_OK if msg.dns_ok else 0) | (F_STANDBY if msg.standby else 0)
              | (F_WITNESS_OK if msg.witness_ok else 0) | (F_READY if msg.ready else 0)
+             | (F_MAINTENANCE if msg.maintenance else 0)
              | (0x80 if msg.admin.cleanup_all else 0))
     pins = bytes(msg.admin.pins[:msg.nvips]).ljust(msg.nvips, b"\0")
     body = b"".join((
@@ -184,6 +188,7 @@ def decode(data: bytes, key: bytes, cluster: str) -> Message:
         cluster=mcluster, sender=sender, incarnation=inc, seq=seq, type=mtype, echo=echo, ack_seq=ack_seq,
         ack_delay_us=ack_delay, dns_ok=bool(flags & F_DNS_OK), standby=bool(flags & F_STANDBY),
         witness_ok=bool(flags & F_WITNESS_OK), ready=bool(flags & F_READY),
+        maintenance=bool(flags & F_MAINTENANCE),
         consecutive_failures=cfail, total_failures=tfail, dns_latency_us=lat, nvips=nvips,
         held=_bits(held, nvips), yielding=_bits(yielding, nvips), sticky=_bits(sticky, nvips),
         available=_bits(available, nvips), links_mask=links, digest=digest,
