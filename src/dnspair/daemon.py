@@ -19,7 +19,7 @@ from .core import events as E
 from .core import status as status_model
 from .core.config import Config
 from .core.engine import Engine
-from .shell import control, dnsprobe, leds, netlink, notify, state, systemd
+from .shell import control, dnsprobe, leds, listening, netlink, notify, state, systemd
 from .shell import http as status_http
 from .shell.arp import Announcer
 from .shell.heartbeat import Heartbeats
@@ -46,6 +46,8 @@ class Daemon:
         self.hb = Heartbeats(cfg.nodes[me].addresses, cfg.nodes[cfg.peer_of(me)].addresses,
                              cfg.heartbeat.port, self._on_datagram)
         self.queue: asyncio.Queue[A.Action] = asyncio.Queue()
+        self.acting = False            # the actuator is carrying out a batch (it may be waiting)
+        self.bind_listens = listening.bound   # (ip, port) -> bool: bind has its socket there
         self.stopping = asyncio.Event()
         self.stopped = asyncio.Event()
         self.prober = dnsprobe.Prober(cfg.dns_check, self._on_dns)
@@ -64,7 +66,9 @@ class Daemon:
         st = self.engine.handle(time.monotonic(), ev)
         self._arm(st.wake_at)
         changed = False
-        queued = not self.queue.empty()
+        # Behind a batch still under way (a claim waiting for bind): a heartbeat sent now would
+        # say we hold the VIP before the client is pointed here and bind listens on it.
+        queued = self.acting or not self.queue.empty()
         for a in st.actions:
             match a:
                 case A.Log(text, level):
@@ -119,35 +123,44 @@ class Daemon:
             batch = [await self.queue.get()]
             while not self.queue.empty():
                 batch.append(self.queue.get_nowait())
-            announced = False
-            for a in batch:
-                try:
-                    match a:
-                        case A.Claim(i):
-                            v = self.cfg.vips[i]
-                            await self.nl.add(v.interface, v.ip, v.prefixlen)
-                        case A.Release(i):
-                            v = self.cfg.vips[i]
-                            self.announcer.cancel(v.ip)
-                            await self.nl.remove(v.interface, v.ip, v.prefixlen)
-                        case A.Announce(i, refresh):
-                            v = self.cfg.vips[i]
-                            self.announcer.announce(v.interface, v.ip, refresh)
-                            announced = True
-                        case A.Send(data):
-                            if announced:
-                                # Let the ARP burst's first frames out before the heartbeat
-                                # that says we hold the VIP: the old holder drops it on that
-                                # heartbeat, and the client must already point here.
-                                await asyncio.sleep(0)
-                                announced = False
-                            self.hb.send(data)
-                except Exception as e:  # noqa: BLE001 - a failed netlink call must not stop the loop
-                    log.error("%s failed: %s", a, e)
-                    if isinstance(a, A.Claim):
-                        self.step(E.ClaimFailed(a.vip, str(e)))
-                finally:
-                    self.queue.task_done()
+            self.acting = True
+            try:
+                announced = False
+                for a in batch:
+                    try:
+                        match a:
+                            case A.Claim(i):
+                                v = self.cfg.vips[i]
+                                await self.nl.add(v.interface, v.ip, v.prefixlen)
+                                # Not announced (nor said held) before bind listens there: a query
+                                # sent here in between would be refused (shell/listening.py).
+                                await listening.until_bound(
+                                    v.ip, self.cfg.dns_check.port, self.bind_listens,
+                                    listening.bound_wait(self.cfg.heartbeat.suspect_after))
+                            case A.Release(i):
+                                v = self.cfg.vips[i]
+                                self.announcer.cancel(v.ip)
+                                await self.nl.remove(v.interface, v.ip, v.prefixlen)
+                            case A.Announce(i, refresh):
+                                v = self.cfg.vips[i]
+                                self.announcer.announce(v.interface, v.ip, refresh)
+                                announced = True
+                            case A.Send(data):
+                                if announced:
+                                    # Let the ARP burst's first frames out before the heartbeat
+                                    # that says we hold the VIP: the old holder drops it on that
+                                    # heartbeat, and the client must already point here.
+                                    await asyncio.sleep(0)
+                                    announced = False
+                                self.hb.send(data)
+                    except Exception as e:  # noqa: BLE001 - a failed netlink call must not stop the loop
+                        log.error("%s failed: %s", a, e)
+                        if isinstance(a, A.Claim):
+                            self.step(E.ClaimFailed(a.vip, str(e)))
+                    finally:
+                        self.queue.task_done()
+            finally:
+                self.acting = False
 
     def _on_datagram(self, link: int, data: bytes, src: str) -> None:
         self.step(E.Datagram(link, data, src))
