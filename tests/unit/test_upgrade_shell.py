@@ -84,3 +84,35 @@ def test_find_bundle_takes_the_newest_unless_it_runs_already(tmp_path):
     assert up.find_bundle(str(tmp_path), "1.0").endswith(f"-1.1-{m}.tar.gz")
     assert up.find_bundle(str(tmp_path), "1.1") is None   # never back to 1.0
     assert up.find_bundle(str(tmp_path / "none"), None) is None
+
+
+def test_an_unknown_bundle_path_is_named_as_such(tmp_path):
+    with pytest.raises(up.BundleError, match="no such bundle"):
+        up.read_bundle(str(tmp_path / "nope.tar.gz"))
+    with pytest.raises(up.BundleError, match="not a file"):
+        up.read_bundle(str(tmp_path))
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--bundle", "/nonexistent/dnspair-update-9.9-x.tar.gz"], "no such bundle"),
+    (["--no-apt"], "upgrade refused: the daemon does not answer"),
+])
+def test_bad_upgrade_input_is_one_line_a_nonzero_exit_and_changes_nothing(tmp_path, argv, says):
+    """No daemon answers here (its control socket does not exist): like a peer that is down,
+    the upgrade must be refused before anything is written."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    example = (Path(__file__).resolve().parents[2] / "example" / "dnspair.yaml").read_text()
+    key = tmp_path / "authkey"
+    key.write_text("ab" * 32 + "\n")
+    key.chmod(0o600)
+    cfg = tmp_path / "dnspair.yaml"
+    cfg.write_text("\n".join(line for line in example.splitlines() if not line.startswith("key_file:"))
+                   + f"\nkey_file: {key}\nstate_dir: {tmp_path}/state\nruntime_dir: {tmp_path}/run\n")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    r = subprocess.run([sys.executable, "-m", "dnspair", "upgrade", "--config", str(cfg), *argv],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and says in r.stderr, (r.returncode, r.stdout, r.stderr)
+    assert len(r.stderr.strip().splitlines()) == 1 and not r.stdout, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

@@ -83,6 +83,8 @@ def _extract(tar: tarfile.TarFile, into: str) -> None:
 
 def read_bundle(path: str) -> Bundle:
     """Checks the tarball against its .sha256 file and its manifest; BundleError otherwise."""
+    if not os.path.isfile(path):
+        raise BundleError(f"{path}: no such bundle" if not os.path.exists(path) else f"{path}: not a file")
     try:
         with open(path + ".sha256") as f:
             want = f.read().split()[0].lower()
