@@ -307,6 +307,10 @@ def parse(text: str, filename: str = "<config>") -> Config:
         raise ConfigError([f"{filename}:?: nested too deeply to be a dnspair config"]) from None
     if tree is None:
         raise ConfigError([f"{filename}:1: the file is empty"])
+    tagged = _explicit_tag(text)
+    if tagged is not None:
+        line, tag = tagged
+        raise ConfigError([f"{filename}:{line}: YAML tags are not accepted here, got {_short(tag)}"])
     try:
         return _check(tree, text, filename)
     except RecursionError:
@@ -314,6 +318,17 @@ def parse(text: str, filename: str = "<config>") -> Config:
 
 
 MAX_PROBLEMS = 50
+
+
+def _explicit_tag(text: str) -> tuple[int, str] | None:
+    """(line, tag) of the first tag written in the file (`!!python/str`, `!!timestamp`, `!x`).
+    A config has plain strings, numbers, lists and mappings only: a tag could only change how
+    a value is built later (the digest's safe_load), never what the checker saw."""
+    for ev in yaml.parse(text, Loader=yaml.SafeLoader):
+        tag = getattr(ev, "tag", None)
+        if tag is not None:
+            return (ev.start_mark.line + 1 if ev.start_mark is not None else 0), tag
+    return None
 
 
 def _yaml_line(e: yaml.YAMLError, text: str) -> int | str:
@@ -517,14 +532,29 @@ def _check(tree: yaml.Node, text: str, filename: str) -> Config:
     )
 
 
+MIN_KEY, MAX_KEY = 32, 64
+# A random 32-byte key has about 30 distinct byte values; fewer than 8 happens by chance with
+# odds far below 1e-30, so it means a hand-made key (all zero, "00ff" repeated...).
+MIN_DISTINCT_BYTES = 8
+
+
 def parse_key(text: str, filename: str = "<key>") -> bytes:
-    """A key file holds 32..64 random bytes as hex on one line."""
+    """A key file holds 32..64 random bytes as hex on one line, and nothing else."""
     s = text.strip()
+    if "\n" in s or " " in s or "\t" in s:
+        raise ConfigError([f"{filename}: not a dnspair key: one line of hex and nothing else "
+                           "(make one with `dnspair keygen`)"])
     try:
         key = bytes.fromhex(s)
     except ValueError:
         raise ConfigError([f"{filename}: not a dnspair key (expected hex; "
                            "make one with `dnspair keygen`)"]) from None
-    if len(key) < 32:
-        raise ConfigError([f"{filename}: key too short ({len(key)} bytes, need at least 32)"])
+    if len(key) < MIN_KEY:
+        raise ConfigError([f"{filename}: key too short ({len(key)} bytes, need at least {MIN_KEY})"])
+    if len(key) > MAX_KEY:
+        raise ConfigError([f"{filename}: key too long ({len(key)} bytes, at most {MAX_KEY}): "
+                           "not cut, refused (make one with `dnspair keygen`)"])
+    if len(set(key)) < MIN_DISTINCT_BYTES:
+        raise ConfigError([f"{filename}: key is not random ({len(set(key))} distinct byte values; "
+                           "an all-zero or repeated key is refused): make one with `dnspair keygen`"])
     return key
