@@ -105,6 +105,16 @@ def test_outputs_have_checksums_bmaps_and_a_report(built):
     assert "== arch arm64: dns-pm01 dns-pm02" in report
 
 
+def test_the_output_is_as_secret_as_the_key_whatever_the_umask(built):
+    # conftest builds under umask 022, where the outputs used to come out 0755/0644.
+    assert stat.S_IMODE(built.out.stat().st_mode) == 0o700
+    files = sorted(built.out.iterdir())
+    assert {f.name for f in files} >= {f"{n}.img.xz{s}" for n in NODES for s in ("", ".sha256")}
+    for f in files:
+        assert f.is_file() and stat.S_IMODE(f.stat().st_mode) == 0o600, (f, oct(f.stat().st_mode))
+    assert "is mode 0700 and its files 0600" in built.log and "as secret as the key" in built.log
+
+
 def test_partitions_are_a_pi_boot_fat_and_an_ext4_root(pm01):
     table = json.loads(sh("sfdisk", "--json", str(pm01.raw)))["partitiontable"]
     assert table["label"] == "dos"
