@@ -92,9 +92,35 @@ def cmd_check_config(args) -> int:
         return fail(f"{args.file}: node {args.node!r} is not in the config (nodes: {names})")
     if args.key:
         load_key(cfg.key_file)
+        problems = node_problems(cfg, args.file)
+        if problems:
+            for p in problems:
+                print(f"dnspair: {p}", file=sys.stderr)
+            return 2
     print(f"{args.file}: ok (cluster {cfg.cluster}, nodes {' and '.join(cfg.node_names)}, "
           f"{len(cfg.vips)} VIPs, digest {cfg.digest})")
     return 0
+
+
+def node_problems(cfg, path: str) -> list[str]:
+    """What this node itself must have for the config to work: the control groups, and a
+    control socket path that is a socket or absent."""
+    import grp
+
+    from .shell.control import ControlError, check_socket_path
+    out = []
+    for key, name in (("admin_group", cfg.control.admin_group),
+                      ("monitor_group", cfg.control.monitor_group)):
+        try:
+            grp.getgrnam(name)
+        except KeyError:
+            out.append(f"{path}: control.{key}: group {name!r} does not exist on this host "
+                       f"(groupadd --system {name})")
+    try:
+        check_socket_path(cfg.control.socket)
+    except ControlError as e:
+        out.append(f"{path}: control.socket: {e}")
+    return out
 
 
 def cmd_release(args) -> int:
@@ -138,7 +164,9 @@ def parser() -> argparse.ArgumentParser:
     sp = add("check-config", cmd_check_config, "validate a config file", config=False)
     sp.add_argument("file")
     sp.add_argument("--node", help="also check that this node is in it")
-    sp.add_argument("--key", action="store_true", help="also check the key file and its permissions")
+    sp.add_argument("--key", action="store_true",
+                    help="also check this node: the key file and its permissions, "
+                    "the control groups, the control socket path")
     add("release", cmd_release, "remove every configured VIP from this host (unit stop hook)")
     return p
 

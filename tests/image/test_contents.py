@@ -270,5 +270,7 @@ def test_nrpe_serves_the_dnspair_check(pm01):
     assert pm01.link("etc/systemd/system/multi-user.target.wants/nagios-nrpe-server.service") == \
         "/lib/systemd/system/nagios-nrpe-server.service"
     assert "command[check_dnspair]=/usr/local/bin/check_dnspair" in pm01.text("etc/nagios/nrpe.d/dnspair.cfg")
-    adm = [line for line in pm01.text("etc/group").splitlines() if line.startswith("adm:")][0]
-    assert "nagios" in adm.split(":")[3].split(",")
+    groups = {g.split(":")[0]: g.split(":")[3].split(",") for g in pm01.text("etc/group").splitlines()}
+    # NRPE reads the status (the monitor group) and nothing more: not adm, not the admin group
+    assert "nagios" in groups["dnspair-monitor"]
+    assert "nagios" not in groups["adm"] and "nagios" not in groups["dnspair-admin"]

@@ -40,7 +40,8 @@ failback: {failback}
 
 
 class Pair:
-    def __init__(self, lab, extra: str = "", failback: str = "manual"):
+    def __init__(self, lab, extra: str = "", failback: str = "manual", control: str = ""):
+        """control: more keys of the control mapping, e.g. "admin_group: x, monitor_group: y"."""
         self.lab = lab
         lab.write_key(lab.workdir / "authkey")
         self.procs = {}
@@ -48,7 +49,8 @@ class Pair:
         for node in labmod.NODES:
             path = lab.workdir / f"{node}.yaml"
             sock = lab.workdir / node / "control.sock"
-            path.write_text(config_text(lab, extra + f"\ncontrol: {{socket: {sock}}}\n"
+            ctl = f"socket: {sock}" + (f", {control}" if control else "")
+            path.write_text(config_text(lab, extra + f"\ncontrol: {{{ctl}}}\n"
                                         f"state_dir: {lab.workdir / node / 'state'}\n",
                                         lab.second_link, failback))
             self.configs[node] = path

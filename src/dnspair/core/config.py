@@ -22,6 +22,7 @@ _Check = Callable[[_T], str | None]
 # value type cannot tie together: hence Any for the check's argument.
 _Spec = dict[str, tuple[type[object], _Check[Any] | None, bool]]
 
+GROUP_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 RDTYPES = ("A", "AAAA", "NS", "SOA", "TXT", "MX", "PTR", "CNAME", "SRV")
@@ -102,7 +103,8 @@ class Arp:
 @dataclass(frozen=True)
 class Control:
     socket: str = "/run/dnspair/control.sock"
-    group: str = "adm"
+    admin_group: str = "dnspair-admin"      # standby, unstandby, move, cleanup (and status)
+    monitor_group: str = "dnspair-monitor"  # status only
 
 
 @dataclass(frozen=True)
@@ -253,6 +255,10 @@ def _ipv4(v: str) -> str | None:
     except ValueError:
         return f"must be an IPv4 address, got {v!r}"
     return None
+
+
+def _group(v: str) -> str | None:
+    return None if GROUP_RE.match(v) else f"not a group name: {v!r}"
 
 
 def _name(v: str) -> str | None:
@@ -481,7 +487,8 @@ def _check(tree: yaml.Node, text: str, filename: str) -> Config:
     }) or Arp()
     control = _sub(c, root, "control", Control, {
         "socket": (str, lambda v: None if v.startswith("/") else "must be an absolute path", False),
-        "group": (str, None, False),
+        "admin_group": (str, _group, False),
+        "monitor_group": (str, _group, False),
     }) or Control()
     leds = _sub(c, root, "leds", Leds, {
         "enabled": (bool, None, False),
