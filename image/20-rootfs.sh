@@ -84,6 +84,7 @@ make_rootfs() {
     in_chroot "$ROOT" groupadd --system dnspair-monitor
     if grep -q '^nagios:' "$ROOT/etc/passwd"; then in_chroot "$ROOT" usermod -aG dnspair-monitor nagios; fi
     in_chroot "$ROOT" systemctl enable dnspair.service dnspair-node-settings.service named.service ssh.service \
+        dnspair-firewall.service dnspair-firewall.path \
         NetworkManager.service systemd-timesyncd.service dnspair-dns-clock.path >&2
     # No real-time clock on a Pi: systemd moves a clock that is behind this file's mtime forward
     # to it at boot, so a fresh card starts at the build's date rather than the distant past.

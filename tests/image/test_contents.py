@@ -176,6 +176,20 @@ def test_units_are_enabled(pm01):
     assert not os.path.lexists(wants / "systemd-networkd.service")
 
 
+def test_the_firewall_is_installed_enabled_and_generated_for_each_node(images):
+    for node, peer in (("dns-pm01", "192.0.2.2"), ("dns-pm02", "192.0.2.1")):
+        img = images[node]
+        assert img.path("usr/sbin/nft").is_file(), "nftables is in the image"
+        assert img.link("etc/systemd/system/sysinit.target.wants/dnspair-firewall.service") == \
+            "/etc/systemd/system/dnspair-firewall.service"
+        assert img.link("etc/systemd/system/multi-user.target.wants/dnspair-firewall.path") == \
+            "/etc/systemd/system/dnspair-firewall.path"
+        assert img.path("etc/dnspair/firewall.d/README").is_file()
+        r = img.chroot("/usr/local/bin/dnspair", "firewall", "--node", node)
+        assert r.returncode == 0, r.stderr
+        assert f"ip saddr {peer} ip daddr " in r.stdout and "counter name dropped drop" in r.stdout
+
+
 def test_one_fresh_key_per_build_shared_by_the_pair_and_per_node_host_keys(images):
     a, b = images["dns-pm01"], images["dns-pm02"]
     key = a.path("etc/dnspair/authkey")

@@ -121,6 +121,16 @@ class StatusHttp:
 
 
 @dataclass(frozen=True)
+class Firewall:
+    """Who may reach the node (core/firewall.py makes the nftables ruleset). None: the LAN
+    (the VIPs' networks)."""
+    enabled: bool = True
+    ssh_from: tuple[str, ...] | None = None
+    dns_from: tuple[str, ...] | None = None
+    monitoring: tuple[str, ...] = ()   # NRPE (5666) and the status endpoint; none by default
+
+
+@dataclass(frozen=True)
 class Leds:
     enabled: bool = True
     green: int = 17
@@ -146,6 +156,7 @@ class Config:
     status_http: StatusHttp | None = None
     leds: Leds = Leds()
     state_dir: str = "/var/lib/dnspair"
+    firewall: Firewall = Firewall()
     digest: str = field(default="", compare=False)
 
     @property
@@ -365,7 +376,7 @@ def _check(tree: yaml.Node, text: str, filename: str) -> Config:
         "cluster": True, "key_file": False, "nodes": True, "vips": True, "dns_check": False,
         "heartbeat": False, "failure_threshold": False, "failback": False, "hold_down": False,
         "witness": False, "arp": False, "control": False, "status_http": False, "leds": False,
-        "state_dir": False,
+        "state_dir": False, "firewall": False,
     })
 
     def top(name: str, kind: type[_T], check: _Check[_T] | None = None,
@@ -500,6 +511,7 @@ def _check(tree: yaml.Node, text: str, filename: str) -> Config:
     if "leds" in root and len({leds.green, leds.amber, leds.red, leds.button}) != 4:
         c.err(root["leds"][1], "leds", "each LED and the button need their own pin")
     status_http = _sub(c, root, "status_http", StatusHttp, {"listen": (str, _listen, True)})
+    firewall = _firewall(c, root)
 
     witness: Witness | None = None
     if "witness" in root:
@@ -535,7 +547,7 @@ def _check(tree: yaml.Node, text: str, filename: str) -> Config:
         cluster=cluster, key_file=key_file, nodes=nodes, vips=tuple(vips), dns_check=dns_check,
         heartbeat=heartbeat, failure_threshold=failure_threshold, failback=failback,
         hold_down=hold_down, witness=witness, arp=arp, control=control, status_http=status_http,
-        leds=leds, state_dir=state_dir, digest=digest,
+        leds=leds, state_dir=state_dir, firewall=firewall, digest=digest,
     )
 
 
@@ -543,6 +555,32 @@ MIN_KEY, MAX_KEY = 32, 64
 # A random 32-byte key has about 30 distinct byte values; fewer than 8 happens by chance with
 # odds far below 1e-30, so it means a hand-made key (all zero, "00ff" repeated...).
 MIN_DISTINCT_BYTES = 8
+
+
+def _network(v: str) -> str | None:
+    try:
+        ipaddress.ip_network(v, strict=False)
+    except ValueError:
+        return f"must be an address or ADDRESS/PREFIX, e.g. 192.0.2.50 or 192.0.2.0/24, got {v!r}"
+    return None
+
+
+def _firewall(c: _Checker, root: dict[str, tuple[yaml.Node, yaml.Node]]) -> Firewall:
+    if "firewall" not in root:
+        return Firewall()
+    fields = c.mapping(root["firewall"][1], "firewall",
+                       {"enabled": False, "ssh_from": False, "dns_from": False, "monitoring": False})
+    values: dict[str, Any] = {}
+    if "enabled" in fields:
+        values["enabled"] = c.scalar(fields["enabled"][1], "firewall.enabled", bool)
+    for name in ("ssh_from", "dns_from", "monitoring"):
+        if name in fields:
+            items = c.sequence(fields[name][1], f"firewall.{name}")
+            if len(items) > 64:
+                c.err(fields[name][1], f"firewall.{name}", f"at most 64 entries, got {len(items)}")
+            got = [c.scalar(i, f"firewall.{name}", str, _network) for i in items]
+            values[name] = tuple(g for g in got if g is not None)
+    return Firewall(**{k: v for k, v in values.items() if v is not None})
 
 
 def parse_key(text: str, filename: str = "<key>") -> bytes:
