@@ -64,7 +64,8 @@ def get_health(lab, source):
         data = b""
         while chunk := s.recv(4096):
             data += chunk
-        return int(data.split()[1])
+        head, _, body = data.partition(b"\r\n\r\n")
+        return int(head.split()[1]), body.decode()
     finally:
         s.close()
 
@@ -92,12 +93,15 @@ def test_a_crowd_from_one_host_leaves_the_endpoint_to_the_others(lab):
         from_elsewhere = plugin(lab, "node2", "-H", NODE1)
     finally:
         crowd.close()
-    assert codes == [200] * 24, codes
+    # Every request answered on its merits: 200, or 503 "FAIL ..." if a loaded machine made the
+    # node's own DNS check fail meanwhile; never turned away as busy.
+    assert len(codes) == 24 and not [c for c in codes if c[1].startswith("busy")], codes
+    assert all(code == 200 or body.startswith("FAIL ") for code, body in codes), codes
     assert crowd.refused > 200, "the crowd was cut and refused over and over"
     busy = [out for rc, out in seen if rc == 3 and "busy" in out]
-    assert busy and all(rc in (0, 3) for rc, _ in seen), seen
+    assert busy and not [out for _, out in seen if "not running" in out or "refused" in out], seen
     assert busy[0].startswith(f"DNSPAIR UNKNOWN - {NODE1}:8053 is busy (HTTP 503"), busy[0]
-    assert from_elsewhere[0] == 0 and from_elsewhere[1].startswith("DNSPAIR OK"), from_elsewhere
+    assert from_elsewhere[0] in (0, 1, 2) and "busy" not in from_elsewhere[1], from_elsewhere
     # Down is not busy: nothing listening is CRITICAL.
     rc, out = plugin(lab, "client", "-H", NODE1, "-p", "8054")
     assert rc == 2 and "connection refused" in out, out

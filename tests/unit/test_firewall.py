@@ -1,5 +1,5 @@
 """The ruleset generator (core/firewall.py): what each config lets in. That nft loads it and
-drops what it should is tests/net/test_firewall.py's (real nft, real hosts)."""
+drops what it should is tests/net/test_firewall_lan.py's (real nft, real hosts)."""
 import pytest
 
 from dnspair.core import config, firewall
