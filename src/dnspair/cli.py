@@ -141,6 +141,10 @@ def cmd_firewall(args) -> int:
     def nft(text: str, *flags: str) -> subprocess.CompletedProcess:
         return subprocess.run(["nft", *flags, "-f", "-"], input=text, capture_output=True, text=True)
 
+    import shutil
+    if not shutil.which("nft"):
+        return fail("firewall: nft not found (install nftables)")
+
     rc = 0
     if not cfg.firewall.enabled:
         subprocess.run(["nft", "delete", "table", "inet", firewall.TABLE], capture_output=True)
