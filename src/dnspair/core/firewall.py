@@ -117,7 +117,7 @@ def daemon_peers(cfg: Config, me: str) -> list[str]:
     """What dnspair itself sends to or hears from, for the unit's IPAddressAllow=: the loopback
     (its DNS check), the peer's and its own heartbeat addresses, the VIPs (a local client
     asking the endpoint through one), the witness and the monitoring hosts (the endpoint)."""
-    out = ["localhost"]
+    out = ["127.0.0.0/8", "::1/128"]  # "localhost" is a unit-file word; set-property wants prefixes
     addrs = [cfg.dns_check.server, *cfg.nodes[me].addresses, *cfg.nodes[cfg.peer_of(me)].addresses,
              *(v.ip for v in cfg.vips)]
     if cfg.witness:
