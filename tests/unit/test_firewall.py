@@ -50,7 +50,8 @@ def test_monitoring_hosts_get_nrpe_and_the_status_port_ssh_list_replaces_the_lan
     c = config.parse(EXAMPLE + "status_http: {listen: '0.0.0.0:8053'}\n"
                                "firewall: {monitoring: [192.0.2.50]}\n")
     assert firewall.daemon_peers(c, "dns-pm01") == [
-        "127.0.0.0/8", "::1/128", "127.0.0.1", "192.0.2.1", "192.0.2.2", "192.0.2.11", "192.0.2.12", "192.0.2.50/32"]
+        "127.0.0.0/8", "::1/128", "127.0.0.1",
+        "192.0.2.1", "192.0.2.2", "192.0.2.11", "192.0.2.12", "192.0.2.50/32"]
 
 
 def test_dns_from_and_no_include_dir():
