@@ -94,9 +94,13 @@ make_rootfs() {
     install -d -m 0700 "$ROOT/root/.ssh"
     install -m 0600 "$SSH_KEY" "$ROOT/root/.ssh/authorized_keys"
 
-    # NRPE's check_dnspair reads the control socket, whose group is adm.
-    if grep -q '^nagios:' "$ROOT/etc/passwd"; then in_chroot "$ROOT" usermod -aG adm nagios; fi
+    # The control socket's two roles (docs/security.md): dnspair-admin may change state,
+    # dnspair-monitor may read the status. NRPE's check_dnspair only reads it.
+    in_chroot "$ROOT" groupadd --system dnspair-admin
+    in_chroot "$ROOT" groupadd --system dnspair-monitor
+    if grep -q '^nagios:' "$ROOT/etc/passwd"; then in_chroot "$ROOT" usermod -aG dnspair-monitor nagios; fi
     in_chroot "$ROOT" systemctl enable dnspair.service dnspair-node-settings.service dnspair-grow-root.service named.service ssh.service \
+        dnspair-firewall.service dnspair-firewall.path \
         NetworkManager.service systemd-timesyncd.service dnspair-dns-clock.path >&2
     # No real-time clock on a Pi: systemd moves a clock that is behind this file's mtime forward
     # to it at boot, so a fresh card starts at the build's date rather than the distant past.
