@@ -70,3 +70,30 @@ def test_bad_firewall_keys_name_file_line_and_key(extra, expect):
     with pytest.raises(config.ConfigError) as e:
         config.parse(EXAMPLE + extra, "f.yaml")
     assert any(p.startswith("f.yaml:") and expect in p for p in e.value.problems), e.value.problems
+
+
+def test_an_ipv6_pair_admits_its_ipv6_peer_neighbour_discovery_and_the_ipv6_lan():
+    text = (EXAMPLE.replace("addresses: [192.0.2.1]", "addresses: ['2001:db8::1']")
+            .replace("addresses: [192.0.2.2]", "addresses: ['2001:db8::2']")
+            .replace("address: 192.0.2.12/24", "address: 2001:db8::53/64"))
+    c = config.parse(text)
+    r = firewall.ruleset(c, "dns-pm01")
+    assert "table inet dnspair {" in r, "one table for both families"
+    assert lines(r, "7405") == ["ip6 saddr 2001:db8::2 ip6 daddr 2001:db8::1 udp dport 7405 "
+                                "fib saddr . iif oif exists accept"]
+    assert lines(r, "nd-neighbor-solicit") == [
+        "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert } ip6 hoplimit 255 accept"]
+    assert lines(r, "mld-listener-query") == [
+        "icmpv6 type mld-listener-query ip6 saddr fe80::/10 ip6 hoplimit 1 accept"]
+    assert lines(r, "dport 53") == ["ip saddr { 192.0.2.0/24 } udp dport 53 accept",
+                                    "ip6 saddr { 2001:db8::/64 } udp dport 53 accept",
+                                    "ip saddr { 192.0.2.0/24 } tcp dport 53 accept",
+                                    "ip6 saddr { 2001:db8::/64 } tcp dport 53 accept"]
+    assert "ip6 saddr { 2001:db8::/64 } icmpv6 type echo-request limit rate 20/second accept" in r
+    # The unit's allow list: the IPv6 heartbeat addresses and the all-nodes group its
+    # Neighbour Advertisements go to (IPAddressDeny=any would drop them otherwise).
+    assert firewall.daemon_peers(c, "dns-pm01") == [
+        "127.0.0.0/8", "::1/128", "127.0.0.1", "2001:db8::1", "2001:db8::2", "192.0.2.11",
+        "2001:db8::53", "ff02::1/128"]
+    assert "ff02::1/128" not in firewall.daemon_peers(config.parse(EXAMPLE), "dns-pm01"), \
+        "IPv4 VIPs only: no NA, no multicast"

@@ -54,7 +54,8 @@ def test_the_unit_holds_the_hardening_of_docs_security():
     s = unit()["Service"]
     raw = UNIT.read_text()
     assert s["ProcSubset"] == "pid"
-    assert s["RestrictAddressFamilies"].split() == ["AF_UNIX", "AF_INET", "AF_NETLINK", "AF_PACKET"]
+    assert s["RestrictAddressFamilies"].split() == [
+        "AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK", "AF_PACKET"]   # AF_INET6: IPv6 VIPs, links
     assert "SystemCallFilter=@system-service\n" in raw and "SystemCallFilter=~@privileged @resources\n" in raw
     assert "IPAddressDeny=any\n" in raw and "IPAddressAllow=localhost\n" in raw
     assert "Group" not in s and "adm" not in raw.replace("admin", ""), "the adm group is no longer used"

@@ -78,9 +78,11 @@ def ruleset(cfg: Config, me: str, include_dir: str | None = INCLUDE_DIR, source:
         f = _fam(theirs)
         rules.append(f"{f} saddr {theirs} {f} daddr {mine} udp dport {port} "
                      f"fib saddr . iif oif exists accept")
-    rules.append("# IPv6 neighbour discovery (IPv6's ARP)")
+    rules.append("# IPv6 neighbour discovery (IPv6's ARP), and the router's MLD queries: without an")
+    rules.append("# answer to those a snooping switch stops forwarding the solicited-node groups ND uses")
     rules.append("icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert } "
                  "ip6 hoplimit 255 accept")
+    rules.append("icmpv6 type mld-listener-query ip6 saddr fe80::/10 ip6 hoplimit 1 accept")
     rules.append("# DNS from the networks bind serves")
     for proto in ("udp", "tcp"):
         rules += _from(dns_from, f"{proto} dport {DNS_PORT} accept")
@@ -116,10 +118,14 @@ def ruleset(cfg: Config, me: str, include_dir: str | None = INCLUDE_DIR, source:
 def daemon_peers(cfg: Config, me: str) -> list[str]:
     """What dnspair itself sends to or hears from, for the unit's IPAddressAllow=: the loopback
     (its DNS check), the peer's and its own heartbeat addresses, the VIPs (a local client
-    asking the endpoint through one), the witness and the monitoring hosts (the endpoint)."""
+    asking the endpoint through one), with an IPv6 VIP all nodes (ff02::1, where its Neighbour
+    Advertisements go: IPAddressDeny= filters the raw ICMPv6 socket too), the witness and the
+    monitoring hosts (the endpoint)."""
     out = ["127.0.0.0/8", "::1/128"]  # "localhost" is a unit-file word; set-property wants prefixes
     addrs = [cfg.dns_check.server, *cfg.nodes[me].addresses, *cfg.nodes[cfg.peer_of(me)].addresses,
              *(v.ip for v in cfg.vips)]
+    if any(":" in v.ip for v in cfg.vips):
+        addrs.append("ff02::1/128")
     if cfg.witness:
         addrs.append(cfg.witness.address)
     if cfg.status_http:
