@@ -105,3 +105,12 @@ def test_check_config_finds_a_missing_control_group_and_a_non_socket_path(tmp_pa
     r = run("check-config", cfg, "--key")
     assert r.returncode == 2 and "control.socket:" in r.stderr and "is not a socket" in r.stderr, r
     assert r.stderr.count("\n") == 1 and sock.read_text() == "someone's file\n"
+
+
+def test_an_old_control_group_key_is_one_line_from_check_config(tmp_path):
+    cfg = tmp_path / "old.yaml"
+    cfg.write_text(EXAMPLE.read_text() + "control:\n  group: adm\n")
+    r = run("check-config", cfg)
+    assert r.returncode == 2, r
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f"{cfg}:" in r.stderr and "control.group: no longer used: give control.admin_group" in r.stderr

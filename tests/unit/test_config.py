@@ -155,3 +155,18 @@ def test_yaml_tags_are_refused_in_one_line_naming_file_and_line(old, new, line, 
     want = line or next(i for i, t in enumerate(text.splitlines(), 1) if tag.lstrip("!") in t)
     assert len(ps) == 1 and tag in ps[0], ps
     assert ps[0].startswith(f"f.yaml:{want}: YAML tags are not accepted"), ps
+
+
+def test_the_old_control_group_key_is_refused_in_one_line_naming_its_replacements():
+    """control.group (one group for everything, adm by default) became admin_group and
+    monitor_group; an old config gets one line saying so, not 'unknown key' or a traceback."""
+    got = problems(EXAMPLE + "control: {socket: /run/dnspair/control.sock, group: adm}\n")
+    line = len(EXAMPLE.splitlines()) + 1
+    assert got == [f"f.yaml:{line}: control.group: no longer used: give control.admin_group (may standby, "
+                   "unstandby, move, cleanup; default dnspair-admin) and/or control.monitor_group "
+                   "(status only; default dnspair-monitor) instead (docs/security.md)"]
+    c = config.parse(EXAMPLE + "control: {admin_group: ops, monitor_group: nagios}\n")
+    assert (c.control.admin_group, c.control.monitor_group) == ("ops", "nagios")
+    c = config.parse(EXAMPLE + "runtime_dir: /run/dp\ncontrol: {admin_group: ops}\n")
+    assert (c.control.socket, c.control.admin_group, c.control.monitor_group) == \
+        ("/run/dp/control.sock", "ops", "dnspair-monitor"), "runtime_dir moves the socket, keeps the groups"

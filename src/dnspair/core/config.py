@@ -22,6 +22,12 @@ _Check = Callable[[_T], str | None]
 # value type cannot tie together: hence Any for the check's argument.
 _Spec = dict[str, tuple[type[object], _Check[Any] | None, bool]]
 
+# Keys that were once valid: a config that still has one gets this instead of "unknown key".
+REMOVED = {
+    "control.group": "no longer used: give control.admin_group (may standby, unstandby, move, "
+                     "cleanup; default dnspair-admin) and/or control.monitor_group (status only; "
+                     "default dnspair-monitor) instead (docs/security.md)",
+}
 GROUP_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
@@ -264,7 +270,9 @@ class _Checker:
         for k, v in node.value:
             name = _short(k.value, 64) if isinstance(k, yaml.ScalarNode) else "<complex key>"
             path = f"{key}.{name}" if key else name
-            if allowed and name not in allowed:
+            if path in REMOVED:
+                self.err(k, path, REMOVED[path])
+            elif allowed and name not in allowed:
                 self.err(k, path, f"unknown key (allowed: {', '.join(sorted(allowed))})")
             elif name in out:
                 self.err(k, path, "duplicate key")
