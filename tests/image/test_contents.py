@@ -182,6 +182,9 @@ def test_the_firewall_is_installed_enabled_and_generated_for_each_node(images):
     for node, peer in (("dns-pm01", "192.0.2.2"), ("dns-pm02", "192.0.2.1")):
         img = images[node]
         assert img.path("usr/sbin/nft").is_file(), "nftables is in the image"
+        # from step 12's .debs on top of the cached base: its libraries (libnftables1, ...) came too
+        r = img.chroot("nft", "--version")
+        assert r.returncode == 0 and r.stdout.startswith("nftables v"), r.stdout + r.stderr
         assert img.link("etc/systemd/system/sysinit.target.wants/dnspair-firewall.service") == \
             "/etc/systemd/system/dnspair-firewall.service"
         assert img.link("etc/systemd/system/multi-user.target.wants/dnspair-firewall.path") == \
@@ -299,7 +302,9 @@ def test_units_pass_systemd_analyze_verify(pm01):
     units = ["/etc/systemd/system/dnspair-node-settings.service",
              "/etc/systemd/system/dnspair-grow-root.service",
              "/etc/systemd/system/dnspair-dns-clock.path",
-             "/etc/systemd/system/dnspair-dns-clock.service", "/" + UNIT]
+             "/etc/systemd/system/dnspair-dns-clock.service",
+             "/etc/systemd/system/dnspair-firewall.service", "/etc/systemd/system/dnspair-firewall.path",
+             "/" + UNIT]
     r = pm01.chroot("systemd-analyze", "verify", *units)
     assert r.returncode == 0, r.stdout + r.stderr
 
