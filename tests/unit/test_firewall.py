@@ -97,3 +97,17 @@ def test_an_ipv6_pair_admits_its_ipv6_peer_neighbour_discovery_and_the_ipv6_lan(
         "2001:db8::53", "ff02::1/128"]
     assert "ff02::1/128" not in firewall.daemon_peers(config.parse(EXAMPLE), "dns-pm01"), \
         "IPv4 VIPs only: no NA, no multicast"
+
+
+def test_notify_to_joins_the_daemons_allow_list_and_opens_no_port():
+    """The notify commands run in the daemon's unit (IPAddressDeny=any): a webhook is reachable
+    only through firewall.notify_to. It is outgoing only: the ruleset admits nothing new."""
+    c = config.parse(EXAMPLE + "firewall: {notify_to: [192.0.2.80, '2001:db8::80/127', 192.0.2.80/32]}\n")
+    assert firewall.daemon_peers(c, "dns-pm01")[-2:] == ["192.0.2.80/32", "2001:db8::80/127"]
+    def body(text):   # the header names the config's digest, which differs
+        return text.split("table inet dnspair {", 1)[1]
+    assert body(firewall.ruleset(c, "dns-pm01")) == body(rules())
+    assert config.parse(EXAMPLE).firewall.notify_to == ()
+    with pytest.raises(config.ConfigError) as e:
+        config.parse(EXAMPLE + "firewall: {notify_to: [hooks.example.org]}\n", "f.yaml")
+    assert "firewall.notify_to: must be an address or ADDRESS/PREFIX" in e.value.problems[0]

@@ -139,6 +139,7 @@ class Firewall:
     ssh_from: tuple[str, ...] | None = None
     dns_from: tuple[str, ...] | None = None
     monitoring: tuple[str, ...] = ()   # NRPE (5666) and the status endpoint; none by default
+    notify_to: tuple[str, ...] = ()    # what the notify commands may reach (IPAddressAllow=)
 
 
 @dataclass(frozen=True)
@@ -916,11 +917,12 @@ def _firewall(c: _Checker, root: dict[str, tuple[yaml.Node, yaml.Node]]) -> Fire
     if "firewall" not in root:
         return Firewall()
     fields = c.mapping(root["firewall"][1], "firewall",
-                       {"enabled": False, "ssh_from": False, "dns_from": False, "monitoring": False})
+                       {"enabled": False, "ssh_from": False, "dns_from": False, "monitoring": False,
+                        "notify_to": False})
     values: dict[str, Any] = {}
     if "enabled" in fields:
         values["enabled"] = c.scalar(fields["enabled"][1], "firewall.enabled", bool)
-    for name in ("ssh_from", "dns_from", "monitoring"):
+    for name in ("ssh_from", "dns_from", "monitoring", "notify_to"):
         if name in fields:
             items = c.sequence(fields[name][1], f"firewall.{name}")
             if len(items) > 64:

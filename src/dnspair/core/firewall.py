@@ -119,8 +119,9 @@ def daemon_peers(cfg: Config, me: str) -> list[str]:
     """What dnspair itself sends to or hears from, for the unit's IPAddressAllow=: the loopback
     (its DNS check), the peer's and its own heartbeat addresses, the VIPs (a local client
     asking the endpoint through one), with an IPv6 VIP all nodes (ff02::1, where its Neighbour
-    Advertisements go: IPAddressDeny= filters the raw ICMPv6 socket too), the witness and the
-    monitoring hosts (the endpoint)."""
+    Advertisements go: IPAddressDeny= filters the raw ICMPv6 socket too), the witness, the
+    monitoring hosts (the endpoint) and `firewall.notify_to` (the notify commands run in the
+    daemon's cgroup, so a webhook or a mail relay is reachable only if listed there)."""
     out = ["127.0.0.0/8", "::1/128"]  # "localhost" is a unit-file word; set-property wants prefixes
     addrs = [cfg.dns_check.server, *cfg.nodes[me].addresses, *cfg.nodes[cfg.peer_of(me)].addresses,
              *(v.ip for v in cfg.vips)]
@@ -130,6 +131,7 @@ def daemon_peers(cfg: Config, me: str) -> list[str]:
         addrs.append(cfg.witness.address)
     if cfg.status_http:
         addrs += [str(n) for n in _nets(cfg.firewall.monitoring)]
+    addrs += [str(n) for n in _nets(cfg.firewall.notify_to)]
     for a in addrs:
         if a not in out:
             out.append(a)
