@@ -54,6 +54,9 @@ def test_each_group_can_do_what_its_role_allows_and_no_more(lab, users):
     assert r.returncode == 0 and '"dns-pm01"' in r.stdout, r.stderr
     r = as_user(lab, "monitor", "--config", cfg, "--no-dns", tool="check_dnspair")
     assert r.returncode == 0 and r.stdout.startswith("DNSPAIR OK"), r.stdout + r.stderr
+    # the transition history (main's `dnspair history`) is read-only too
+    r = as_user(lab, "monitor", "history", "--config", cfg)
+    assert r.returncode == 0 and "192.0.2.11" in r.stdout, r.stdout + r.stderr
     for cmd in (["standby"], ["unstandby"], ["move", "192.0.2.11", "dns-pm02"], ["cleanup"]):
         r = as_user(lab, "monitor", *cmd, "--config", cfg)
         assert (r.returncode, r.stderr) == (1, f"dnspair: permission denied: {cmd[0]} needs root "
@@ -62,7 +65,7 @@ def test_each_group_can_do_what_its_role_allows_and_no_more(lab, users):
 
     # neither group (and adm, which used to be the control group): refused, even status
     for role in ("nobody", "adm"):
-        for cmd in (["status"], ["standby"]):
+        for cmd in (["status"], ["history"], ["standby"]):
             r = as_user(lab, role, *cmd, "--config", cfg)
             assert (r.returncode, r.stderr) == (
                 1, f"dnspair: permission denied: the control socket needs root or group {MONITOR_G} "
