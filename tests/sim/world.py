@@ -6,6 +6,7 @@ a pure function of the config and the schedule (docs/simulator.md).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import heapq
 import random
 import traceback
@@ -53,6 +54,11 @@ STOP_LIMIT = 5.0         # systemd's stop timeout: an orderly stop must finish w
 P_FAULT, P_DELIVER, P_TIMER, P_CLIENT = 0, 1, 2, 3
 
 HEALTHY, STOPPED, HUNG, SLOW = "healthy", "stopped", "hung", "slow"
+
+
+# One parse per config text, not per run: a schedule is checked in ~30 ms, and parsing
+# the YAML took 4 of them. The Config is frozen; nothing writes into it.
+parse_config = functools.lru_cache(maxsize=8)(configmod.parse)
 
 
 def incarnation(counter: int, nonce: int) -> int:
@@ -444,7 +450,7 @@ class Node:
 class World:
     def __init__(self, cfg_text: str, schedule: dict, engine_factory=None, key: bytes = KEY,
                  trace: bool = False):
-        self.cfg = configmod.parse(cfg_text)
+        self.cfg = parse_config(cfg_text)
         self.schedule = schedule
         self.engine_factory = engine_factory or default_engine
         self.key = key

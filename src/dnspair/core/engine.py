@@ -118,6 +118,8 @@ class Engine:
         self.me = me
         self.peer_name = cfg.peer_of(me)
         self.key = key
+        self.codec = wire.Codec(key, cfg.cluster)   # the key's HMAC state, set up once
+        self.digest8 = bytes.fromhex(cfg.digest)[:8]
         self.incarnation = incarnation
         self.watchdog = watchdog
         self.seq = 0
@@ -179,7 +181,7 @@ class Engine:
         self.told_failed: set[int] = set()   # announced over a peer whose DNS failed
         self.probing = False
         self.expected: float | None = None   # the wake_at we last asked for
-        self.status_key: tuple[int, bool, bool, bool, tuple[str, ...]] | None = None
+        self.status_key: tuple[frozenset[int], bool, bool, bool, tuple[str, ...]] | None = None
         self._send_now = False
         # kept across restarts (core/saved.py) and what explains where each VIP is
         self.away: set[int] = set()      # left here by our failure: no home claim until cleanup
@@ -374,7 +376,7 @@ class Engine:
         """The STATUS= line, only when what it shows changed (it is not built every wakeup)."""
         alive = self.peer_alive(now)
         drifted = tuple(self.drift.drifted(now)) if self.drift is not None else ()
-        key = (_mask(self.held), alive, self.dns_ok, self.standby, drifted)
+        key = (frozenset(self.held), alive, self.dns_ok, self.standby, drifted)
         if key == self.status_key:
             return []
         self.status_key = key
@@ -428,7 +430,7 @@ class Engine:
 
     def _saved_key(self) -> object:
         sticky = self.sticky if self.stop_sticky is None else self.stop_sticky
-        return (self.events, self.admin, _mask(sticky), _mask(self.away), len(self.failures))
+        return (self.events, self.admin, frozenset(sticky), frozenset(self.away), len(self.failures))
 
     def snapshot(self) -> Saved:
         """The state to keep. Failure counts ride along but do not trigger a write each: a
@@ -579,7 +581,7 @@ class Engine:
             peer_addrs = self.cfg.nodes[self.peer_name].addresses
             if not 0 <= link < len(peer_addrs) or src is not None and src != peer_addrs[link]:
                 raise wire.Dropped("wrong_source", str(src))
-            msg = wire.decode(data, self.key, self.cfg.cluster)
+            msg = self.codec.decode(data)
             if msg.sender != self.peer_name:
                 raise wire.Dropped("wrong_sender", msg.sender)
             if msg.nvips != self.n:
@@ -655,7 +657,7 @@ class Engine:
             # again once it alone holds it.
             self.contested |= self.held
         self.peer.ever_heard = True
-        digest_ok = msg.digest == bytes.fromhex(self.cfg.digest)[:8]
+        digest_ok = msg.digest == self.digest8
         if digest_ok != self.peer_digest_ok:
             self.peer_digest_ok = digest_ok
             if not digest_ok:
@@ -779,6 +781,11 @@ class Engine:
     def available(self, i: int) -> bool:
         return not self.standby and self.carrier.get(self.cfg.vips[i].interface, False)
 
+    def _available_mask(self) -> int:
+        if self.standby:
+            return 0
+        return _mask(i for i, v in enumerate(self.cfg.vips) if self.carrier.get(v.interface, False))
+
     def _rank(self, node: str, i: int) -> tuple[bool, bool, bool, int, bool, int]:
         """Greater is better: DNS healthy, pinned, sticky, preference, holds it, name order."""
         if node == self.me:
@@ -832,9 +839,15 @@ class Engine:
     def _heard_holding(self, now: float, i: int) -> bool:
         """The peer is still heard, though its heartbeats show it does not hear us (a link
         just back, a one-way cut), and says it holds VIP i with bind healthy: not ours to take."""
+        return _bit(self._heard_held(now), i)
+
+    def _heard_held(self, now: float) -> int:
+        """The mask of VIPs `_heard_holding` is true for."""
         t, m = self.peer.one_way_at, self.peer.one_way_msg
-        return (t is not None and m is not None and now - t <= self.cfg.heartbeat.dead_time
-                and not self.peer_alive(now) and _bit(m.held, i) and m.dns_ok)
+        if (t is not None and m is not None and now - t <= self.cfg.heartbeat.dead_time
+                and not self.peer_alive(now) and m.dns_ok):
+            return m.held
+        return 0
 
     def _decision_inputs(self, now: float) -> tuple[object, ...]:
         """Everything `_decide` reads, as of `now`."""
@@ -847,7 +860,7 @@ class Engine:
                 frozenset(self.held), frozenset(self.sticky), frozenset(self.away),
                 frozenset(self.yielding),
                 frozenset(self.contested), frozenset(self.told_failed), self.admin,
-                tuple(self._heard_holding(now, i) for i in range(self.n)),
+                self._heard_held(now),
                 None if m is None else (m.held, m.yielding, m.sticky, m.available, m.dns_ok,
                                         m.ready, m.standby))
 
@@ -1050,7 +1063,8 @@ class Engine:
         ack_seq, ack_delay = 0, 0
         if self.last_rx:
             ack_seq, ack_delay = self.last_rx[0], int((now - self.last_rx[1]) * 1e6)
-        home_held = {i for i in self.held if self.homes[i] == self.me and i not in self.away}
+        home_held = [i for i in self.held if self.homes[i] == self.me and i not in self.away]
+        dead_time = self.cfg.heartbeat.dead_time
         return wire.Message(
             cluster=self.cfg.cluster, sender=self.me, incarnation=self.incarnation, seq=self.seq,
             type=mtype, echo=self.live.target, ack_seq=ack_seq, ack_delay_us=ack_delay,
@@ -1058,18 +1072,17 @@ class Engine:
             consecutive_failures=self.consecutive, total_failures=self.total_failures,
             dns_latency_us=int((self.dns_latency or 0) * 1e6), nvips=self.n,
             held=_mask(self.held), yielding=_mask(self.yielding),
-            sticky=_mask(self.sticky | home_held),
-            available=_mask(i for i in range(self.n) if self.available(i)),
-            links_mask=_mask(k for k, t in self.peer.links_heard.items()
-                             if now - t <= self.cfg.heartbeat.dead_time),
-            digest=bytes.fromhex(self.cfg.digest)[:8], admin=self.admin,
+            sticky=_mask(self.sticky) | _mask(home_held),
+            available=self._available_mask(),
+            links_mask=_mask(k for k, t in self.peer.links_heard.items() if now - t <= dead_time),
+            digest=self.digest8, admin=self.admin,
             released=_mask(i for i, t in self.released_at.items() if now - t <= RELEASE_ECHO),
             release_epoch=self.release_epoch,
         )
 
     def _send(self, now: float, mtype: int) -> Send:
         """The core encodes and signs what it sends: the key lives here and nowhere else."""
-        return Send(wire.encode(self.message(now, mtype), self.key), wire.TYPES[mtype])
+        return Send(self.codec.encode(self.message(now, mtype)), wire.TYPES[mtype])
 
     def _on_stop(self, now: float) -> list[Action]:
         """Orderly stop: release everything and say bye so the peer takes over at once."""
