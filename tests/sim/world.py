@@ -148,6 +148,8 @@ class Node:
     def bind_mode(self):
         if not self.powered:
             return STOPPED, 0.0
+        if not self.binds:
+            return HEALTHY, 0.0   # the usual case, asked at every query
         modes = [m for m, _ in self.binds]
         if STOPPED in modes:
             return STOPPED, 0.0

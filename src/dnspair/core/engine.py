@@ -149,6 +149,8 @@ class Engine:
         self.admin = wire.Admin(pins=(0,) * self.n)
         self.peer = Peer()
         self.live = Liveness(cfg.heartbeat.dead_time)
+        hb = cfg.heartbeat
+        self.stall_after = max(hb.dead_time - hb.interval, hb.interval / 2)   # woken this late: a stall
         self.ready = False
         self.failures: dict[tuple[str, str], Failure] = {}
         self.drops: dict[str, int] = {}
@@ -255,10 +257,9 @@ class Engine:
     def _check_stall(self, now: float) -> list[Action]:
         """Woken far later than asked (frozen, starved, an SD card stall): the peer may have
         taken our VIPs meanwhile, and what we know of it is stale."""
-        hb = self.cfg.heartbeat
-        late = now - self.expected if self.expected is not None else 0.0
-        if late <= max(hb.dead_time - hb.interval, hb.interval / 2):
+        if self.expected is None or now - self.expected <= self.stall_after:
             return []
+        late = now - self.expected
         self.expected = None
         return self._resync(now, f"stalled for {late:.2f} s")
 
@@ -309,7 +310,7 @@ class Engine:
         if self.cfg.witness is not None and now >= self.next_witness:
             acts.append(CheckWitness())
             self.next_witness = _advance(self.next_witness, self.cfg.witness.interval, now)
-        if self.peer_alive(now) or not self.held:
+        if not self.held or self.peer_alive(now):
             self.next_refresh = now + REFRESH
         elif now >= self.next_refresh:
             if self.ready and self.dns_ok and not self.dns_stale:   # a failed node draws no clients
@@ -341,16 +342,19 @@ class Engine:
             due = self.drift.next_due(now)
             if due is not None:
                 times.append(due)
-        if self.held and not self.peer_alive(now):
+        alive = self.peer_alive(now)
+        if self.held and not alive:
             times.append(self.next_refresh)
-        if not self.ready and self.listening_from + self._start_listen() > now:
-            times.append(self.listening_from + self._start_listen())
+        if not self.ready:
+            listened = self.listening_from + self._start_listen()
+            if listened > now:
+                times.append(listened)
         if self.listen_until > now:
             times.append(self.listen_until)
         if self.peer.one_way_at is not None and self.peer.one_way_at + hb.dead_time > now:
             times.append(self.peer.one_way_at + hb.dead_time + 1e-6)
         last = self.peer.last_heard
-        if self.peer_alive(now) and last is not None:
+        if alive and last is not None:
             times.append(last + hb.dead_time + 1e-6)
             if self.probing:
                 times.append(self.next_probe)
@@ -586,7 +590,9 @@ class Engine:
                 raise wire.Dropped("wrong_sender", msg.sender)
             if msg.nvips != self.n:
                 raise wire.Dropped("wrong_vips", f"{msg.nvips} VIPs")
-            guard = self.peer.link_seen.setdefault(link, wire.SeqMemory())
+            guard = self.peer.link_seen.get(link)
+            if guard is None:
+                guard = self.peer.link_seen[link] = wire.SeqMemory()
             if not guard.fresh(msg.incarnation, msg.seq):
                 raise wire.Dropped("replay", f"seq {msg.seq} seen before")
         except wire.Dropped as d:

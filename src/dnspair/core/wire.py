@@ -138,6 +138,7 @@ class Codec:
         self.cluster = cluster
         self._mac = hmac.new(key, digestmod=hashlib.sha256)
         self._layouts: dict[tuple[int, int, int], struct.Struct] = {}
+        self._admin = Admin()   # the last one decoded: the peer's rarely changes
 
     def sign(self, body: bytes) -> bytes:
         mac = self._mac.copy()
@@ -213,6 +214,10 @@ class Codec:
         if mcluster != self.cluster:
             raise Dropped("wrong_cluster", mcluster)
         low = (1 << nvips) - 1   # bits past the VIP count mean nothing
+        admin = self._admin
+        if (admin.counter, admin.node, admin.pins, admin.cleanup_mask, admin.cleanup_all) != (
+                acounter, anode, pins, amask & low, bool(flags & 0x80)):
+            admin = self._admin = Admin(acounter, anode, pins, amask & low, bool(flags & 0x80))
         return Message(
             cluster=mcluster, sender=sender, incarnation=inc, seq=seq, type=mtype, echo=echo,
             ack_seq=ack_seq, ack_delay_us=ack_delay, dns_ok=bool(flags & F_DNS_OK),
@@ -221,7 +226,7 @@ class Codec:
             dns_latency_us=lat, nvips=nvips, held=held & low, yielding=yielding & low,
             sticky=sticky & low, available=available & low, links_mask=links, digest=digest,
             released=released & low, release_epoch=repoch,
-            admin=Admin(acounter, anode, pins, amask & low, bool(flags & 0x80)),
+            admin=admin,
         )
 
 
