@@ -558,7 +558,11 @@ class World:
             has = vip in n.addrs and n.powered
             ok = has and n.on_lan() and n.bind_answers()
             if not has:
-                bad = any(m.on_lan() and vip in m.addrs for m in self.nodes if m is not n)
+                # Only a holder whose daemon runs can announce: an address left behind by a
+                # killed daemon (until its stop hook) is no one's to fix, and its restart is a
+                # fault edge with its own budget (seed 790: both nodes failed at once).
+                bad = any(m.on_lan() and vip in m.addrs and m.engine is not None
+                          for m in self.nodes if m is not n)
         self.rec.queries.append((self.now, vip, ok, bad, target))
         self.at(self.now + self.rng.uniform(*QUERY_GAP), P_CLIENT, self.query, vip)
 
