@@ -329,5 +329,5 @@ def test_gpio_the_unit_may_open_is_the_header_chip_only(pm01):
     # Debian's gpiod, to see the lines dnspair holds (gpioinfo) on the board
     r = pm01.chroot("gpioinfo", "--version")
     assert r.returncode == 0 and "libgpiod" in r.stdout, r.stdout + r.stderr
-    assert pm01.chroot("sh", "-c", "command -v growpart resize2fs").stdout.split() == \
+    assert pm01.chroot("sh", "-c", "command -v growpart; command -v resize2fs").stdout.split() == \
         ["/usr/bin/growpart", "/usr/sbin/resize2fs"]
