@@ -83,5 +83,6 @@ def test_dnspair_runs_in_the_armhf_image(pm02):
                     "'import lgpio; print(lgpio.LGPIO_PY_VERSION)'")
     assert r.returncode == 0, r.stdout + r.stderr
     assert pm02.chroot("gpioinfo", "--version").returncode == 0
+    assert pm02.chroot("nft", "--version").returncode == 0, "nftables from step 12's armhf .debs"
     named = pm02.chroot("named-checkconf", "-z")
     assert named.returncode == 0, named.stdout + named.stderr

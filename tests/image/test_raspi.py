@@ -18,6 +18,11 @@ Test-only workarounds for qemu 7.2, none of them on the card the user gets (../d
   NIC eth0 (the kernel calls it usb0; a Pi's own NIC is eth0 with net.ifnames=0);
 - /system/linux,revision added to the test's copy of the device tree with fdtput: the Pi
   firmware adds it, qemu's direct boot does not, and gpiozero reads the board from it.
+- on raspi2b only (Debian's 6.1 armmp kernel), two drivers that oops on qemu's model of the
+  board: `vchiq` (qemu has no VideoCore: "failed to set channelbase", then an oops in its
+  recycle thread) is blacklisted, and the SD host's `dmas` are deleted from the test's copy of
+  the device tree so it reads the card by PIO (its DMA completion work oopsed on a NULL request
+  under TCG, and the root file system hung: no SSH in 900 s, in CI and locally).
 """
 import json
 import os
@@ -41,6 +46,9 @@ TEST_CMDLINE = "modprobe.blacklist=bcm2835_wdt"
 BOARDS = {  # arch: qemu, machine, device tree, board revision, index of the card's console among -serial
     "arm64": ("qemu-system-aarch64", "raspi3b", "bcm2837-rpi-3-b.dtb", "a02082", 1, "Raspberry Pi 3 Model B"),
     "armhf": ("qemu-system-arm", "raspi2b", "bcm2836-rpi-2-b.dtb", "a01041", 0, "Raspberry Pi 2 Model B"),
+}
+QEMU_OOPS = {  # arch: (modules to blacklist, device-tree properties to delete), see the docstring
+    "armhf": ("vchiq", [("/soc/mmc@7e202000", "dmas"), ("/soc/mmc@7e202000", "dma-names")]),
 }
 NODES = {"dns-pm01": ("192.0.2.1", "52:54:00:d6:00:01"), "dns-pm02": ("192.0.2.2", "52:54:00:d6:00:02")}
 PINS = {"green": 17, "amber": 27, "red": 22, "button": 23}  # the config's defaults (no leds: section)
@@ -72,6 +80,7 @@ class Pi:
         self.node, self.key = node, built.ssh_key
         self.address, mac = NODES[node]
         qemu, machine, dtb, revision, console, self.model = BOARDS[built.arch(node)]
+        blacklist, drop = QEMU_OOPS.get(built.arch(node), ("", []))
         raw = built.raw(node, workdir)
         (fat_at, _), (root_at, self.root_size) = partitions(raw)
         fat = f"{raw}@@{fat_at}"
@@ -90,6 +99,9 @@ class Pi:
         subprocess.run(["fdtput", "-c", str(self.dtb), "/system"], check=True)
         subprocess.run(["fdtput", "-t", "x", str(self.dtb), "/system", "linux,revision", revision],
                        check=True)
+        for path, prop in drop:
+            subprocess.run(["fdtput", "-d", str(self.dtb), path, prop], check=True)
+        self.test_cmdline = TEST_CMDLINE + (f",{blacklist}" if blacklist else "")
         link = workdir / "10-test-usb-net.link"
         # qemu's usb-net binds to cdc_subset with a random MAC (no mac= applies) or cdc_ether
         link.write_text("# test_raspi.py only: qemu's usb-net is usb0\n"
@@ -111,7 +123,7 @@ class Pi:
             "ip", "netns", "exec", NS, qemu, "-M", machine, "-m", "1G",
             "-display", "none", "-monitor", "none",
             *serials, "-kernel", str(kernel), "-initrd", str(initrd), "-dtb", str(self.dtb),
-            "-append", f"{self.card_cmdline} {TEST_CMDLINE}",
+            "-append", f"{self.card_cmdline} {self.test_cmdline}",
             "-drive", f"file={raw},format=raw,if=sd",
             "-netdev", f"tap,id=n0,ifname={self.tap},script=no,downscript=no",
             "-device", f"usb-net,netdev=n0,mac={mac}",
@@ -213,12 +225,13 @@ def wait_until(what, predicate, seconds):
 def test_the_card_boots_on_its_board_from_the_sd_card_with_its_own_boot_files(pis, node):
     vm = pis[node]
     assert vm.ssh("tr -d '\\0' < /proc/device-tree/model").stdout.startswith(vm.model)
-    assert vm.ssh("cat /proc/cmdline").stdout.strip() == f"{vm.card_cmdline} {TEST_CMDLINE}"
+    assert vm.ssh("cat /proc/cmdline").stdout.strip() == f"{vm.card_cmdline} {vm.test_cmdline}"
     assert vm.ssh("findmnt -n -o SOURCE /").stdout.strip() == "/dev/mmcblk0p2"
     assert vm.ssh("findmnt -n -o SOURCE /boot/firmware").stdout.strip() == "/dev/mmcblk0p1"
     assert vm.ssh("ls /sys/bus/virtio/devices 2>/dev/null | wc -l").stdout.strip() == "0"
     state = vm.ssh("systemctl is-system-running --wait", timeout=BOOT_TIMEOUT)
-    assert state.stdout.strip() == "running", vm.ssh("systemctl --failed --no-legend").stdout
+    assert state.stdout.strip() == "running", vm.ssh(
+        "systemctl --failed --no-legend; journalctl -b --no-pager -n 40 -u dnspair-grow-root").stdout
     assert vm.ssh("systemctl is-active dnspair named").stdout.split() == ["active", "active"]
 
 
@@ -268,17 +281,28 @@ def test_gpioinfo_lists_the_led_and_button_lines_as_dnspairs(pis, node):
 def lines_show_the_status(vm, wanted, seconds=180):
     """Waits until vm's status satisfies wanted(lights) and its LED lines show those lights;
     returns them."""
+    seen = []
+
     def shown():
-        want = lights(vm.status())
-        return wanted(want) and vm.leds() == want and want
-    return wait_until(f"{vm.node}'s LED lines showing its status", shown, seconds)
+        st = vm.status()
+        want, got = lights(st), vm.leds()
+        seen[:] = [want, got, st["vips"]]
+        return wanted(want) and got == want and want
+    try:
+        return wait_until(f"{vm.node}'s LED lines showing its status", shown, seconds)
+    except AssertionError as e:
+        raise AssertionError(f"{e}: status lights {seen[0]}, lines {seen[1]}, vips {seen[2]}") from None
 
 
 def test_the_led_lines_show_the_status_and_follow_a_bind_stop(pis):
     pm01, pm02 = pis["dns-pm01"], pis["dns-pm02"]
+    # The boards boot one after the other, so dns-pm02 served VIP1 until dns-pm01 came up, and
+    # the example's failback is manual: the operator's cleanup sends it home.
+    wait_until("dns-pm01 hears dns-pm02", lambda: all(n["online"] for n in pm01.status()["nodes"])
+               and pm01.ssh("dnspair cleanup").returncode == 0, 300)
     # A healthy pair: each node green on its own VIP, no amber, no red.
     for vm in (pm01, pm02):
-        assert lines_show_the_status(vm, lambda g: g == (True, False, False), BOOT_TIMEOUT)
+        assert lines_show_the_status(vm, lambda g: g == (True, False, False), 300)
     pm01.ssh("systemctl stop named")
     try:
         # dns-pm01's DNS failed: its red lights, its green goes out; dns-pm02 takes its VIP: amber blinks.

@@ -219,7 +219,7 @@ def _attack(w: World, f: dict) -> None:
         if admin:
             top["admin"] = dataclasses.replace(msg.admin, **admin)
         top.setdefault("seq", msg.seq + 1)
-        data = wire.encode(dataclasses.replace(msg, **top), w.key)
+        data = wire.encode(msg._replace(**top), w.key)
         w.at(w.now, P_DELIVER, target.arrive, 0, data, addr)
 
 

@@ -244,7 +244,7 @@ def test_config_digest_mismatch_is_noticed():
     other = Pair(EXAMPLE.replace("failback: manual", "failback: auto"))
     msg = other.e[A].message(p.now)
     # a restart of A (higher start counter) that echoes B, with another config
-    msg = wire.Message(**{**msg.__dict__, "incarnation": wire.incarnation(50, 1),
+    msg = wire.Message(**{**msg._asdict(), "incarnation": wire.incarnation(50, 1),
                           "echo": p.e[B].incarnation, "ack_seq": p.e[B].seq})
     acts = p.e[B].handle(p.now, events.Datagram(0, wire.encode(msg, KEY))).actions
     assert any("different config" in a.text for a in acts if isinstance(a, actions.Log))
@@ -269,7 +269,7 @@ def test_a_restart_with_a_smaller_incarnation_is_heard_again():
 
 def _forged(p, sender, **kw):
     msg = p.e[sender].message(p.now)
-    return wire.encode(wire.Message(**{**msg.__dict__, **kw}), KEY)
+    return wire.encode(wire.Message(**{**msg._asdict(), **kw}), KEY)
 
 
 def test_one_datagram_with_the_largest_incarnation_locks_nobody_out():

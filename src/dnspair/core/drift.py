@@ -47,11 +47,15 @@ class Drift:
 
     def drifted(self, now: float) -> list[str]:
         """What has differed for longer than `after`, in name order."""
+        if not self.items:
+            return []   # asked at every wakeup: most of them before any zone check answered
         return sorted(w for w, it in self.items.items()
                       if it.since is not None and now - it.since > self.after)
 
     def next_due(self, now: float) -> float | None:
         """When a difference still inside its grace time will count."""
+        if not self.items:
+            return None
         due = [it.since + self.after for it in self.items.values()
                if it.since is not None and it.since + self.after >= now]
         return min(due) + 1e-6 if due else None

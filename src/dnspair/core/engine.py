@@ -118,6 +118,8 @@ class Engine:
         self.me = me
         self.peer_name = cfg.peer_of(me)
         self.key = key
+        self.codec = wire.Codec(key, cfg.cluster)   # the key's HMAC state, set up once
+        self.digest8 = bytes.fromhex(cfg.digest)[:8]
         self.incarnation = incarnation
         self.watchdog = watchdog
         self.seq = 0
@@ -148,6 +150,8 @@ class Engine:
         self.admin = wire.Admin(pins=(0,) * self.n)
         self.peer = Peer()
         self.live = Liveness(cfg.heartbeat.dead_time)
+        hb = cfg.heartbeat
+        self.stall_after = max(hb.dead_time - hb.interval, hb.interval / 2)   # woken this late: a stall
         self.ready = False
         self.failures: dict[tuple[str, str], Failure] = {}
         self.drops: dict[str, int] = {}
@@ -180,7 +184,7 @@ class Engine:
         self.told_failed: set[int] = set()   # announced over a peer whose DNS failed
         self.probing = False
         self.expected: float | None = None   # the wake_at we last asked for
-        self.status_key: tuple[int, bool, bool, bool, tuple[str, ...]] | None = None
+        self.status_key: tuple[frozenset[int], bool, bool, bool, tuple[str, ...]] | None = None
         self._send_now = False
         # kept across restarts (core/saved.py) and what explains where each VIP is
         self.away: set[int] = set()      # left here by our failure: no home claim until cleanup
@@ -254,10 +258,9 @@ class Engine:
     def _check_stall(self, now: float) -> list[Action]:
         """Woken far later than asked (frozen, starved, an SD card stall): the peer may have
         taken our VIPs meanwhile, and what we know of it is stale."""
-        hb = self.cfg.heartbeat
-        late = now - self.expected if self.expected is not None else 0.0
-        if late <= max(hb.dead_time - hb.interval, hb.interval / 2):
+        if self.expected is None or now - self.expected <= self.stall_after:
             return []
+        late = now - self.expected
         self.expected = None
         return self._resync(now, f"stalled for {late:.2f} s")
 
@@ -308,7 +311,7 @@ class Engine:
         if self.cfg.witness is not None and now >= self.next_witness:
             acts.append(CheckWitness())
             self.next_witness = _advance(self.next_witness, self.cfg.witness.interval, now)
-        if self.peer_alive(now) or not self.held:
+        if not self.held or self.peer_alive(now):
             self.next_refresh = now + REFRESH
         elif now >= self.next_refresh:
             if self.ready and self.dns_ok and not self.dns_stale:   # a failed node draws no clients
@@ -340,16 +343,19 @@ class Engine:
             due = self.drift.next_due(now)
             if due is not None:
                 times.append(due)
-        if self.held and not self.peer_alive(now):
+        alive = self.peer_alive(now)
+        if self.held and not alive:
             times.append(self.next_refresh)
-        if not self.ready and self.listening_from + self._start_listen() > now:
-            times.append(self.listening_from + self._start_listen())
+        if not self.ready:
+            listened = self.listening_from + self._start_listen()
+            if listened > now:
+                times.append(listened)
         if self.listen_until > now:
             times.append(self.listen_until)
         if self.peer.one_way_at is not None and self.peer.one_way_at + hb.dead_time > now:
             times.append(self.peer.one_way_at + hb.dead_time + 1e-6)
         last = self.peer.last_heard
-        if self.peer_alive(now) and last is not None:
+        if alive and last is not None:
             times.append(last + hb.dead_time + 1e-6)
             if self.probing:
                 times.append(self.next_probe)
@@ -375,7 +381,7 @@ class Engine:
         """The STATUS= line, only when what it shows changed (it is not built every wakeup)."""
         alive = self.peer_alive(now)
         drifted = tuple(self.drift.drifted(now)) if self.drift is not None else ()
-        key = (_mask(self.held), alive, self.dns_ok, self.standby, drifted)
+        key = (frozenset(self.held), alive, self.dns_ok, self.standby, drifted)
         if key == self.status_key:
             return []
         self.status_key = key
@@ -433,7 +439,7 @@ class Engine:
 
     def _saved_key(self) -> object:
         sticky = self.sticky if self.stop_sticky is None else self.stop_sticky
-        return (self.events, self.admin, _mask(sticky), _mask(self.away), len(self.failures),
+        return (self.events, self.admin, frozenset(sticky), frozenset(self.away), len(self.failures),
                 self.maintenance, self.standby and self.maintenance)
 
     def snapshot(self) -> Saved:
@@ -586,12 +592,14 @@ class Engine:
             peer_addrs = self.cfg.nodes[self.peer_name].addresses
             if not 0 <= link < len(peer_addrs) or src is not None and src != peer_addrs[link]:
                 raise wire.Dropped("wrong_source", str(src))
-            msg = wire.decode(data, self.key, self.cfg.cluster)
+            msg = self.codec.decode(data)
             if msg.sender != self.peer_name:
                 raise wire.Dropped("wrong_sender", msg.sender)
             if msg.nvips != self.n:
                 raise wire.Dropped("wrong_vips", f"{msg.nvips} VIPs")
-            guard = self.peer.link_seen.setdefault(link, wire.SeqMemory())
+            guard = self.peer.link_seen.get(link)
+            if guard is None:
+                guard = self.peer.link_seen[link] = wire.SeqMemory()
             if not guard.fresh(msg.incarnation, msg.seq):
                 raise wire.Dropped("replay", f"seq {msg.seq} seen before")
         except wire.Dropped as d:
@@ -662,7 +670,7 @@ class Engine:
             # again once it alone holds it.
             self.contested |= self.held
         self.peer.ever_heard = True
-        digest_ok = msg.digest == bytes.fromhex(self.cfg.digest)[:8]
+        digest_ok = msg.digest == self.digest8
         if digest_ok != self.peer_digest_ok:
             self.peer_digest_ok = digest_ok
             if not digest_ok:
@@ -814,6 +822,11 @@ class Engine:
     def available(self, i: int) -> bool:
         return not self.standby and self.carrier.get(self.cfg.vips[i].interface, False)
 
+    def _available_mask(self) -> int:
+        if self.standby:
+            return 0
+        return _mask(i for i, v in enumerate(self.cfg.vips) if self.carrier.get(v.interface, False))
+
     def _rank(self, node: str, i: int) -> tuple[bool, bool, bool, int, bool, int]:
         """Greater is better: DNS healthy, pinned, sticky, preference, holds it, name order."""
         if node == self.me:
@@ -867,9 +880,15 @@ class Engine:
     def _heard_holding(self, now: float, i: int) -> bool:
         """The peer is still heard, though its heartbeats show it does not hear us (a link
         just back, a one-way cut), and says it holds VIP i with bind healthy: not ours to take."""
+        return _bit(self._heard_held(now), i)
+
+    def _heard_held(self, now: float) -> int:
+        """The mask of VIPs `_heard_holding` is true for."""
         t, m = self.peer.one_way_at, self.peer.one_way_msg
-        return (t is not None and m is not None and now - t <= self.cfg.heartbeat.dead_time
-                and not self.peer_alive(now) and _bit(m.held, i) and m.dns_ok)
+        if (t is not None and m is not None and now - t <= self.cfg.heartbeat.dead_time
+                and not self.peer_alive(now) and m.dns_ok):
+            return m.held
+        return 0
 
     def _decision_inputs(self, now: float) -> tuple[object, ...]:
         """Everything `_decide` reads, as of `now`."""
@@ -882,7 +901,7 @@ class Engine:
                 frozenset(self.held), frozenset(self.sticky), frozenset(self.away),
                 frozenset(self.yielding),
                 frozenset(self.contested), frozenset(self.told_failed), self.admin,
-                tuple(self._heard_holding(now, i) for i in range(self.n)),
+                self._heard_held(now),
                 None if m is None else (m.held, m.yielding, m.sticky, m.available, m.dns_ok,
                                         m.ready, m.standby))
 
@@ -1085,7 +1104,8 @@ class Engine:
         ack_seq, ack_delay = 0, 0
         if self.last_rx:
             ack_seq, ack_delay = self.last_rx[0], int((now - self.last_rx[1]) * 1e6)
-        home_held = {i for i in self.held if self.homes[i] == self.me and i not in self.away}
+        home_held = [i for i in self.held if self.homes[i] == self.me and i not in self.away]
+        dead_time = self.cfg.heartbeat.dead_time
         return wire.Message(
             cluster=self.cfg.cluster, sender=self.me, incarnation=self.incarnation, seq=self.seq,
             type=mtype, echo=self.live.target, ack_seq=ack_seq, ack_delay_us=ack_delay,
@@ -1094,18 +1114,17 @@ class Engine:
             consecutive_failures=self.consecutive, total_failures=self.total_failures,
             dns_latency_us=int((self.dns_latency or 0) * 1e6), nvips=self.n,
             held=_mask(self.held), yielding=_mask(self.yielding),
-            sticky=_mask(self.sticky | home_held),
-            available=_mask(i for i in range(self.n) if self.available(i)),
-            links_mask=_mask(k for k, t in self.peer.links_heard.items()
-                             if now - t <= self.cfg.heartbeat.dead_time),
-            digest=bytes.fromhex(self.cfg.digest)[:8], admin=self.admin,
+            sticky=_mask(self.sticky) | _mask(home_held),
+            available=self._available_mask(),
+            links_mask=_mask(k for k, t in self.peer.links_heard.items() if now - t <= dead_time),
+            digest=self.digest8, admin=self.admin,
             released=_mask(i for i, t in self.released_at.items() if now - t <= RELEASE_ECHO),
             release_epoch=self.release_epoch,
         )
 
     def _send(self, now: float, mtype: int) -> Send:
         """The core encodes and signs what it sends: the key lives here and nowhere else."""
-        return Send(wire.encode(self.message(now, mtype), self.key), wire.TYPES[mtype])
+        return Send(self.codec.encode(self.message(now, mtype)), wire.TYPES[mtype])
 
     def _on_stop(self, now: float) -> list[Action]:
         """Orderly stop: release everything and say bye so the peer takes over at once."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import dns.flags
 import dns.message
+import dns.name
 import dns.rcode
 import dns.rdatatype
 
@@ -28,6 +29,18 @@ class Result:
     ok: bool
     latency: float | None
     error: str | None
+
+
+def serial_of(r: dns.message.Message, zone: str) -> int | str:
+    """The serial of `zone` in an SOA reply, or why there is none."""
+    if r.rcode() != dns.rcode.NOERROR:
+        return dns.rcode.to_text(r.rcode())
+    if not r.flags & dns.flags.AA:
+        return "not authoritative"
+    for rrset in r.answer:
+        if rrset.rdtype == dns.rdatatype.SOA and rrset.name == dns.name.from_text(zone):
+            return int(rrset[0].serial)
+    return "no SOA"
 
 
 def judge(check: DnsCheck, reply: dns.message.Message) -> str | None:

@@ -22,7 +22,7 @@ from ..core import bindconf
 from ..core import events as E
 from ..core.config import CATALOG_ZONE, Config
 from . import bindfiles
-from .zones import _serial_of
+from .dnsprobe import serial_of  # not from .zones: that is the records CLI's (dns.update, tsig)
 
 log = logging.getLogger("dnspair")
 TIMEOUT = 1.0
@@ -32,7 +32,7 @@ async def _soa(server: str, zone: str) -> int | str | None:
     q = dns.message.make_query(zone, "SOA")
     q.flags &= ~dns.flags.RD
     try:
-        return _serial_of(await dns.asyncquery.udp(q, server, timeout=TIMEOUT), zone)
+        return serial_of(await dns.asyncquery.udp(q, server, timeout=TIMEOUT), zone)
     except (OSError, EOFError, dns.exception.DNSException):
         return None
 

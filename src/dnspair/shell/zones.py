@@ -21,6 +21,7 @@ import dns.zone
 from ..core import bindconf
 from ..core.config import Config, check_record
 from . import bindfiles
+from .dnsprobe import serial_of
 
 TIMEOUT = 2.0
 
@@ -182,16 +183,4 @@ def soa_serial(server: str, zone: str, timeout: float = 1.0) -> int | str | None
         r = dns.query.udp(q, server, timeout=timeout)
     except (OSError, dns.exception.DNSException, EOFError):
         return None
-    return _serial_of(r, zone)
-
-
-def _serial_of(r: dns.message.Message, zone: str) -> int | str:
-    if r.rcode() != dns.rcode.NOERROR:
-        return dns.rcode.to_text(r.rcode())
-    if not r.flags & dns.flags.AA:
-        return "not authoritative"
-    for rrset in r.answer:
-        if rrset.rdtype == dns.rdatatype.SOA and rrset.name == dns.name.from_text(zone):
-            return int(rrset[0].serial)
-    return "no SOA"
-
+    return serial_of(r, zone)
