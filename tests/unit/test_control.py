@@ -168,3 +168,14 @@ def test_a_stale_socket_is_replaced_and_the_directory_mode_kept(tmp_path):
     assert asyncio.run(go()) == {"ok": True, "message": "status"}   # root may
     assert (d.stat().st_mode & 0o777) == 0o711
     assert (os.stat(d / "c.sock").st_mode & 0o777) == 0o666
+
+
+def test_the_monitor_role_may_ask_only_what_is_listed_read_only():
+    # An allow list: a command added later (or one a client makes up) needs the admin role.
+    assert control.READ_ONLY == {"status", "history"}
+    for cmd in ("status", "history"):
+        assert control.permitted(control.MONITOR, cmd) and control.permitted(control.ADMIN, cmd)
+    for cmd in ("standby", "unstandby", "move", "cleanup", "maintenance", "no-such-command"):
+        assert not control.permitted(control.MONITOR, cmd), cmd
+        assert control.permitted(control.ADMIN, cmd), cmd
+    assert not control.permitted(None, "status")
