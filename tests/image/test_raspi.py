@@ -286,12 +286,13 @@ def lines_show_the_status(vm, wanted, seconds=180):
     def shown():
         st = vm.status()
         want, got = lights(st), vm.leds()
-        seen[:] = [want, got, st["vips"]]
+        seen[:] = [want, got, st["vips"], st.get("findings")]
         return wanted(want) and got == want and want
     try:
         return wait_until(f"{vm.node}'s LED lines showing its status", shown, seconds)
     except AssertionError as e:
-        raise AssertionError(f"{e}: status lights {seen[0]}, lines {seen[1]}, vips {seen[2]}") from None
+        raise AssertionError(f"{e}: status lights {seen[0]}, lines {seen[1]}, vips {seen[2]}, "
+                             f"findings {seen[3]}") from None
 
 
 def test_the_led_lines_show_the_status_and_follow_a_bind_stop(pis):
