@@ -112,7 +112,9 @@ make_rootfs() {
     # No real-time clock on a Pi: systemd moves a clock that is behind this file's mtime forward
     # to it at boot, so a fresh card starts at the build's date rather than the distant past.
     # After that the clock is NTP's (systemd-timesyncd also keeps the last one across reboots).
-    touch "$ROOT/usr/lib/clock-epoch"
+    # The build's start, the same on every node of every arch: the two nodes' zone transfers are
+    # TSIG-signed, which bind refuses between clocks more than 300 s apart (no NTP yet).
+    touch -d "@$START" "$ROOT/usr/lib/clock-epoch"
 
     if [ -n "$BASE_IMG" ]; then
         pios_first_boot "$ROOT"  # Pi OS keeps its kernel, config.txt; cmdline.txt is per node

@@ -33,6 +33,13 @@ def test_both_arches_share_the_builds_key(mixed):
     assert keys["dns-pm01"] == keys["dns-pm02"] and len(keys["dns-pm01"].strip()) == 64
 
 
+def test_both_nodes_start_their_clocks_at_the_same_build_date(mixed):
+    # Each arch's tree is made minutes apart; a clock epoch per tree put dns-pm02's clock 109 s
+    # ahead of dns-pm01's, on top of the boot gap, against TSIG's 300 s between the two binds.
+    epochs = {node: img.path("usr/lib/clock-epoch").stat().st_mtime for node, img in mixed.items()}
+    assert epochs["dns-pm01"] == epochs["dns-pm02"], epochs
+
+
 def elf_machine(path):
     """(class, machine) from an ELF header: (2, 0xB7) is 64-bit AArch64, (1, 0x28) 32-bit ARM."""
     head = path.read_bytes()[:20]

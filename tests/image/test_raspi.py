@@ -18,6 +18,8 @@ Test-only workarounds for qemu 7.2, none of them on the card the user gets (../d
   NIC eth0 (the kernel calls it usb0; a Pi's own NIC is eth0 with net.ifnames=0);
 - /system/linux,revision added to the test's copy of the device tree with fdtput: the Pi
   firmware adds it, qemu's direct boot does not, and gpiozero reads the board from it.
+- once both boards are up, each clock is set from the host's with `date -s` (what NTP would do;
+  the test LAN has none): booted minutes apart, the two clocks were too far apart for TSIG;
 - on raspi2b only (Debian's 6.1 armmp kernel), two drivers that oops on qemu's model of the
   board: `vchiq` (qemu has no VideoCore: "failed to set channelbase", then an oops in its
   recycle thread) is blacklisted, and the SD host's `dmas` are deleted from the test's copy of
@@ -206,6 +208,11 @@ def pis(built_mixed, tmp_path_factory):
         for node in ("dns-pm02", "dns-pm01"):
             vms[node] = Pi(built_mixed, tmp_path_factory.mktemp(f"raspi-{node}"), node)
             vms[node].wait_for_ssh()
+        # What NTP would do (the test LAN has no server): both clocks from the host's. Booted
+        # minutes apart from one build date, they differed by the boot gap, and past 300 s the
+        # secondary's TSIG-signed transfers were refused, so the pair never agreed on the zones.
+        for vm in vms.values():
+            vm.ssh(f"date -s @{time.time():.0f}")
         yield vms
     finally:
         for vm in vms.values():
