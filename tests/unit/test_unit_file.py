@@ -47,3 +47,17 @@ def test_systemd_analyze_verify(tmp_path):
     problems = [line for line in r.stderr.splitlines()
                 if "dnspair.service" in line and "named.service" not in line]
     assert r.returncode == 0 and not problems, r.stderr
+
+
+def test_grow_root_keeps_its_temporary_files_out_of_tmp():
+    # It runs before local-fs.target: tmp.mount may mount a tmpfs over /tmp while growpart has its
+    # temporary directory there (a boot under load failed so). %t is /run for a system unit.
+    grow = Path(UNIT).with_name("dnspair-grow-root.service")
+    p = configparser.ConfigParser(strict=False, interpolation=None)
+    p.optionxform = str
+    p.read(grow)
+    s = p["Service"]
+    assert p["Unit"]["DefaultDependencies"] == "no"
+    assert s["Environment"] == f"TMPDIR=%t/{s['RuntimeDirectory']}"
+    script = (UNIT.parents[3] / "usr/local/lib/dnspair-image/grow-root").read_text()
+    assert "/tmp" not in script and "TMPDIR" not in script  # nothing overrides the unit's
