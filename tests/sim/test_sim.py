@@ -1,5 +1,5 @@
 """The simulator in CI: its models (client ARP cache, network faults, the shell), determinism,
-shrinking, the regression schedules, and a fixed plus a random set of seeds on four configs.
+shrinking, the regression schedules, and a fixed plus a random set of seeds on five configs.
 Plain pytest, no root."""
 from __future__ import annotations
 
@@ -324,7 +324,7 @@ def _one(args):
 
 
 def test_seeds_fixed_and_random_slice():
-    """No violation at all on the fixed seeds of four configs and a random slice of the
+    """No violation at all on the fixed seeds of five configs and a random slice of the
     example's (its seeds are printed; replay one with `python3 -m tests.sim --seed S --log`).
     Every defect known.py describes is fixed; a label only helps reading a failure."""
     import multiprocessing
