@@ -79,6 +79,10 @@ fi
 CONFIG=$(readlink -f "$CONFIG") SSH_KEY=$(readlink -f "$SSH_KEY")
 mkdir -p "$OUT"; OUT=$(readlink -f "$OUT")
 [ -n "$IMAGE_URL" ] || IMAGE_URL="file://$OUT"
+# Every image holds the pair's key, its SSH host keys and rndc.key: the output is as secret as
+# they are, whatever the caller's umask (docs/security.md).
+[ ! -k "$OUT" ] || die "--out $OUT is a shared directory (sticky bit, like /tmp); give one of its own: the images hold the pair's secrets"
+chmod 0700 "$OUT"
 
 for step in "$REPO"/image/[0-9][0-9]-*.sh; do . "$step"; done
 
@@ -117,5 +121,7 @@ for ARCH in $ARCHES; do
 done
 write_report
 write_oslist
+chmod 0600 "$STAGE"/*
 for f in "$STAGE"/*; do mv -f "$f" "$OUT/"; done
 log "done in $(( $(date +%s) - START ))s: $(for n in $NODES; do printf '%s ' "$OUT/$n.img.xz"; done)"
+log "$OUT is mode 0700 and its files 0600: an image holds the pair's key, SSH host keys and rndc.key, so it is as secret as the key"

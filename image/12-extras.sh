@@ -1,12 +1,16 @@
 # Step 12 (Debian base only): what goes on top of the cached base and needs an ARM chroot to
-# make. Debian's gpiod (gpioinfo, gpioget: to see the pins dnspair holds), as .debs, and for
+# make. Debian's gpiod (gpioinfo, gpioget: to see the pins dnspair holds) and nftables (the
+# ruleset dnspair-firewall.service loads, docs/security.md), as .debs together with whatever
+# of their dependencies the base lacks (apt resolves them against the base: for nftables,
+# libnftables1 and what it needs of libnftnl11, libjansson4, libmnl0, libxtables12), and for
 # armhf the lgpio wheel, which PyPI has for aarch64 only: built from its sdist (it carries the C
 # library's sources and the SWIG interface), statically linked as PyPI's own wheels are.
 # Cached apart from the base, so this list can change without a 6-11 minute base rebuild: the
-# .debs by the base they were resolved against, the wheel by its version.
+# .debs by the base they were resolved against and this list, the wheel by its version. Adding
+# a package here, not to image/packages.ARCH, keeps the cached base (its key hashes that list).
 # In: ARCH BASE_TAR CACHE_DIR WORK REPO. Out: EXTRA_DEBS_DIR, EXTRA_WHEELS_DIR.
 
-EXTRA_DEBS="gpiod"
+EXTRA_DEBS="gpiod nftables"
 LGPIO_BUILD_DEBS="gcc libc6-dev python3-dev swig"
 
 lgpio_version() { sed -n 's/^lgpio==//p' "$REPO/constraints.txt"; }

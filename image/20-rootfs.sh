@@ -80,6 +80,13 @@ make_rootfs() {
     install -D -m 0644 "$CONFIG" "$ROOT/etc/dnspair/dnspair.yaml"
     install -D -m 0600 -o 0 -g 0 "$WORK/authkey" "$ROOT$AUTHKEY_PATH"
 
+    # The control socket's two roles (docs/security.md): dnspair-admin may change state,
+    # dnspair-monitor may read the status. NRPE's check_dnspair only reads it.
+    # Before check-config --key, which refuses groups the host does not have.
+    in_chroot "$ROOT" groupadd --system dnspair-admin
+    in_chroot "$ROOT" groupadd --system dnspair-monitor
+    if grep -q '^nagios:' "$ROOT/etc/passwd"; then in_chroot "$ROOT" usermod -aG dnspair-monitor nagios; fi
+
     # bind's config for each node of this arch, rendered from the pair's config by the image's own
     # dnspair (core/bindconf.py: zones, catalog, TSIG key from the pair's key); staged here, laid
     # into each node's tree by step 40.
@@ -94,9 +101,8 @@ make_rootfs() {
     install -d -m 0700 "$ROOT/root/.ssh"
     install -m 0600 "$SSH_KEY" "$ROOT/root/.ssh/authorized_keys"
 
-    # NRPE's check_dnspair reads the control socket, whose group is adm.
-    if grep -q '^nagios:' "$ROOT/etc/passwd"; then in_chroot "$ROOT" usermod -aG adm nagios; fi
     in_chroot "$ROOT" systemctl enable dnspair.service dnspair-node-settings.service dnspair-grow-root.service named.service ssh.service \
+        dnspair-firewall.service dnspair-firewall.path \
         NetworkManager.service systemd-timesyncd.service dnspair-dns-clock.path >&2
     # No real-time clock on a Pi: systemd moves a clock that is behind this file's mtime forward
     # to it at boot, so a fresh card starts at the build's date rather than the distant past.

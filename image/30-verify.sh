@@ -50,6 +50,7 @@ verify_rootfs() {
     in_chroot "$ROOT" /usr/local/bin/dnspair check-config --key /etc/dnspair/dnspair.yaml >&2 \
         || die "dnspair check-config rejected $CONFIG inside the image"
     units="/etc/systemd/system/dnspair-node-settings.service /etc/systemd/system/dnspair-dns-clock.path /etc/systemd/system/dnspair-dns-clock.service"
+    units="$units /etc/systemd/system/dnspair-firewall.service /etc/systemd/system/dnspair-firewall.path"
     [ -f "$ROOT/etc/systemd/system/dnspair.service" ] && units="$units /etc/systemd/system/dnspair.service"
     in_chroot "$ROOT" env SYSTEMD_LOG_LEVEL=warning systemd-analyze verify $units >&2 \
         || die "systemd-analyze verify failed inside the image: $units"

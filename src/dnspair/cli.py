@@ -118,9 +118,87 @@ def cmd_check_config(args) -> int:
         return fail(f"{args.file}: node {args.node!r} is not in the config (nodes: {names})")
     if args.key:
         load_key(cfg.key_file)
+        problems = node_problems(cfg, args.file)
+        if problems:
+            for p in problems:
+                print(f"dnspair: {p}", file=sys.stderr)
+            return 2
     print(f"{args.file}: ok (cluster {cfg.cluster}, nodes {' and '.join(cfg.node_names)}, "
           f"{len(cfg.vips)} VIPs, digest {cfg.digest})")
     return 0
+
+
+def node_problems(cfg, path: str) -> list[str]:
+    """What this node itself must have for the config to work: the control groups, and a
+    control socket path that is a socket or absent."""
+    import grp
+
+    from .shell.control import ControlError, check_socket_path
+    out = []
+    for key, name in (("admin_group", cfg.control.admin_group),
+                      ("monitor_group", cfg.control.monitor_group)):
+        try:
+            grp.getgrnam(name)
+        except KeyError:
+            out.append(f"{path}: control.{key}: group {name!r} does not exist on this host "
+                       f"(groupadd --system {name})")
+    try:
+        check_socket_path(cfg.control.socket)
+    except ControlError as e:
+        out.append(f"{path}: control.socket: {e}")
+    return out
+
+
+def cmd_firewall(args) -> int:
+    import subprocess
+
+    from .core import firewall
+    from .shell.files import load_config
+    cfg = load_config(args.config)
+    node = args.node or socket.gethostname().split(".")[0]
+    if node not in cfg.nodes:
+        return fail(f"this host is {node!r}, which is not a node in {args.config} "
+                    f"(nodes: {', '.join(cfg.node_names)}); use --node", 2)
+    include = args.include_dir or None
+    if not args.apply:
+        print(firewall.ruleset(cfg, node, include, args.config), end="")
+        return 0
+
+    def nft(text: str, *flags: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["nft", *flags, "-f", "-"], input=text, capture_output=True, text=True)
+
+    import shutil
+    if not shutil.which("nft"):
+        return fail("firewall: nft not found (install nftables)")
+
+    rc = 0
+    if not cfg.firewall.enabled:
+        subprocess.run(["nft", "delete", "table", "inet", firewall.TABLE], capture_output=True)
+        print(f"firewall: off in {args.config} (firewall.enabled: false); table inet "
+              f"{firewall.TABLE} removed")
+    else:
+        text = firewall.ruleset(cfg, node, include, args.config)
+        r = nft(text)
+        if r.returncode != 0 and include:
+            # Your own rules broke the load: ours go in without them, nothing half-applied.
+            why = (r.stderr.strip().splitlines() or ["nft failed"])[0]
+            r2 = nft(firewall.ruleset(cfg, node, None, args.config))
+            if r2.returncode != 0:
+                return fail(f"firewall: nft refused the generated ruleset: {r2.stderr.strip()[:300]}")
+            print(f"dnspair: firewall: own rules in {include} not applied: {why}", file=sys.stderr)
+            rc = 1
+        elif r.returncode != 0:
+            return fail(f"firewall: nft refused the generated ruleset: {r.stderr.strip()[:300]}")
+        print(f"firewall: applied for {node} (table inet {firewall.TABLE}; drops counted in "
+              f"`nft list counter inet {firewall.TABLE} dropped`)")
+    if args.unit and os.path.isdir("/run/systemd/system"):  # systemd runs this machine
+        allow = " ".join(firewall.daemon_peers(cfg, node))
+        r = subprocess.run(["systemctl", "set-property", "--runtime", args.unit, "IPAddressDeny=any",
+                            "IPAddressAllow=", f"IPAddressAllow={allow}"], capture_output=True, text=True)
+        if r.returncode != 0:
+            return fail(f"firewall: could not set {args.unit}'s IPAddressAllow: {r.stderr.strip()[:200]}")
+        print(f"{args.unit}: IPAddressDeny=any, IPAddressAllow={allow}")
+    return rc
 
 
 def cmd_release(args) -> int:
@@ -247,7 +325,18 @@ def parser() -> argparse.ArgumentParser:
     sp = add("check-config", cmd_check_config, "validate a config file", config=False)
     sp.add_argument("file")
     sp.add_argument("--node", help="also check that this node is in it")
-    sp.add_argument("--key", action="store_true", help="also check the key file and its permissions")
+    sp.add_argument("--key", action="store_true",
+                    help="also check this node: the key file and its permissions, "
+                    "the control groups, the control socket path")
+    sp = add("firewall", cmd_firewall, "print this node's nftables ruleset (or --apply it)")
+    sp.add_argument("--node", help="this node's name (default: the host name)")
+    sp.add_argument("--apply", action="store_true",
+                    help="load it with nft (atomically) and set the daemon unit's IP allow list")
+    from .core.firewall import INCLUDE_DIR
+    sp.add_argument("--include-dir", default=INCLUDE_DIR,
+                    help=f"your own rules, *.nft files (default {INCLUDE_DIR}; '' for none)")
+    sp.add_argument("--unit", default="dnspair.service",
+                    help="unit whose IPAddressAllow= is set under systemd ('' for none)")
     add("release", cmd_release, "remove every configured VIP from this host (unit stop hook)")
     sp = add("reload", cmd_reload, "apply dnspair.yaml's dns settings to bind (rndc reconfig, no restart)")
     sp.add_argument("--node", help="this node's name (default: the host name)")

@@ -251,7 +251,8 @@ class Daemon:
             if v.ip in await self.nl.addresses(v.interface):
                 held.add(i)
         await self.hb.open()
-        server = await control.serve(self.cfg.control.socket, self.cfg.control.group, self.handle,
+        ctl = self.cfg.control
+        server = await control.serve(ctl.socket, (ctl.admin_group, ctl.monitor_group), self.handle,
                                      self._reject)
         web = self.cfg.status_http and await status_http.serve(self.cfg.status_http.host,
                                                                 self.cfg.status_http.port, self.status)

@@ -69,7 +69,9 @@ def build(tmp_path_factory, name, archs=None, config=EXAMPLE):
                            "--out", str(out), "--xz-level", "1",
                            *[a for node, arch in (archs or {}).items()
                              for a in ("--arch", f"{node}={arch}")]],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=75 * 60)
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=75 * 60,
+                          # a usual login umask: the outputs must come out secret anyway
+                          preexec_fn=lambda: os.umask(0o022))
     seconds = time.monotonic() - started
     (work / "build.log").write_text(proc.stdout)
     assert proc.returncode == 0, f"build.sh failed after {seconds:.0f}s:\n{proc.stdout[-4000:]}"

@@ -90,5 +90,9 @@ def test_dnspair_runs_in_the_armhf_image(pm02):
                     "'import lgpio; print(lgpio.LGPIO_PY_VERSION)'")
     assert r.returncode == 0, r.stdout + r.stderr
     assert pm02.chroot("gpioinfo", "--version").returncode == 0
+    # nftables from step 12's armhf .debs: its libraries resolve (`nft` itself opens a netlink
+    # socket at start, which qemu-user does not emulate; the booted tests run it)
+    r = pm02.chroot("ldd", "/usr/sbin/nft")
+    assert r.returncode == 0 and "libnftables" in r.stdout and "not found" not in r.stdout, r.stdout
     named = pm02.chroot("named-checkconf", "-z")
     assert named.returncode == 0, named.stdout + named.stderr

@@ -178,6 +178,31 @@ def test_bind_answers_on_the_node_address_and_on_a_vip(vm):
         time.sleep(3)
 
 
+def test_the_firewall_is_loaded_before_the_daemon_and_follows_the_config(vm):
+    fw = vm.ssh("systemctl show dnspair-firewall -p Result -p ExecMainExitTimestampMonotonic").stdout
+    started = vm.ssh("systemctl show dnspair -p ExecMainStartTimestampMonotonic").stdout
+    assert "Result=success" in fw, fw + vm.ssh("journalctl -b -u dnspair-firewall --no-pager").stdout
+    assert int(fw.split("ExecMainExitTimestampMonotonic=")[1].split()[0]) \
+        < int(started.split("=")[1]), (fw, started)
+    table = vm.ssh("nft list table inet dnspair").stdout
+    assert "ip saddr 192.0.2.2 ip daddr 192.0.2.1 udp dport 7405" in table, table
+    assert "5666" not in table
+    # A config change and a rule of your own: dnspair-firewall.path regenerates, both are in.
+    vm.ssh("echo 'firewall: {monitoring: [192.0.2.77]}' >> /etc/dnspair/dnspair.yaml")
+    vm.ssh("echo 'add rule inet dnspair own ip saddr 192.0.2.78 tcp dport 9100 accept' "
+           "> /etc/dnspair/firewall.d/exporter.nft")
+    deadline = time.monotonic() + 120
+    while True:
+        table = vm.ssh("nft list table inet dnspair").stdout
+        if "192.0.2.77" in table and "192.0.2.78" in table:
+            break
+        assert time.monotonic() < deadline, table + vm.ssh("journalctl -b -u dnspair-firewall -n 20").stdout
+        time.sleep(3)
+    assert "tcp dport 5666 accept" in table
+    allow = vm.ssh("systemctl show dnspair -p IPAddressAllow").stdout
+    assert "192.0.2.2/32" in allow, allow
+
+
 def test_dnspair_status_prints(vm):
     r = vm.ssh("dnspair status")
     assert r.returncode in (0, 1, 2), r.stderr  # exit code tells health; the text must be there either way

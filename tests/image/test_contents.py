@@ -105,6 +105,16 @@ def test_outputs_have_checksums_bmaps_and_a_report(built):
     assert "== arch arm64: dns-pm01 dns-pm02" in report
 
 
+def test_the_output_is_as_secret_as_the_key_whatever_the_umask(built):
+    # conftest builds under umask 022, where the outputs used to come out 0755/0644.
+    assert stat.S_IMODE(built.out.stat().st_mode) == 0o700
+    files = sorted(built.out.iterdir())
+    assert {f.name for f in files} >= {f"{n}.img.xz{s}" for n in NODES for s in ("", ".sha256")}
+    for f in files:
+        assert f.is_file() and stat.S_IMODE(f.stat().st_mode) == 0o600, (f, oct(f.stat().st_mode))
+    assert "is mode 0700 and its files 0600" in built.log and "as secret as the key" in built.log
+
+
 def test_partitions_are_a_pi_boot_fat_and_an_ext4_root(pm01):
     table = json.loads(sh("sfdisk", "--json", str(pm01.raw)))["partitiontable"]
     assert table["label"] == "dos"
@@ -166,6 +176,26 @@ def test_units_are_enabled(pm01):
     assert pm01.link("etc/systemd/system/local-fs.target.wants/dnspair-grow-root.service") == \
         "/etc/systemd/system/dnspair-grow-root.service"
     assert not os.path.lexists(wants / "systemd-networkd.service")
+
+
+def test_the_firewall_is_installed_enabled_and_generated_for_each_node(images):
+    for node, peer in (("dns-pm01", "192.0.2.2"), ("dns-pm02", "192.0.2.1")):
+        img = images[node]
+        assert img.path("usr/sbin/nft").is_file(), "nftables is in the image"
+        # from step 12's .debs on top of the cached base: its libraries (libnftables1, ...) came
+        # too. `nft --version` opens a netlink socket, which qemu-user does not emulate, so the
+        # libraries are resolved instead; the booted tests run nft.
+        r = img.chroot("ldd", "/usr/sbin/nft")
+        assert r.returncode == 0 and "libnftables" in r.stdout and "not found" not in r.stdout, \
+            r.stdout + r.stderr
+        assert img.link("etc/systemd/system/sysinit.target.wants/dnspair-firewall.service") == \
+            "/etc/systemd/system/dnspair-firewall.service"
+        assert img.link("etc/systemd/system/multi-user.target.wants/dnspair-firewall.path") == \
+            "/etc/systemd/system/dnspair-firewall.path"
+        assert img.path("etc/dnspair/firewall.d/README").is_file()
+        r = img.chroot("/usr/local/bin/dnspair", "firewall", "--node", node)
+        assert r.returncode == 0, r.stderr
+        assert f"ip saddr {peer} ip daddr " in r.stdout and "counter name dropped drop" in r.stdout
 
 
 def test_one_fresh_key_per_build_shared_by_the_pair_and_per_node_host_keys(images):
@@ -279,7 +309,9 @@ def test_units_pass_systemd_analyze_verify(pm01):
     units = ["/etc/systemd/system/dnspair-node-settings.service",
              "/etc/systemd/system/dnspair-grow-root.service",
              "/etc/systemd/system/dnspair-dns-clock.path",
-             "/etc/systemd/system/dnspair-dns-clock.service", "/" + UNIT]
+             "/etc/systemd/system/dnspair-dns-clock.service",
+             "/etc/systemd/system/dnspair-firewall.service", "/etc/systemd/system/dnspair-firewall.path",
+             "/" + UNIT]
     r = pm01.chroot("systemd-analyze", "verify", *units)
     assert r.returncode == 0, r.stdout + r.stderr
 
@@ -288,8 +320,10 @@ def test_nrpe_serves_the_dnspair_check(pm01):
     assert pm01.link("etc/systemd/system/multi-user.target.wants/nagios-nrpe-server.service") == \
         "/lib/systemd/system/nagios-nrpe-server.service"
     assert "command[check_dnspair]=/usr/local/bin/check_dnspair" in pm01.text("etc/nagios/nrpe.d/dnspair.cfg")
-    adm = [line for line in pm01.text("etc/group").splitlines() if line.startswith("adm:")][0]
-    assert "nagios" in adm.split(":")[3].split(",")
+    groups = {g.split(":")[0]: g.split(":")[3].split(",") for g in pm01.text("etc/group").splitlines()}
+    # NRPE reads the status (the monitor group) and nothing more: not adm, not the admin group
+    assert "nagios" in groups["dnspair-monitor"]
+    assert "nagios" not in groups["adm"] and "nagios" not in groups["dnspair-admin"]
 
 
 def test_gpio_the_unit_may_open_is_the_header_chip_only(pm01):

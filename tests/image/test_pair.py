@@ -7,6 +7,7 @@ same protocol.
 The LAN is a bridge inside a network namespace this test makes (TEST-NET-1 only): each VM's eth0
 is a tap on it, and the namespace itself is the client at 192.0.2.100. Nothing leaves it.
 """
+import json
 import os
 import subprocess
 import time
@@ -130,6 +131,50 @@ def test_both_vips_answer_a_local_name_and_a_change_made_on_the_secondary(lan):
 def holder(lan, vip):
     """The nodes that have the address on eth0."""
     return [n for n, vm in lan.items() if f"{vip}/" in vm.ssh("ip -4 -o addr show dev eth0").stdout]
+
+
+PROBE = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if sys.argv[3] == "udp" else socket.SOCK_STREAM)
+s.settimeout(5)
+try:
+    s.connect((sys.argv[1], int(sys.argv[2])))
+    if sys.argv[3] == "udp":
+        s.send(b"not a heartbeat")
+        s.recv(100)
+    print("answered")
+except ConnectionRefusedError:
+    print("answered")  # an ICMP port unreachable or a TCP reset is an answer too
+except (TimeoutError, socket.timeout):
+    print("silent")
+"""
+
+
+def probe(address, port, proto):
+    return ns("python3", "-c", PROBE, address, str(port), proto, check=False, timeout=60).stdout.strip()
+
+
+def test_the_firewall_lets_the_peer_in_and_not_another_lan_host(lan):
+    """The client (192.0.2.100) is on the LAN but is not the peer: the heartbeat port does
+    not answer it at all (without the firewall the kernel answered with ICMP: the daemon's
+    socket takes the peer only), nor does NRPE (no monitoring host is configured). The peer
+    is heard, SSH and DNS answer, and what was dropped is counted."""
+    test_each_node_holds_its_preferred_vip_and_both_answer(lan)
+    for address in ("192.0.2.1", "192.0.2.2"):
+        assert probe(address, 7405, "udp") == "silent", address
+        assert probe(address, 5666, "tcp") == "silent", address
+    for node, peer in (("dns-pm01", "dns-pm02"), ("dns-pm02", "dns-pm01")):
+        vm = lan[node]
+        st = json.loads(vm.ssh("dnspair status --json").stdout)
+        assert next(n for n in st["nodes"] if n["name"] == peer)["online"], st
+        assert st["heartbeat"]["links_up"] == 1, st["heartbeat"]
+        counter = vm.ssh("nft list counter inet dnspair dropped").stdout
+        assert int(counter.split("packets ")[1].split()[0]) >= 2, counter
+        shown = vm.ssh("systemctl show dnspair -p IPAddressDeny -p IPAddressAllow").stdout
+        prop = dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
+        assert {"0.0.0.0/0", "::/0"} <= set(prop["IPAddressDeny"].split()), shown
+        assert {"192.0.2.1/32", "192.0.2.2/32", "127.0.0.0/8"} <= set(prop["IPAddressAllow"].split()), shown
+        assert vm.ssh("systemctl show dnspair -p NRestarts").stdout.strip() == "NRestarts=0"
 
 
 def test_the_vip_moves_when_its_node_goes_down(lan):

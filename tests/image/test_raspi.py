@@ -292,20 +292,24 @@ def lines_show_the_status(vm, wanted, seconds=180):
     def shown():
         st = vm.status()
         want, got = lights(st), vm.leds()
-        seen[:] = [want, got, st["vips"]]
+        seen[:] = [want, got, st["vips"], st.get("findings")]
         return wanted(want) and got == want and want
     try:
         return wait_until(f"{vm.node}'s LED lines showing its status", shown, seconds)
     except AssertionError as e:
-        raise AssertionError(f"{e}: status lights {seen[0]}, lines {seen[1]}, vips {seen[2]}") from None
+        raise AssertionError(f"{e}: status lights {seen[0]}, lines {seen[1]}, vips {seen[2]}, "
+                             f"findings {seen[3]}") from None
 
 
 def test_the_led_lines_show_the_status_and_follow_a_bind_stop(pis):
     pm01, pm02 = pis["dns-pm01"], pis["dns-pm02"]
     # The boards boot one after the other, so dns-pm02 served VIP1 until dns-pm01 came up, and
     # the example's failback is manual: the operator's cleanup sends it home.
-    wait_until("dns-pm01 hears dns-pm02", lambda: all(n["online"] for n in pm01.status()["nodes"])
-               and pm01.ssh("dnspair cleanup").returncode == 0, 300)
+    def peer_heard():  # the daemon may still be starting (no status yet) when run on its own
+        r = pm01.ssh("dnspair status --json")
+        return r.returncode == 0 and all(n["online"] for n in json.loads(r.stdout)["nodes"])
+    wait_until("dns-pm01 hears dns-pm02",
+               lambda: peer_heard() and pm01.ssh("dnspair cleanup").returncode == 0, 300)
     # A healthy pair: each node green on its own VIP, no amber, no red.
     for vm in (pm01, pm02):
         assert lines_show_the_status(vm, lambda g: g == (True, False, False), 300)

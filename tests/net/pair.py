@@ -58,8 +58,10 @@ failback: {failback}
 
 
 class Pair:
-    def __init__(self, lab, extra: str = "", failback: str = "manual", node_extra=None, **config_kw):
+    def __init__(self, lab, extra: str = "", failback: str = "manual", node_extra=None, control: str = "",
+                 **config_kw):
         """`node_extra`: {lab node: config text for that node only} (node-local sections);
+        `control`: more keys of the control mapping, e.g. "admin_group: x, monitor_group: y";
         config_kw go to config_text (vips=, addresses=, dns_server=)."""
         self.lab = lab
         lab.write_key(lab.workdir / "authkey")
@@ -68,8 +70,9 @@ class Pair:
         for node in labmod.NODES:
             path = lab.workdir / f"{node}.yaml"
             sock = lab.workdir / node / "control.sock"
+            ctl = f"socket: {sock}" + (f", {control}" if control else "")
             path.write_text(config_text(lab, extra + (node_extra or {}).get(node, "")
-                                        + f"\ncontrol: {{socket: {sock}}}\n"
+                                        + f"\ncontrol: {{{ctl}}}\n"
                                         f"state_dir: {lab.workdir / node / 'state'}\n",
                                         lab.second_link, failback, **config_kw))
             self.configs[node] = path

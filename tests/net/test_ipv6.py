@@ -247,3 +247,53 @@ def test_the_units_release_hook_removes_an_ipv6_vip_a_crash_left_behind(lab6):
     assert VIP6A not in lab6.addresses("node1", family="inet6")
     p.wait_served(VIP6A, "node2")
     p.wait(lambda: lab6.arp_owner(VIP6A) == "node2", "client's neighbour cache on node2")
+
+
+def test_an_ipv6_pair_behind_the_generated_firewall_hears_itself_and_moves_its_vips(lab6):
+    """Both nodes under `dnspair firewall --apply` (table inet dnspair, policy drop), IPv6 VIPs
+    and the heartbeat over IPv6: the peer is heard, the client finds the VIPs by neighbour
+    discovery (its solicitations must get in) and gets its answers over IPv6, a node's death
+    moves its VIP, and a LAN host that is not the peer gets nothing from the heartbeat port."""
+    from pair import NODE_NAME
+    p = Pair(lab6, vips=V6_PAIR,
+             addresses=(f"['{labmod.NODE6['node1']}']", f"['{labmod.NODE6['node2']}']"))
+    for node in labmod.NODES:
+        r = lab6.dnspair_cli(node, "firewall", "--apply", "--config", str(p.configs[node]),
+                             "--node", NODE_NAME[node], "--include-dir", "", "--unit", "")
+        assert r.returncode == 0 and "firewall: applied" in r.stdout, r.stdout + r.stderr
+    table = lab6.run("node1", labmod._which("nft"), "list", "table", "inet", "dnspair").stdout
+    assert f"ip6 saddr {labmod.NODE6['node2']} ip6 daddr {labmod.NODE6['node1']} udp dport 7405" in table
+    p.start()
+    p.wait_served(VIP6A, "node1")
+    p.wait_served(VIP6B, "node2")
+    peer = next(n for n in p.status("node1")["nodes"] if not n["self"])
+    assert peer["online"] and peer["links"][0]["address"] == labmod.NODE6["node2"], peer
+    assert lab6.addresses("node1", family="inet6").count(VIP6B) == 0, "one owner: they hear each other"
+    assert lab6.arp_owner(VIP6A) == "node1", lab6.run("client", "ip", "-6", "neigh").stdout
+
+    # The client is on the LAN but is not the peer: no answer on the heartbeat port, counted.
+    def dropped():
+        out = lab6.run("node1", labmod._which("nft"), "list", "counter", "inet", "dnspair", "dropped").stdout
+        return int(out.split("packets ")[1].split()[0])
+    before = dropped()
+    s = lab6.socket("client", socket.AF_INET6)
+    s.settimeout(1.0)
+    try:
+        s.bind((labmod.CLIENT6, 0))
+        s.sendto(b"not a heartbeat", (labmod.NODE6["node1"], 7405))
+        with pytest.raises(TimeoutError):   # without the firewall: ICMPv6 port unreachable
+            s.recvfrom(2048)
+    finally:
+        s.close()
+    assert dropped() >= before + 1
+
+    with Watcher(lab6, vips=(VIP6A,), timeout=0.1) as w:
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        lab6.link_down("node1")
+        p.wait(lambda: lab6.arp_owner(VIP6A) == "node2", "client's neighbour cache on node2")
+        p.wait_served(VIP6A, "node2")
+        time.sleep(0.5)
+    took = outage(w, VIP6A, "node2", t0)
+    print(f"\nIPv6 behind the firewall, node death: answered by node2 after {took:.3f} s")
+    assert took <= BUDGET["link"] + SLACK, w.summary(t0)

@@ -56,7 +56,8 @@ def test_a_key_readable_by_others_is_refused(tmp_path):
     key = tmp_path / "authkey"
     assert run("keygen", "--out", key).returncode == 0
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(EXAMPLE.read_text().replace("/etc/dnspair/authkey", str(key)))
+    cfg.write_text(EXAMPLE.read_text().replace("/etc/dnspair/authkey", str(key))
+                   + "control: {admin_group: root, monitor_group: root}\n")
     assert run("check-config", cfg, "--key").returncode == 0
     os.chmod(key, 0o644)
     r = run("check-config", cfg, "--key")
@@ -85,3 +86,31 @@ def test_bad_usage_exits_non_zero():
     assert run().returncode == 2
     assert run("frobnicate").returncode == 2
     assert run("move", "192.0.2.11").returncode == 2
+
+
+def test_check_config_finds_a_missing_control_group_and_a_non_socket_path(tmp_path):
+    key = tmp_path / "authkey"
+    assert run("keygen", "--out", key).returncode == 0
+    cfg = tmp_path / "c.yaml"
+    sock = tmp_path / "control.sock"
+    base = EXAMPLE.read_text().replace("/etc/dnspair/authkey", str(key))
+    cfg.write_text(base + f"control: {{socket: {sock}, admin_group: dnspair-test-nogroup, "
+                          "monitor_group: root}\n")
+    r = run("check-config", cfg, "--key")
+    assert r.returncode == 2, r
+    assert r.stderr == (f"dnspair: {cfg}: control.admin_group: group 'dnspair-test-nogroup' does not "
+                        "exist on this host (groupadd --system dnspair-test-nogroup)\n")
+    cfg.write_text(base + f"control: {{socket: {sock}, admin_group: root, monitor_group: root}}\n")
+    sock.write_text("someone's file\n")
+    r = run("check-config", cfg, "--key")
+    assert r.returncode == 2 and "control.socket:" in r.stderr and "is not a socket" in r.stderr, r
+    assert r.stderr.count("\n") == 1 and sock.read_text() == "someone's file\n"
+
+
+def test_an_old_control_group_key_is_one_line_from_check_config(tmp_path):
+    cfg = tmp_path / "old.yaml"
+    cfg.write_text(EXAMPLE.read_text() + "control:\n  group: adm\n")
+    r = run("check-config", cfg)
+    assert r.returncode == 2, r
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f"{cfg}:" in r.stderr and "control.group: no longer used: give control.admin_group" in r.stderr

@@ -104,9 +104,69 @@ def test_optional_sections_and_witness_forms():
     assert any("witness: must be an IPv4" in p for p in problems(EXAMPLE + "\nwitness: gateway\n"))
 
 
+KEY = "3f9a0c71d2e84b56a1f0c9d8e7b6a5943f2e1d0c9b8a79685746352413021f0e"
+
+
 def test_key_parsing():
-    assert config.parse_key("ab" * 32 + "\n") == b"\xab" * 32
+    assert config.parse_key(KEY + "\n") == bytes.fromhex(KEY)
     with pytest.raises(config.ConfigError, match="too short"):
         config.parse_key("abcd")
     with pytest.raises(config.ConfigError, match="not a dnspair key"):
         config.parse_key("hello world")
+
+
+@pytest.mark.parametrize("text,expect", [
+    ("00" * 32, "not random (1 distinct"),
+    ("ab" * 32 + "\n", "not random (1 distinct"),
+    ("00ff" * 16, "not random (2 distinct"),
+    ("00112233445566" * 5, "not random (7 distinct"),
+    (KEY + KEY + "00", "key too long (65 bytes"),
+    (KEY + "\n" + KEY + "\n", "one line of hex and nothing else"),
+    (KEY + " trailing", "one line of hex and nothing else"),
+])
+def test_weak_or_overlong_keys_are_refused_in_one_line(text, expect):
+    with pytest.raises(config.ConfigError) as e:
+        config.parse_key(text, "/etc/dnspair/authkey")
+    [line] = e.value.problems
+    assert line.startswith("/etc/dnspair/authkey: ") and expect in line, line
+
+
+def test_a_key_file_longer_than_what_is_read_is_refused_not_cut(tmp_path):
+    from dnspair.shell.files import load_key
+    path = tmp_path / "authkey"
+    path.write_text(KEY + "\n" + " " * 5000 + "junk\n")
+    path.chmod(0o600)
+    with pytest.raises(config.ConfigError, match="larger than 4096 bytes"):
+        load_key(str(path))
+    path.write_text(KEY + "\n")
+    assert load_key(str(path)) == bytes.fromhex(KEY)
+
+
+@pytest.mark.parametrize("old,new,line,tag", [
+    ("cluster: clst-01", "cluster: !!python/str clst-01", 2, "python/str"),
+    ("failback: manual", "failback: !!timestamp 2001-12-14", None, "timestamp"),
+    ("query: localhost", "query: !mine localhost", None, "!mine"),
+    ("vips:", "vips: !!seq", None, "seq"),
+])
+def test_yaml_tags_are_refused_in_one_line_naming_file_and_line(old, new, line, tag):
+    text = EXAMPLE.replace(old, new, 1)
+    assert text != EXAMPLE
+    ps = problems(text)
+    want = line or next(i for i, t in enumerate(text.splitlines(), 1) if tag.lstrip("!") in t)
+    assert len(ps) == 1 and tag in ps[0], ps
+    assert ps[0].startswith(f"f.yaml:{want}: YAML tags are not accepted"), ps
+
+
+def test_the_old_control_group_key_is_refused_in_one_line_naming_its_replacements():
+    """control.group (one group for everything, adm by default) became admin_group and
+    monitor_group; an old config gets one line saying so, not 'unknown key' or a traceback."""
+    got = problems(EXAMPLE + "control: {socket: /run/dnspair/control.sock, group: adm}\n")
+    line = len(EXAMPLE.splitlines()) + 1
+    assert got == [f"f.yaml:{line}: control.group: no longer used: give control.admin_group (may standby, "
+                   "unstandby, move, cleanup; default dnspair-admin) and/or control.monitor_group "
+                   "(status only; default dnspair-monitor) instead (docs/security.md)"]
+    c = config.parse(EXAMPLE + "control: {admin_group: ops, monitor_group: nagios}\n")
+    assert (c.control.admin_group, c.control.monitor_group) == ("ops", "nagios")
+    c = config.parse(EXAMPLE + "runtime_dir: /run/dp\ncontrol: {admin_group: ops}\n")
+    assert (c.control.socket, c.control.admin_group, c.control.monitor_group) == \
+        ("/run/dp/control.sock", "ops", "dnspair-monitor"), "runtime_dir moves the socket, keeps the groups"

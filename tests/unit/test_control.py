@@ -17,7 +17,7 @@ async def started(tmp_path, rejects):
     loop = asyncio.get_running_loop()
     errors = []
     loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx))
-    srv = await control.serve(str(tmp_path / "c.sock"), NO_GROUP, ok_handle, rejects.append)
+    srv = await control.serve(str(tmp_path / "c.sock"), (NO_GROUP, NO_GROUP), ok_handle, rejects.append)
     return srv, errors
 
 
@@ -127,3 +127,55 @@ def test_deeply_nested_json_gets_a_one_line_error(tmp_path):
     assert reply.count(b"\n") == 1 and not errors, (reply, errors)
     err = json.loads(reply)["error"]
     assert err == "malformed request: nested too deeply" and rejects == [err]
+
+
+def test_a_regular_file_at_the_socket_path_is_refused_and_kept(tmp_path):
+    path = tmp_path / "run" / "c.sock"
+    path.parent.mkdir(mode=0o700)
+    path.write_text("not ours\n")
+
+    async def go():
+        await control.serve(str(path), (NO_GROUP, NO_GROUP), ok_handle, print)
+
+    try:
+        asyncio.run(go())
+    except control.ControlError as e:
+        assert str(e) == (f"{path} exists and is not a socket: not replaced (remove it, or set "
+                          "control.socket to another path)")
+    else:
+        raise AssertionError("a regular file was replaced by the socket")
+    assert path.read_text() == "not ours\n"
+    assert (path.parent.stat().st_mode & 0o777) == 0o700, "the directory's mode is not ours to change"
+
+
+def test_a_stale_socket_is_replaced_and_the_directory_mode_kept(tmp_path):
+    import os
+    import socket
+    d = tmp_path / "run"
+    d.mkdir(mode=0o711)
+    os.chmod(d, 0o711)
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(d / "c.sock"))
+    stale.close()
+
+    async def go():
+        srv = await control.serve(str(d / "c.sock"), (NO_GROUP, NO_GROUP), ok_handle, print)
+        try:
+            return json.loads(await ask(d / "c.sock"))
+        finally:
+            srv.close()
+
+    assert asyncio.run(go()) == {"ok": True, "message": "status"}   # root may
+    assert (d.stat().st_mode & 0o777) == 0o711
+    assert (os.stat(d / "c.sock").st_mode & 0o777) == 0o666
+
+
+def test_the_monitor_role_may_ask_only_what_is_listed_read_only():
+    # An allow list: a command added later (or one a client makes up) needs the admin role.
+    assert control.READ_ONLY == {"status", "history"}
+    for cmd in ("status", "history"):
+        assert control.permitted(control.MONITOR, cmd) and control.permitted(control.ADMIN, cmd)
+    for cmd in ("standby", "unstandby", "move", "cleanup", "maintenance", "no-such-command"):
+        assert not control.permitted(control.MONITOR, cmd), cmd
+        assert control.permitted(control.ADMIN, cmd), cmd
+    assert not control.permitted(None, "status")

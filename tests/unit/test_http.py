@@ -28,8 +28,8 @@ class Endpoint:
         return self.st
 
 
-async def exchange(port, data: bytes, read=True):
-    r, w = await asyncio.open_connection("127.0.0.1", port)
+async def exchange(port, data: bytes, read=True, source="127.0.0.1"):
+    r, w = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
     w.write(data)
     await w.drain()
     out = await asyncio.wait_for(r.read(), 10) if read else b""
@@ -171,12 +171,12 @@ def test_a_slow_client_is_cut_and_never_holds_up_the_loop(monkeypatch):
                 await asyncio.sleep(0.001)
         t = asyncio.create_task(ticker())
         slow = []
-        for _ in range(5):
+        for _ in range(http.MAX_PER_SOURCE):  # as many as one host may hold
             r, w = await asyncio.open_connection("127.0.0.1", port)
             w.write(b"GET /sta")
             slow.append((r, w))
         before = ticks
-        fast = await exchange(port, get("/health"))
+        fast = await exchange(port, get("/health"), source="127.0.0.2")  # another host
         during = ticks
         cut = [await asyncio.wait_for(r.read(), 10) for r, _ in slow]
         stop.set()
@@ -204,8 +204,31 @@ def test_too_many_clients_are_turned_away_not_queued(monkeypatch):
             w.close()
         srv.close()
         return extra
-    code, _, body = parse(asyncio.run(main()))
-    assert (code, body) == (503, "busy\n")
+    code, headers, body = parse(asyncio.run(main()))
+    assert (code, body) == (503, "busy: too many clients at once, try again\n")
+    assert headers["retry-after"] == "1"
+
+
+def test_one_source_gets_at_most_its_share_of_the_slots(monkeypatch):
+    """Slow clients from one address take MAX_PER_SOURCE slots; the next one from there is
+    turned away, while another address (127.0.0.2) is still served."""
+    monkeypatch.setattr(http, "READ_TIMEOUT", 5.0)
+    st = build(healthy().e["dns-pm01"], 1.0, 1e9, 1)
+
+    async def main():
+        srv = await http.serve("0.0.0.0", 0, Endpoint(st).status)
+        port = srv.server.sockets[0].getsockname()[1]
+        hogs = [await asyncio.open_connection("127.0.0.1", port) for _ in range(http.MAX_PER_SOURCE)]
+        await asyncio.sleep(0.05)
+        same = await exchange(port, get("/health"))
+        other = await exchange(port, get("/health"), source="127.0.0.2")
+        for _, hw in hogs:
+            hw.close()
+        srv.close()
+        return same, other, srv
+    same, other, srv = asyncio.run(main())
+    assert parse(same)[:3:2] == (503, "busy: too many clients from your address at once, try again\n")
+    assert parse(other)[0] == 200
 
 
 def test_a_port_in_use_is_logged_and_the_daemon_goes_on(caplog):

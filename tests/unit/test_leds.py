@@ -224,3 +224,28 @@ def test_close_darkens_the_leds_and_later_updates_are_ignored(factory):
     b.panel.end_lamp_test()  # the lamp-test timer may fire after a quick stop
     b.push()
     assert b.lit() == {"green": False, "amber": False, "red": False}
+
+
+def test_the_board_revision_comes_from_sysfs_when_proc_hides_it(tmp_path, monkeypatch):
+    """Under the unit's ProcSubset=pid, /proc/device-tree and /proc/cpuinfo are not there;
+    the same device-tree property in /sys is what gpiozero then gets (0xa02082: a Pi 3B)."""
+    import struct
+
+    import gpiozero.pins.local as local
+
+    from dnspair.shell import leds
+    prop = tmp_path / "linux,revision"
+    prop.write_bytes(struct.pack(">L", 0xA02082))
+    monkeypatch.setattr(leds, "DT_REVISION", str(prop))
+    monkeypatch.setattr(local, "get_pi_revision", local.get_pi_revision)   # undone after the test
+    leds.revision_from_sysfs()
+    assert local.get_pi_revision() == 0xA02082
+    leds.revision_from_sysfs()   # twice (the panel reopened): still one layer
+    assert local.get_pi_revision.__wrapped__.__module__ == "gpiozero.pins.local"
+    prop.unlink()   # no device tree at all: gpiozero's own lookup, its own error
+    try:
+        got = local.get_pi_revision()
+    except Exception as e:  # noqa: BLE001 - whatever gpiozero raises here, not ours
+        assert "revision" in str(e).lower() or isinstance(e, OSError), e
+    else:
+        assert isinstance(got, int)

@@ -49,6 +49,65 @@ def test_systemd_analyze_verify(tmp_path):
     assert r.returncode == 0 and not problems, r.stderr
 
 
+def test_the_unit_holds_the_hardening_of_docs_security():
+    """What docs/security.md promises for the daemon's unit, line by line."""
+    s = unit()["Service"]
+    raw = UNIT.read_text()
+    assert s["ProcSubset"] == "pid"
+    assert s["RestrictAddressFamilies"].split() == [
+        "AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK", "AF_PACKET"]   # AF_INET6: IPv6 VIPs, links
+    assert "SystemCallFilter=@system-service\n" in raw and "SystemCallFilter=~@privileged @resources\n" in raw
+    assert "IPAddressDeny=any\n" in raw and "IPAddressAllow=localhost\n" in raw
+    assert "Group" not in s and "adm" not in raw.replace("admin", ""), "the adm group is no longer used"
+    assert s["RuntimeDirectoryMode"] == "0755"
+    deps = unit()["Unit"]
+    assert "dnspair-firewall.service" in deps["Wants"] and "dnspair-firewall.service" in deps["After"]
+
+
+def exposure(path):
+    r = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(path)],
+                       capture_output=True, text=True)
+    import re
+    m = re.search(r"Overall exposure level for \S+: (\d+\.\d)", r.stdout + r.stderr)
+    assert m, r.stdout + r.stderr
+    return float(m.group(1))
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
+def test_exposure_is_what_docs_security_records_and_at_most_2_2(tmp_path):
+    """systemd-analyze's figure for the shipped unit, and for the unit as it runs (with the
+    allow list dnspair-firewall.service adds), equal the ones docs/security.md shows."""
+    import re
+    doc = (UNIT.parents[4] / "docs" / "security.md").read_text()
+    shipped = exposure(UNIT)
+    text = UNIT.read_text().replace("IPAddressAllow=localhost\n",
+                                    "IPAddressAllow=localhost 192.0.2.1 192.0.2.2 192.0.2.11 192.0.2.12\n")
+    (tmp_path / "dnspair.service").write_text(text)
+    running = exposure(tmp_path / "dnspair.service")
+    assert shipped <= running <= 2.2, (shipped, running)   # it was 2.7 before this hardening
+    assert re.search(rf"exposure\D+{shipped}\b", doc) and re.search(rf"running\D+{running}\b", doc), \
+        (shipped, running)
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
+def test_firewall_units_verify_and_order_before_the_daemon(tmp_path):
+    d = UNIT.parent
+    exe = Path(sys.executable).parent / "dnspair"
+    for name in ("dnspair.service", "dnspair-firewall.service", "dnspair-firewall.path"):
+        (tmp_path / name).write_text((d / name).read_text().replace("/opt/dnspair/bin/dnspair", str(exe)))
+    units = [str(tmp_path / n) for n in ("dnspair-firewall.service", "dnspair-firewall.path")]
+    r = subprocess.run(["systemd-analyze", "verify", "--man=no", *units], capture_output=True, text=True)
+    problems = [line for line in r.stderr.splitlines() if "dnspair-firewall" in line]
+    assert r.returncode == 0 and not problems, r.stderr
+    fw = configparser.ConfigParser(strict=False, interpolation=None)
+    fw.optionxform = str
+    fw.read(d / "dnspair-firewall.service")
+    assert "dnspair.service" in fw["Unit"]["Before"] and "network-pre.target" in fw["Unit"]["Before"]
+    assert fw["Service"]["ExecStart"].endswith("dnspair firewall --apply --config /etc/dnspair/dnspair.yaml")
+    path = (d / "dnspair-firewall.path").read_text()
+    assert "PathChanged=/etc/dnspair/dnspair.yaml" in path and "PathChanged=/etc/dnspair/firewall.d" in path
+
+
 def test_grow_root_keeps_its_temporary_files_out_of_tmp():
     # It runs before local-fs.target: tmp.mount may mount a tmpfs over /tmp while growpart has its
     # temporary directory there (a boot under load failed so). %t is /run for a system unit.

@@ -22,6 +22,13 @@ _Check = Callable[[_T], str | None]
 # value type cannot tie together: hence Any for the check's argument.
 _Spec = dict[str, tuple[type[object], _Check[Any] | None, bool]]
 
+# Keys that were once valid: a config that still has one gets this instead of "unknown key".
+REMOVED = {
+    "control.group": "no longer used: give control.admin_group (may standby, unstandby, move, "
+                     "cleanup; default dnspair-admin) and/or control.monitor_group (status only; "
+                     "default dnspair-monitor) instead (docs/security.md)",
+}
+GROUP_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 RDTYPES = ("A", "AAAA", "NS", "SOA", "TXT", "MX", "PTR", "CNAME", "SRV")
@@ -107,7 +114,8 @@ class Arp:
 @dataclass(frozen=True)
 class Control:
     socket: str = "/run/dnspair/control.sock"
-    group: str = "adm"
+    admin_group: str = "dnspair-admin"      # standby, unstandby, move, cleanup (and status)
+    monitor_group: str = "dnspair-monitor"  # status only
 
 
 @dataclass(frozen=True)
@@ -121,6 +129,17 @@ class StatusHttp:
     @property
     def port(self) -> int:
         return int(self.listen.rsplit(":", 1)[1])
+
+
+@dataclass(frozen=True)
+class Firewall:
+    """Who may reach the node (core/firewall.py makes the nftables ruleset). None: the LAN
+    (the VIPs' networks)."""
+    enabled: bool = True
+    ssh_from: tuple[str, ...] | None = None
+    dns_from: tuple[str, ...] | None = None
+    monitoring: tuple[str, ...] = ()   # NRPE (5666) and the status endpoint; none by default
+    notify_to: tuple[str, ...] = ()    # what the notify commands may reach (IPAddressAllow=)
 
 
 @dataclass(frozen=True)
@@ -210,6 +229,7 @@ class Config:
     notify_queue: int = 100
     dns: Dns | None = None
     bind: Bind = Bind()
+    firewall: Firewall = Firewall()
     digest: str = field(default="", compare=False)
 
     @property
@@ -251,7 +271,9 @@ class _Checker:
         for k, v in node.value:
             name = _short(k.value, 64) if isinstance(k, yaml.ScalarNode) else "<complex key>"
             path = f"{key}.{name}" if key else name
-            if allowed and name not in allowed:
+            if path in REMOVED:
+                self.err(k, path, REMOVED[path])
+            elif allowed and name not in allowed:
                 self.err(k, path, f"unknown key (allowed: {', '.join(sorted(allowed))})")
             elif name in out:
                 self.err(k, path, "duplicate key")
@@ -366,6 +388,10 @@ def _any_ip(v: str) -> str | None:
     return None
 
 
+def _group(v: str) -> str | None:
+    return None if GROUP_RE.match(v) else f"not a group name: {v!r}"
+
+
 def _name(v: str) -> str | None:
     return None if NAME_RE.match(v) else f"must be 1-32 letters, digits, '.', '_' or '-', got {v!r}"
 
@@ -442,6 +468,10 @@ def parse(text: str, filename: str = "<config>") -> Config:
         raise ConfigError([f"{filename}:?: nested too deeply to be a dnspair config"]) from None
     if tree is None:
         raise ConfigError([f"{filename}:1: the file is empty"])
+    tagged = _explicit_tag(text)
+    if tagged is not None:
+        line, tag = tagged
+        raise ConfigError([f"{filename}:{line}: YAML tags are not accepted here, got {_short(tag)}"])
     try:
         return _check(tree, text, filename)
     except RecursionError:
@@ -449,6 +479,17 @@ def parse(text: str, filename: str = "<config>") -> Config:
 
 
 MAX_PROBLEMS = 50
+
+
+def _explicit_tag(text: str) -> tuple[int, str] | None:
+    """(line, tag) of the first tag written in the file (`!!python/str`, `!!timestamp`, `!x`).
+    A config has plain strings, numbers, lists and mappings only: a tag could only change how
+    a value is built later (the digest's safe_load), never what the checker saw."""
+    for ev in yaml.parse(text, Loader=yaml.SafeLoader):
+        tag = getattr(ev, "tag", None)
+        if tag is not None:
+            return (ev.start_mark.line + 1 if ev.start_mark is not None else 0), tag
+    return None
 
 
 def _yaml_line(e: yaml.YAMLError, text: str) -> int | str:
@@ -480,7 +521,7 @@ def _check(tree: yaml.Node, text: str, filename: str) -> Config:
         "heartbeat": False, "failure_threshold": False, "failback": False, "hold_down": False,
         "witness": False, "arp": False, "control": False, "status_http": False, "leds": False,
         "state_dir": False, "runtime_dir": False, "notify": False, "notify_timeout": False,
-        "notify_queue": False, "dns": False, "bind": False,
+        "notify_queue": False, "dns": False, "bind": False, "firewall": False,
     })
 
     def top(name: str, kind: type[_T], check: _Check[_T] | None = None,
@@ -624,10 +665,11 @@ def _check(tree: yaml.Node, text: str, filename: str) -> Config:
     }) or Arp()
     control = _sub(c, root, "control", Control, {
         "socket": (str, lambda v: None if v.startswith("/") else "must be an absolute path", False),
-        "group": (str, None, False),
+        "admin_group": (str, _group, False),
+        "monitor_group": (str, _group, False),
     }) or Control()
     if runtime_dir is not None and "socket" not in _keys(root, "control"):
-        control = Control(f"{runtime_dir.rstrip('/')}/control.sock", control.group)
+        control = replace(control, socket=f"{runtime_dir.rstrip('/')}/control.sock")
     leds = _sub(c, root, "leds", Leds, {
         "enabled": (bool, None, False),
         "green": (int, _range(0, 27), False),
@@ -638,6 +680,7 @@ def _check(tree: yaml.Node, text: str, filename: str) -> Config:
     if "leds" in root and len({leds.green, leds.amber, leds.red, leds.button}) != 4:
         c.err(root["leds"][1], "leds", "each LED and the button need their own pin")
     status_http = _sub(c, root, "status_http", StatusHttp, {"listen": (str, _listen, True)})
+    firewall = _firewall(c, root)
 
     witness: Witness | None = None
     if "witness" in root:
@@ -684,7 +727,7 @@ def _check(tree: yaml.Node, text: str, filename: str) -> Config:
         hold_down=hold_down, witness=witness, arp=arp, control=control, status_http=status_http,
         leds=leds, state_dir=state_dir, runtime_dir=runtime_dir, notify=tuple(notify),
         notify_timeout=notify_timeout, notify_queue=notify_queue, dns=dns_section, bind=bind,
-        digest=digest,
+        firewall=firewall, digest=digest,
     )
 
 
@@ -856,14 +899,56 @@ def check_record(name: str, rtype: str, data: str, origin: Any) -> str | None:
     return None
 
 
+MIN_KEY, MAX_KEY = 32, 64
+# A random 32-byte key has about 30 distinct byte values; fewer than 8 happens by chance with
+# odds far below 1e-30, so it means a hand-made key (all zero, "00ff" repeated...).
+MIN_DISTINCT_BYTES = 8
+
+
+def _network(v: str) -> str | None:
+    try:
+        ipaddress.ip_network(v, strict=False)
+    except ValueError:
+        return f"must be an address or ADDRESS/PREFIX, e.g. 192.0.2.50 or 192.0.2.0/24, got {v!r}"
+    return None
+
+
+def _firewall(c: _Checker, root: dict[str, tuple[yaml.Node, yaml.Node]]) -> Firewall:
+    if "firewall" not in root:
+        return Firewall()
+    fields = c.mapping(root["firewall"][1], "firewall",
+                       {"enabled": False, "ssh_from": False, "dns_from": False, "monitoring": False,
+                        "notify_to": False})
+    values: dict[str, Any] = {}
+    if "enabled" in fields:
+        values["enabled"] = c.scalar(fields["enabled"][1], "firewall.enabled", bool)
+    for name in ("ssh_from", "dns_from", "monitoring", "notify_to"):
+        if name in fields:
+            items = c.sequence(fields[name][1], f"firewall.{name}")
+            if len(items) > 64:
+                c.err(fields[name][1], f"firewall.{name}", f"at most 64 entries, got {len(items)}")
+            got = [c.scalar(i, f"firewall.{name}", str, _network) for i in items]
+            values[name] = tuple(g for g in got if g is not None)
+    return Firewall(**{k: v for k, v in values.items() if v is not None})
+
+
 def parse_key(text: str, filename: str = "<key>") -> bytes:
-    """A key file holds 32..64 random bytes as hex on one line."""
+    """A key file holds 32..64 random bytes as hex on one line, and nothing else."""
     s = text.strip()
+    if "\n" in s or " " in s or "\t" in s:
+        raise ConfigError([f"{filename}: not a dnspair key: one line of hex and nothing else "
+                           "(make one with `dnspair keygen`)"])
     try:
         key = bytes.fromhex(s)
     except ValueError:
         raise ConfigError([f"{filename}: not a dnspair key (expected hex; "
                            "make one with `dnspair keygen`)"]) from None
-    if len(key) < 32:
-        raise ConfigError([f"{filename}: key too short ({len(key)} bytes, need at least 32)"])
+    if len(key) < MIN_KEY:
+        raise ConfigError([f"{filename}: key too short ({len(key)} bytes, need at least {MIN_KEY})"])
+    if len(key) > MAX_KEY:
+        raise ConfigError([f"{filename}: key too long ({len(key)} bytes, at most {MAX_KEY}): "
+                           "not cut, refused (make one with `dnspair keygen`)"])
+    if len(set(key)) < MIN_DISTINCT_BYTES:
+        raise ConfigError([f"{filename}: key is not random ({len(set(key))} distinct byte values; "
+                           "an all-zero or repeated key is refused): make one with `dnspair keygen`"])
     return key

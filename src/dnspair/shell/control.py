@@ -1,6 +1,9 @@
 """The control socket: one JSON request line in, one JSON reply line out.
 
-Only root and the configured admin group may connect (socket mode 0660, directory 0750).
+Who may do what is decided from the peer's credentials (SO_PEERCRED, SO_PEERGROUPS), taken by
+the kernel at connect(): root and the admin group may change state (standby, unstandby, move,
+cleanup); the monitor group may read the status; anyone else is refused in one line naming the
+group. The socket itself is 0666 so the refusal can say so; its directory is never chmod'ed.
 """
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ import json
 import logging
 import os
 import socket
+import stat
+import struct
 
 log = logging.getLogger("dnspair")
 MAX_REQUEST = 4096
@@ -21,6 +26,15 @@ MAX_CLIENTS = 16
 BACKLOG = 64
 ACCEPT_PAUSE = 0.5   # after a failed accept (EMFILE...): the client waits in the queue meanwhile
 BUSY = b'{"ok": false, "error": "busy: too many control clients at once, try again"}\n'
+# What the monitor group may ask; every other command (standby, move, cleanup, any added later)
+# needs root or the admin group: an allow list, so a new command is never open by default.
+READ_ONLY = frozenset({"status", "history"})
+SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)  # linux/socket.h; Python names it in 3.12
+ADMIN, MONITOR = "admin", "monitor"
+
+
+def permitted(role: str | None, cmd: str) -> bool:
+    return role == ADMIN or (role == MONITOR and cmd in READ_ONLY)
 
 
 class ControlError(Exception):
@@ -38,12 +52,59 @@ def parse(line: bytes) -> dict:
     return req
 
 
+def peer_ids(conn: socket.socket) -> tuple[int, set[int]]:
+    """(uid, gids) of the process that connected: its primary and supplementary groups as
+    they were at connect()."""
+    _pid, uid, gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                         struct.calcsize("3i")))
+    gids = {gid}
+    try:
+        raw = conn.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, 4 * 65536)
+        gids.update(struct.unpack(f"{len(raw) // 4}I", raw[:len(raw) // 4 * 4]))
+    except OSError:  # a kernel before 4.13: the user's groups from the group database
+        try:
+            import pwd
+            gids.update(os.getgrouplist(pwd.getpwuid(uid).pw_name, gid))
+        except (KeyError, OSError):
+            pass
+    return uid, gids
+
+
+class Roles:
+    """The two groups by name and id (None: the group does not exist, nobody is in it)."""
+
+    def __init__(self, admin_group: str, monitor_group: str):
+        self.admin_group, self.monitor_group = admin_group, monitor_group
+        self.admin_gid, self.monitor_gid = _gid(admin_group), _gid(monitor_group)
+
+    def role(self, uid: int, gids: set[int]) -> str | None:
+        if uid == 0 or self.admin_gid in gids:
+            return ADMIN
+        if self.monitor_gid in gids:
+            return MONITOR
+        return None
+
+    def refusal(self, cmd: str | None) -> str:
+        if cmd is not None and cmd not in READ_ONLY:
+            return f"permission denied: {cmd} needs root or group {self.admin_group}"
+        return (f"permission denied: the control socket needs root or group {self.monitor_group} "
+                f"(status) or {self.admin_group} (every command)")
+
+
+def _gid(name: str) -> int | None:
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        return None
+
+
 class Server:
     """Accepts by hand (not asyncio's server) so a refused or failed accept is counted through
     on_reject instead of logged with a traceback, and a client over the cap is closed at once."""
 
-    def __init__(self, sock: socket.socket, handle, on_reject):
+    def __init__(self, sock: socket.socket, handle, on_reject, roles: Roles | None = None):
         self.sock, self.handle, self.on_reject = sock, handle, on_reject
+        self.roles = roles or Roles("dnspair-admin", "dnspair-monitor")
         self.clients = 0
         self.loop = asyncio.get_running_loop()
         self._tasks: set[asyncio.Task] = set()
@@ -69,21 +130,34 @@ class Server:
                 self._listening = False
                 self.loop.call_later(ACCEPT_PAUSE, self._listen)
                 return
+            try:
+                role = self.roles.role(*peer_ids(conn))
+            except OSError:
+                role = None
+            if role is None:  # refused before a byte is read: costs no client slot
+                self._refuse(conn, json.dumps({"ok": False, "error": self.roles.refusal(None)}).encode()
+                             + b"\n")
+                self.on_reject("permission denied: a user in neither control group")
+                continue
             if self.clients >= MAX_CLIENTS:
-                try:
-                    conn.setblocking(False)
-                    conn.send(BUSY)
-                except OSError:
-                    pass
-                conn.close()
+                self._refuse(conn, BUSY)
                 self.on_reject(f"too many clients: over {MAX_CLIENTS} at once")
                 continue
             self.clients += 1
-            task = self.loop.create_task(self._client(conn))
+            task = self.loop.create_task(self._client(conn, role))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _client(self, conn: socket.socket) -> None:
+    @staticmethod
+    def _refuse(conn: socket.socket, line: bytes) -> None:
+        try:
+            conn.setblocking(False)
+            conn.send(line)
+        except OSError:
+            pass
+        conn.close()
+
+    async def _client(self, conn: socket.socket, role: str) -> None:
         writer = None
         try:
             reader, writer = await asyncio.open_unix_connection(sock=conn, limit=MAX_REQUEST * 2)
@@ -99,7 +173,11 @@ class Server:
                 except ValueError as e:
                     reply = {"ok": False, "error": f"malformed request: {e}"}
                 else:
-                    reply = self.handle(req)
+                    if not permitted(role, req["cmd"]):
+                        reply = {"ok": False, "error": self.roles.refusal(req["cmd"])}
+                        self.on_reject(f"permission denied: {req['cmd']} from the monitor group")
+                    else:
+                        reply = self.handle(req)
             error = str(reply.get("error", ""))
             if not reply["ok"] and error.startswith(("malformed", "request too long")):
                 self.on_reject(error)
@@ -131,20 +209,23 @@ class Server:
             t.cancel()
 
 
-async def serve(path: str, group: str, handle, on_reject) -> Server:
+async def serve(path: str, groups: tuple[str, str], handle, on_reject) -> Server:
     """handle(request: dict) -> dict; malformed requests get an error reply and on_reject(why).
-    Refused connections (over the cap, failed accepts) are counted through on_reject too."""
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o750, exist_ok=True)
-    try:
-        gid = grp.getgrnam(group).gr_gid
-    except KeyError:
-        gid = None
-        log.warning("control group %r does not exist: only root can use the control socket", group)
-    if os.path.exists(path):
-        os.unlink(path)
+    Refused connections (over the cap, failed accepts, no permission) are counted through
+    on_reject too. groups: (admin group, monitor group). ControlError if `path` is there and
+    is not a socket: a file of someone else's is never deleted."""
+    roles = Roles(*groups)
+    for name, gid in ((roles.admin_group, roles.admin_gid), (roles.monitor_group, roles.monitor_gid)):
+        if gid is None:
+            log.warning("control group %r does not exist: nobody is in it (`dnspair check-config "
+                        "--key` says so too)", name)
+    check_socket_path(path)
+    # Made if missing (normally systemd's RuntimeDirectory); an existing one is left as it is.
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    if os.path.lexists(path):
+        os.unlink(path)  # a socket left by an earlier run (check_socket_path said so)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o117)
+    old = os.umask(0o111)
     try:
         sock.bind(path)
         sock.listen(BACKLOG)
@@ -154,12 +235,19 @@ async def serve(path: str, group: str, handle, on_reject) -> Server:
         raise
     finally:
         os.umask(old)
-    os.chmod(path, 0o660)
-    if gid is not None:
-        os.chown(path, 0, gid)
-        os.chown(directory, 0, gid)
-    os.chmod(directory, 0o750)
-    return Server(sock, handle, on_reject)
+    os.chmod(path, 0o666)  # everyone may connect, to be told what they may do
+    return Server(sock, handle, on_reject, roles)
+
+
+def check_socket_path(path: str) -> None:
+    """ControlError unless `path` is absent or a socket."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise ControlError(f"{path} exists and is not a socket: not replaced (remove it, or set "
+                           "control.socket to another path)")
 
 
 def request(path: str, req: dict, timeout: float = 3.0) -> dict:
@@ -168,7 +256,10 @@ def request(path: str, req: dict, timeout: float = 3.0) -> dict:
     s.settimeout(timeout)
     try:
         s.connect(path)
-        s.sendall(json.dumps(req).encode() + b"\n")
+        try:
+            s.sendall(json.dumps(req).encode() + b"\n")
+        except BrokenPipeError:
+            pass  # refused before reading: the one-line reason is waiting to be read
         data = b""
         while not data.endswith(b"\n"):
             chunk = s.recv(65536)
@@ -180,8 +271,8 @@ def request(path: str, req: dict, timeout: float = 3.0) -> dict:
     except ConnectionRefusedError:
         raise ControlError(f"dnspair daemon is not running (nothing listens on {path})") from None
     except PermissionError:
-        raise ControlError(f"permission denied on {path}: run as root or as a member of the "
-                           "admin group") from None
+        raise ControlError(f"permission denied on {path}: run as root or as a member of "
+                           "dnspair-admin (or dnspair-monitor for status)") from None
     except TimeoutError:
         raise ControlError(f"dnspair daemon did not answer within {timeout:g} s") from None
     finally:

@@ -8,6 +8,7 @@ import stat
 from ..core.config import Config, ConfigError, parse, parse_key
 
 MAX_CONFIG = 1 << 20
+MAX_KEY_FILE = 4096
 
 
 def load_config(path: str) -> Config:
@@ -38,7 +39,10 @@ def load_key(path: str) -> bytes:
     if st.st_uid not in (0, os.getuid()):
         raise ConfigError([f"{path}: key file must belong to root"])
     with open(path, encoding="ascii", errors="replace") as f:
-        return parse_key(f.read(4096), path)
+        text = f.read(MAX_KEY_FILE + 1)
+    if len(text) > MAX_KEY_FILE:  # never cut: whatever follows would be silently ignored
+        raise ConfigError([f"{path}: larger than {MAX_KEY_FILE} bytes: not a dnspair key file"])
+    return parse_key(text, path)
 
 
 def write_key(path: str, force: bool = False) -> None:

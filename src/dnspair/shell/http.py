@@ -1,8 +1,9 @@
 """The read-only status endpoint: /status, /health, /metrics over HTTP/1.0-style GETs.
 
 It runs in the daemon's loop, so every step is bounded: one request head of at most
-MAX_HEAD bytes, read within READ_TIMEOUT, at most MAX_CLIENTS at once, one reply, close.
-A slow or hostile client only ever costs its own connection, never a heartbeat.
+MAX_HEAD bytes, read within READ_TIMEOUT, at most MAX_CLIENTS at once and MAX_PER_SOURCE from
+one address, one reply, close. A slow or hostile client only ever costs its own connection,
+never a heartbeat, and one host cannot take the slots a monitor on another host needs.
 It renders the status model only, which holds no key.
 """
 from __future__ import annotations
@@ -17,9 +18,14 @@ from ..core import verdict
 log = logging.getLogger("dnspair")
 NAN = float("nan")
 MAX_HEAD = 8192
-READ_TIMEOUT = 2.0
+# A monitor's request head is one small packet on the LAN: a second is ample, and a client that
+# trickles its head holds a slot no longer than that.
+READ_TIMEOUT = 1.0
 WRITE_TIMEOUT = 2.0
 MAX_CLIENTS = 16
+MAX_PER_SOURCE = 4   # so 16 slots serve at least 4 hosts, whatever one of them does
+BUSY = b"busy: too many clients at once, try again\n"
+BUSY_SOURCE = b"busy: too many clients from your address at once, try again\n"
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
            408: "Request Timeout", 413: "Content Too Large",
            431: "Request Header Fields Too Large", 503: "Service Unavailable"}
@@ -161,6 +167,7 @@ class Server:
     def __init__(self, status):
         self.status = status
         self.clients = 0
+        self.per_source: dict[str, int] = {}
         self.server: asyncio.AbstractServer | None = None
 
     async def start(self, host: str, port: int) -> None:
@@ -172,17 +179,25 @@ class Server:
             self.server.close()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        busy = self.clients >= MAX_CLIENTS
-        self.clients += 1
+        peer = writer.get_extra_info("peername")
+        source = str(peer[0]) if peer else "?"
+        mine = self.per_source.get(source, 0)
+        busy = BUSY_SOURCE if mine >= MAX_PER_SOURCE else BUSY if self.clients >= MAX_CLIENTS else None
+        # A turned-away client holds no slot: its one short write and close are all it costs, so
+        # a crowd being turned away never fills the slots other hosts are served from.
+        slot = 0 if busy else 1
+        self.clients += slot
+        self.per_source[source] = mine + slot
         try:
             if busy:  # answer at once, without reading: a crowd costs nothing to wait on
-                code, ctype, body = 503, "text/plain", b"busy\n"
+                code, ctype, body = 503, "text/plain", busy
             else:
                 code, ctype, body = await self._answer(reader)
             if code:
                 head = (f"HTTP/1.1 {code} {REASONS[code]}\r\nContent-Type: {ctype}\r\n"
                         f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\n"
-                        + ("Allow: GET\r\n" if code == 405 else "") + "Connection: close\r\n\r\n")
+                        + ("Allow: GET\r\n" if code == 405 else "")
+                        + ("Retry-After: 1\r\n" if busy else "") + "Connection: close\r\n\r\n")
                 writer.write(head.encode() + body)
                 await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
         except (TimeoutError, ConnectionError):
@@ -190,7 +205,12 @@ class Server:
         except Exception as e:  # noqa: BLE001 - a bad request must never reach the loop
             log.warning("status endpoint: %s", e)
         finally:
-            self.clients -= 1
+            self.clients -= slot
+            left = self.per_source[source] - slot
+            if left:
+                self.per_source[source] = left
+            else:
+                del self.per_source[source]
             if writer.transport.get_write_buffer_size():
                 writer.transport.abort()  # a client that does not read gets no more time
             else:

@@ -18,6 +18,7 @@ import glob
 import logging
 import os
 import re
+import struct
 import warnings
 from typing import Any
 
@@ -105,6 +106,31 @@ def pin_factory():
     return factory
 
 
+# The board's revision as the firmware gives it in the device tree. gpiozero reads it from
+# /proc/device-tree or /proc/cpuinfo, which the unit's ProcSubset=pid hides; /sys has it too.
+DT_REVISION = "/sys/firmware/devicetree/base/system/linux,revision"
+
+
+def revision_from_sysfs() -> None:
+    """Make gpiozero find the board's revision in /sys when /proc does not show it."""
+    try:
+        import gpiozero.pins.local as local  # type: ignore[import-untyped]
+    except ImportError:
+        return
+    original = getattr(local.get_pi_revision, "__wrapped__", local.get_pi_revision)
+
+    def get_pi_revision() -> int:
+        try:
+            with open(DT_REVISION, "rb") as f:
+                rev = struct.unpack(">L", f.read(4))[0]
+        except (OSError, struct.error):
+            return original()
+        return rev & 0xFFFF if f"{rev:x}".startswith("100") else rev  # overvolted: as gpiozero does
+
+    get_pi_revision.__wrapped__ = original  # type: ignore[attr-defined]
+    local.get_pi_revision = get_pi_revision
+
+
 class Panel:
     """command(cmd) -> control reply dict; schedule(fn, *args) runs fn in the daemon's loop
     (button callbacks arrive on gpiozero's threads)."""
@@ -132,6 +158,7 @@ class Panel:
                 warnings.simplefilter("ignore")  # gpiozero's factory fallbacks: one line below says it
                 from gpiozero import LED, Button
                 if self.factory is None:
+                    revision_from_sysfs()   # before the factory reads the board's revision
                     self.factory = pin_factory()
                 kw = {"pin_factory": self.factory} if self.factory else {}
                 for name in ("green", "amber", "red"):

@@ -65,6 +65,10 @@ def fetch_remote(host: str, port: int, timeout: float) -> dict:
         raise Unreachable(f"{host}:{port}: {getattr(e, 'strerror', None) or e}") from None
     finally:
         conn.close()
+    if r.status == 503 and body.startswith(b"busy"):
+        # Up, but out of client slots (another client, or too many from our address): not down.
+        raise Unreachable(f"{host}:{port} is busy (HTTP 503: "
+                          f"{body.decode('utf-8', 'replace').strip()[6:80]}); it is up, try again")
     if r.status != 200:
         raise Unreachable(f"{host}:{port}/status answered HTTP {r.status}")
     try:
