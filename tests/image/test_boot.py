@@ -112,6 +112,12 @@ class VM:
             self.proc.wait()
 
 
+def failed_units(vm):
+    """What failed and why: each failed unit with the end of its journal, for an assertion message."""
+    return vm.ssh("systemctl --failed --no-legend; for u in $(systemctl --failed --no-legend --plain"
+                  " | cut -d' ' -f1); do journalctl -b --no-pager -n 30 -u $u; done").stdout
+
+
 def qemu_installed():
     if not (shutil.which("qemu-system-aarch64") and shutil.which("qemu-system-arm")):  # like build.sh
         subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "qemu-system-arm"],
@@ -139,8 +145,7 @@ def vm(built, tmp_path_factory):
 
 def test_systemd_reaches_the_default_target_with_nothing_failed(vm):
     r = vm.ssh("systemctl is-system-running --wait", timeout=600)
-    failed = vm.ssh("systemctl --failed --no-legend").stdout
-    assert r.stdout.strip() == "running", f"{r.stdout}{failed}"
+    assert r.stdout.strip() == "running", f"{r.stdout}{failed_units(vm)}"
     assert vm.ssh("systemctl is-active default.target").stdout.strip() == "active"
 
 

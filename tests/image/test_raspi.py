@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pytest
 
-from test_boot import BOOT_TIMEOUT, qemu_installed
+from test_boot import BOOT_TIMEOUT, failed_units, qemu_installed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 from dnspair.shell.leds import lights  # noqa: E402  (the mapping the daemon's panel uses)
@@ -237,8 +237,7 @@ def test_the_card_boots_on_its_board_from_the_sd_card_with_its_own_boot_files(pi
     assert vm.ssh("findmnt -n -o SOURCE /boot/firmware").stdout.strip() == "/dev/mmcblk0p1"
     assert vm.ssh("ls /sys/bus/virtio/devices 2>/dev/null | wc -l").stdout.strip() == "0"
     state = vm.ssh("systemctl is-system-running --wait", timeout=BOOT_TIMEOUT)
-    assert state.stdout.strip() == "running", vm.ssh(
-        "systemctl --failed --no-legend; journalctl -b --no-pager -n 40 -u dnspair-grow-root").stdout
+    assert state.stdout.strip() == "running", failed_units(vm)
     assert vm.ssh("systemctl is-active dnspair named").stdout.split() == ["active", "active"]
 
 

@@ -216,7 +216,7 @@ def test_witness_keeps_a_node_cut_off_from_the_gateway_from_taking_vips(lab):
             assert held(lab, "node2") == {VIP1, VIP2}, "node2 (witness ok) took over"
             st = p.status("node1")
             assert st["witness"]["ok"] is False, st["witness"]
-            assert st["failovers"]["count"] == f0["node1"], (f0, st["failovers"])
+            assert st["failovers"]["count"] == f0["node1"], f"{f0} {st['failovers']}\n{p.logs()}"
         finally:
             t_heal = time.monotonic()  # before the restore: answers after it may come from node1
             lab.run("node1", "nft", "delete", "table", "netdev", "cut", check=False)

@@ -229,12 +229,31 @@ def sticky_kept(rec, cfg) -> list[Violation]:
     return out
 
 
+def witness_backed(rec, cfg) -> list[Violation]:
+    """(7) With a witness configured, a node takes a VIP while its peer is not alive only after
+    the witness answered a ping sent once the peer was overdue (suspect_after past the last
+    heartbeat heard) or after the peer's bye. An answer to an earlier ping proves nothing: the
+    node may have been cut off from the LAN (the witness is its gateway) right after it."""
+    if cfg.witness is None:
+        return []
+    out = []
+    for t, node, vip, alive, heard, bye in rec.claims:
+        if alive:
+            continue
+        quiet = None if heard is None else heard + (0.0 if bye else cfg.heartbeat.suspect_after)
+        if not any(n == node and (quiet is None or s >= quiet) and s <= t for s, n in rec.witness):
+            out.append(Violation("witness_backed", t, f"{node} claimed VIP{vip + 1} ({cfg.vips[vip].ip}) "
+                                 f"with no witness answer to a ping sent since its peer went quiet "
+                                 f"(at {quiet if quiet is None else round(quiet, 3)})"))
+    return out
+
+
 def no_errors(rec, cfg) -> list[Violation]:
     """(5) Nothing raises (nor busy-loops, nor fails to stop)."""
     return [Violation("raised", t, f"{node}: {text}") for t, node, text in rec.errors]
 
 
-ALL = (answered, pointed, single_owner, converged, sticky_kept, no_errors)
+ALL = (answered, pointed, single_owner, converged, sticky_kept, witness_backed, no_errors)
 
 
 def check(rec, cfg, schedule: dict | None = None) -> list[Violation]:

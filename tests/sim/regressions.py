@@ -118,6 +118,46 @@ REGRESSIONS = {
             {"kind": "crash", "node": 1, "at": 12.593, "hook": 0.295, "dur": 0.305, "lose_state": False},
         ]},
     },
+    # Found on the namespace network (tests/net/test_faults_network.py, 2026-12-03), then by
+    # the simulator once it had a witness config and witness_backed: dns-pm01's ping to the
+    # witness is out when dns-pm02 is last heard, its answer comes just after, and dns-pm01 is
+    # cut off (isolate) before the dead time: the answer was counted from its arrival, so
+    # dns-pm01 took VIP2 while cut off. The answer now counts from its ping (engine.py).
+    "q_witness_answer_from_before": {
+        "config": "witness",
+        "bites": lambda rec: any(k == "isolate" for _, k, _ in rec.marks)
+        and _logged("dns-pm01", "witness 192.0.2.100 UNREACHABLE")(rec),
+        "schedule": {"seed": 230, "duration": 23.654, "counters": [370, 590], "start": [0.0, 0.183],
+                     "faults": [
+            {"at": 1.5, "dur": 0.01, "kind": "freeze", "node": 1},
+            {"at": 3.989, "dur": 0.292, "kind": "freeze", "node": 1},
+            {"at": 22.706, "dir": 2, "dur": 0.107, "kind": "loss", "link": "all", "p": 0.398},
+            {"at": 22.861, "dur": 0.293, "kind": "isolate", "node": 0},
+        ]},
+    },
+    # The same answer from before, around an orderly stop: dns-pm02's bye arrives while
+    # dns-pm01's ping is out; dns-pm01 took VIP2 on that ping's answer. Now it asks again
+    # when the answer is back, and dns-pm02 is back (45 ms) before that one returns.
+    "r_witness_answer_from_before_a_bye": {
+        "config": "witness",
+        "bites": _logged("dns-pm01", "peer dns-pm02 lost (said bye)"),
+        "schedule": {"seed": 270, "duration": 10.342, "counters": [463, 457], "start": [0.0, 0.064],
+                     "faults": [
+            {"at": 9.797, "dur": 0.045, "kind": "stop", "node": 1},
+        ]},
+    },
+    # The namespace test's own schedule: dns-pm01 is cut off (isolate) 0.12 s, between two of
+    # dns-pm02's heartbeats. A ping sent after the last heartbeat and answered just before the
+    # cut counted as fresh, so dns-pm01 took VIP2 while cut off. Fresh now means sent once the
+    # peer was overdue (suspect_after past its last heartbeat), or after its bye.
+    "s_witness_ping_between_heartbeats": {
+        "config": "witness",
+        "bites": _logged("dns-pm01", "peer dns-pm02 lost"),
+        "schedule": {"seed": 4, "duration": 6.691, "counters": [165, 238], "start": [0.0, 0.092],
+                     "faults": [
+            {"kind": "isolate", "node": 0, "dur": 0.121, "at": 6.07},
+        ]},
+    },
 }
 
 # Found by the simulator in the engine of b0f1351 and fixed since (the `known` label is the

@@ -1,5 +1,5 @@
 """The simulator in CI: its models (client ARP cache, network faults, the shell), determinism,
-shrinking, the regression schedules, and a fixed plus a random set of seeds on four configs.
+shrinking, the regression schedules, and a fixed plus a random set of seeds on five configs.
 Plain pytest, no root."""
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ CONFIGS = {
     "two_links": (Path(__file__).parent / "configs" / "two_links.yaml").read_text(),
     "auto": (Path(__file__).parent / "configs" / "auto.yaml").read_text(),
     "ipv6": (Path(__file__).parent / "configs" / "ipv6.yaml").read_text(),
+    "witness": (Path(__file__).parent / "configs" / "witness.yaml").read_text(),
 }
 EXAMPLE = CONFIGS["example"]
 
@@ -272,7 +273,7 @@ def test_regression(name):
     """The issue's defects (a)-(e) and the simulator's fixed finds: no violation, and the
     scenario really happened."""
     r = regressions.REGRESSIONS[name]
-    rec, viol, _ = run.run_one(EXAMPLE, r["schedule"])
+    rec, viol, _ = run.run_one(CONFIGS[r.get("config", "example")], r["schedule"])
     assert r["bites"](rec), f"{name}: the schedule no longer reaches its scenario"
     assert not viol, "\n".join(map(str, viol))
 
@@ -292,16 +293,19 @@ def test_found_defect(name):
 
 
 @pytest.mark.parametrize("name", ["a_lower_incarnation", "b_max_incarnation", "c_replay_to_fresh_node",
-                                  "d_short_freeze", "e_admin_counter_wrap"])
+                                  "d_short_freeze", "e_admin_counter_wrap", "q_witness_answer_from_before",
+                                  "r_witness_answer_from_before_a_bye", "s_witness_ping_between_heartbeats"])
 def test_regression_fails_with_its_fix_taken_out(name):
     """Each regression under a mutant engine that has its fix taken out (mutants.py)."""
     from . import mutants
+    r = regressions.REGRESSIONS[name]
     with mutants.MUTANTS[name]():
-        viol = run.run_one(EXAMPLE, regressions.REGRESSIONS[name]["schedule"])[1]
+        viol = run.run_one(CONFIGS[r.get("config", "example")], r["schedule"])[1]
     assert viol
 
 
-FIXED = {"example": range(1, 151), "two_links": range(1, 51), "auto": range(1, 51), "ipv6": range(1, 51)}
+FIXED = {"example": range(1, 151), "two_links": range(1, 51), "auto": range(1, 51), "ipv6": range(1, 51),
+         "witness": range(1, 51)}
 RANDOM_SLICE = 150
 
 
@@ -320,7 +324,7 @@ def _one(args):
 
 
 def test_seeds_fixed_and_random_slice():
-    """No violation at all on the fixed seeds of four configs and a random slice of the
+    """No violation at all on the fixed seeds of five configs and a random slice of the
     example's (its seeds are printed; replay one with `python3 -m tests.sim --seed S --log`).
     Every defect known.py describes is fixed; a label only helps reading a failure."""
     import multiprocessing

@@ -48,6 +48,7 @@ BASE_DELAY = 0.0002      # one LAN hop, plus up to as much again of jitter
 QUERY_GAP = (0.02, 0.05)
 BUSY_LIMIT = 200         # ticks in a row that ask for a past deadline and do nothing: a busy loop
 SPIN_STEP = 1e-6         # how far the real clock has moved when a past deadline runs
+WITNESS_RTT = (0.001, 0.04)   # s: ping to the witness and its answer handled (40 ms: a busy loop)
 STOP_LIMIT = 5.0         # systemd's stop timeout: an orderly stop must finish within it
 # priorities at one instant: faults, then deliveries (the daemon drains its sockets first),
 # then timers, then the client
@@ -94,6 +95,8 @@ class Record:
     errors: list = dataclasses.field(default_factory=list)    # (t, node, text)
     garps: list = dataclasses.field(default_factory=list)     # (t, node, vip): frames the client got
     logs: list = dataclasses.field(default_factory=list)      # (t, node, level, text)
+    claims: list = dataclasses.field(default_factory=list)    # (t, node, vip, peer alive, last heard, bye)
+    witness: list = dataclasses.field(default_factory=list)   # (t sent, node): pings the witness answered
     converged: dict = dataclasses.field(default_factory=dict)  # phase -> snapshot
     # (t, node, kept state?, sticky it kept, pins it obeys, the peer's `away` then)
     starts: list = dataclasses.field(default_factory=list)
@@ -337,6 +340,10 @@ class Node:
                 self.dns_out.clear()
             self.check_dns()
         elif t is Claim:
+            if w.cfg.witness is not None:   # what the engine knew of its peer (checks.witness_backed)
+                e = self.engine
+                w.rec.claims.append((w.now, self.name, a.vip, e.peer_alive(w.now), e.peer.last_heard,
+                                     e.peer.left))
             self.addrs.add(a.vip)
             w.addr_changed()
         elif t is Release:
@@ -419,13 +426,28 @@ class Node:
             self.deliver(res)
 
     def check_witness(self) -> None:
+        """One ping, one at a time (the shell drops an ask while one is out). Its answer takes
+        WITNESS_RTT (a loaded Pi's loop), and gets back only if the node is on the LAN both
+        when the echo goes out and when the reply comes in; else False after the timeout."""
         w = self.w
         if w.cfg.witness is None or self.witness_busy:
             return
         self.witness_busy = True
-        ok = self.on_lan()
-        d = 0.001 if ok else w.cfg.witness.timeout
-        w.at(w.now + d, P_TIMER, self._witness_done, self.gen, WitnessResult(ok))
+        sent = w.now
+        if self.on_lan():
+            w.at(w.now + w.rng.uniform(*WITNESS_RTT), P_TIMER, self._witness_reply, self.gen, sent)
+        else:
+            w.at(w.now + w.cfg.witness.timeout, P_TIMER, self._witness_done, self.gen, WitnessResult(False))
+
+    def _witness_reply(self, gen: int, sent: float) -> None:
+        if gen != self.gen:
+            return
+        if not self.on_lan():   # the reply is lost: the ping times out
+            at = max(self.w.now, sent + self.w.cfg.witness.timeout)
+            self.w.at(at, P_TIMER, self._witness_done, gen, WitnessResult(False))
+            return
+        self.w.rec.witness.append((sent, self.name))
+        self._witness_done(gen, WitnessResult(True))
 
     def _witness_done(self, gen: int, res) -> None:
         if gen == self.gen:

@@ -27,6 +27,7 @@ class Pair:
         self.announced: list[tuple[str, int]] = []
         self.sent: list[tuple[float, str, bytes]] = []
         self.replies: list[A.Reply] = []
+        self.asked: list[tuple[float, str]] = []   # witness pings asked for; answered by witness()
         self.double: list[tuple[float, int]] = []
         self.pending: list[tuple[str, E.Event]] = []
         self.busy = False
@@ -84,6 +85,8 @@ class Pair:
                     self.deliver(node, E.DnsResult(ok, 0.001, None if ok else "refused"))
             case A.Reply():
                 self.replies.append(a)
+            case A.CheckWitness():
+                self.asked.append((self.now, node))
 
     def step(self, dt: float = 0.01):
         """Advance time by dt, waking each node at the deadlines it asked for."""

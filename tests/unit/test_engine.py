@@ -1,4 +1,6 @@
 """The decision rules, scenario by scenario (two engines over a simulated network)."""
+import pytest
+
 from dnspair.core import actions, events, wire
 from pairsim import EXAMPLE, KEY, Pair
 
@@ -182,6 +184,53 @@ def test_witness_must_answer_after_the_peer_went_quiet():
     assert p.addresses[B] == {V2}, "an old witness answer proves nothing"
     p.witness(B, True)
     assert p.addresses[B] == {V1, V2}
+
+
+def test_a_witness_answer_counts_from_when_its_ping_was_sent():
+    """Found on the namespace network: a ping out when the peer was last heard, answered just
+    after, was taken as proof that the witness answered after the peer went quiet. So a node
+    cut off from the LAN in between took the peer's VIP. The answer now counts from its ping;
+    an ask while that ping was out goes once it is back."""
+    p = Pair(EXAMPLE + "\nwitness: {address: 192.0.2.254, interval: 0.2, timeout: 0.2}\n")
+    for n in p.names:
+        p.witness(n, True)
+    settle(p)
+    start = len(p.asked)
+    while len(p.asked) == start or p.asked[-1][1] != B:
+        p.step(0.001)
+    sent = p.now                 # B's ping goes out, and the peer is still heard after it
+    p.run(0.05, dt=0.001)
+    p.kill(A)                    # ... then the peer falls silent and B is cut off
+    p.run(0.3, dt=0.001)         # B finds A dead; its ask for a fresh ping is held back
+    assert [t for t, n in p.asked if n == B and t > sent] == []
+    p.witness(B, True)           # the answer to the ping sent before A went quiet
+    p.run(0.3, dt=0.001)
+    assert p.addresses[B] == {V2}, p.logs[-5:]
+    again = [t for t, n in p.asked if n == B and t > sent]
+    assert again and again[0] == pytest.approx(sent + 0.35, abs=0.002), again   # asked once it was back
+    p.witness(B, True)           # a ping sent after A went quiet: it is A that is gone
+    assert p.addresses[B] == {V1, V2}
+
+
+def test_a_node_back_from_a_cut_listens_before_it_takes_the_peers_vip():
+    """Seen on the namespace network: when the cut heals, the witness may answer before the
+    peer's next heartbeat arrives; the node took VIP1 for that moment and the client followed."""
+    p = Pair(EXAMPLE + "\nwitness: {address: 192.0.2.254, interval: 0.2, timeout: 0.2}\n")
+    for n in p.names:
+        p.witness(n, True)
+    settle(p)
+    p.link[B] = False            # B cut off: no heartbeats, no witness
+    p.run(0.3, dt=0.001)
+    p.witness(B, False)
+    start = len(p.asked)
+    while len(p.asked) == start or p.asked[-1][1] != B:
+        p.step(0.001)
+    assert p.addresses[B] == {V2}
+    p.witness(B, True)           # healed: the witness answers the ping just sent ...
+    assert p.addresses[B] == {V2}, p.logs[-4:]
+    p.link[B] = True             # ... before A's next heartbeat arrives
+    p.run(0.3, dt=0.001)
+    assert p.addresses[B] == {V2} and p.addresses[A] == {V1}, p.logs[-6:]
 
 
 def test_witness_unreachable_blocks_takeover_but_keeps_own_vip():

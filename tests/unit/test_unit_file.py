@@ -150,3 +150,17 @@ def test_firewall_units_verify_and_order_before_the_daemon(tmp_path):
     assert fw["Service"]["ExecStart"].endswith("dnspair firewall --apply --config /etc/dnspair/dnspair.yaml")
     path = (d / "dnspair-firewall.path").read_text()
     assert "PathChanged=/etc/dnspair/dnspair.yaml" in path and "PathChanged=/etc/dnspair/firewall.d" in path
+
+
+def test_grow_root_keeps_its_temporary_files_out_of_tmp():
+    # It runs before local-fs.target: tmp.mount may mount a tmpfs over /tmp while growpart has its
+    # temporary directory there (a boot under load failed so). %t is /run for a system unit.
+    grow = Path(UNIT).with_name("dnspair-grow-root.service")
+    p = configparser.ConfigParser(strict=False, interpolation=None)
+    p.optionxform = str
+    p.read(grow)
+    s = p["Service"]
+    assert p["Unit"]["DefaultDependencies"] == "no"
+    assert s["Environment"] == f"TMPDIR=%t/{s['RuntimeDirectory']}"
+    script = (UNIT.parents[3] / "usr/local/lib/dnspair-image/grow-root").read_text()
+    assert "/tmp" not in script and "TMPDIR" not in script  # nothing overrides the unit's

@@ -80,6 +80,8 @@ START_LISTEN = 1.0
 # A node that let go of a VIP says so in its heartbeats this long, so the node that keeps it
 # announces again even if the heartbeat showing the contest was lost.
 RELEASE_ECHO = 1.0
+# A witness ping still out this long after its timeout was lost (the shell's task died).
+WITNESS_SLACK = 1.0
 # Claim reasons that come from a failure of the peer: the claim is a failover, and sticky.
 FAILOVER = ("peer_lost", "peer_dns_failed", "peer_no_carrier")
 
@@ -138,7 +140,9 @@ class Engine:
         self.maintenance = False   # an upgrade is under way here (kept across restarts, with standby)
         self.carrier: dict[str, bool] = {v.interface: True for v in cfg.vips}
         self.witness_ok = cfg.witness is None
-        self.witness_at: float | None = None
+        self.witness_at: float | None = None      # when the last ping it answered was sent
+        self.witness_asked: float | None = None   # a ping is out since then (one at a time)
+        self.witness_again = False                # asked again meanwhile: ask once it is back
         # what this node holds and how
         self.held: set[int] = set()
         self.sticky: set[int] = set()
@@ -294,7 +298,7 @@ class Engine:
             self.next_dns = _advance(self.next_dns, check.interval, now)
         suspect = self.peer_suspect(now)
         if suspect and not self.probing and self.cfg.witness is not None:
-            acts.append(CheckWitness())   # ask the witness now, not at its next interval
+            acts += self._ask_witness(now)   # ask the witness now, not at its next interval
             self.next_witness = now + self.cfg.witness.interval
         self.probing = suspect
         if suspect:
@@ -309,7 +313,7 @@ class Engine:
             self._send_now = True
             self.next_heartbeat = _advance(self.next_heartbeat, hb.interval, now)
         if self.cfg.witness is not None and now >= self.next_witness:
-            acts.append(CheckWitness())
+            acts += self._ask_witness(now)
             self.next_witness = _advance(self.next_witness, self.cfg.witness.interval, now)
         if not self.held or self.peer_alive(now):
             self.next_refresh = now + REFRESH
@@ -544,6 +548,19 @@ class Engine:
     def _listen(self, now: float) -> None:
         self.listen_until = now + self.cfg.heartbeat.dead_time
 
+    def _ask_witness(self, now: float) -> list[Action]:
+        """One ping at a time. An answer vouches for the moment its ping was sent, so an ask
+        while one is out waits for it, then goes: the answer to a ping sent before the peer
+        went quiet must not count as one after (a node cut off between the two would take the
+        peer's VIPs). A ping out for longer than its timeout allows is taken as lost."""
+        w = self.cfg.witness
+        assert w is not None
+        if self.witness_asked is not None and now - self.witness_asked < w.timeout + WITNESS_SLACK:
+            self.witness_again = True
+            return []
+        self.witness_asked = now
+        return [CheckWitness()]
+
     def _on_witness(self, now: float, ok: bool) -> list[Action]:
         if self.cfg.witness is None:
             return []
@@ -551,18 +568,32 @@ class Engine:
         if ok != self.witness_ok:
             acts.append(Log(f"witness {self.cfg.witness.address} {'reachable' if ok else 'UNREACHABLE'}",
                             "info" if ok else "warning"))
+        if ok and not self.witness_ok and self.witness_at is not None:
+            # Back on the LAN after a cut: the peer's heartbeats could not flow either, and
+            # its next one may come after this answer. Its silence means nothing yet.
+            self._listen(now)
         self.witness_ok = ok
         if ok:
-            self.witness_at = now
+            self.witness_at = self.witness_asked if self.witness_asked is not None else now
+        self.witness_asked = None
+        if self.witness_again:
+            self.witness_again = False
+            acts += self._ask_witness(now)
         return acts
 
     def witness_fresh(self) -> bool:
-        """The witness answered after the peer went quiet: it is the peer that is gone, not us."""
+        """The witness answered a ping sent once the peer was overdue (suspect), or after its
+        bye: it is the peer that is gone, not us. A ping sent in the ordinary gap between two
+        heartbeats proves nothing: this node may be cut off from the LAN just after it."""
         if self.cfg.witness is None:
             return True
         if not self.witness_ok or self.witness_at is None:
             return False
-        return self.peer.last_heard is None or self.witness_at >= self.peer.last_heard
+        p = self.peer
+        if p.last_heard is None:
+            return True
+        quiet_from = p.last_heard + (0.0 if p.left else self.cfg.heartbeat.suspect_after)
+        return self.witness_at >= quiet_from
 
     def _on_claim_failed(self, now: float, vip: int, error: str) -> list[Action]:
         if not 0 <= vip < self.n:
