@@ -158,6 +158,20 @@ REGRESSIONS = {
             {"kind": "isolate", "node": 0, "dur": 0.121, "at": 6.07},
         ]},
     },
+    # A checker fix, found in CI's random slice (seed 671388096, 2026-12-04): dns-pm01's bind
+    # comes back from stopped while still slow (0.236 s) and dns-pm02 is off the LAN. No check
+    # can see bind healthy before its answer returns, so the budget after bind_end is the
+    # latency more; the claim at 5.236 was flagged as 0.026 s late.
+    "t_bind_back_but_slow": {
+        "bites": lambda rec: any(t > 4.95 for t, n, _, x in rec.logs
+                                 if n == "dns-pm01" and "claimed VIP 192.0.2.12/24" in x),
+        "schedule": {"seed": 671388096, "duration": 6.592, "counters": [860, 815], "start": [0.0, 0.207],
+                     "faults": [
+            {"at": 1.5, "dur": 3.45, "kind": "bind", "mode": "stopped", "node": 0},
+            {"at": 3.916, "dur": 2.176, "kind": "carrier", "link": 0, "node": 1},
+            {"at": 4.593, "dur": 1.19, "kind": "bind", "latency": 0.236, "mode": "slow", "node": 0},
+        ]},
+    },
 }
 
 # Found by the simulator in the engine of b0f1351 and fixed since (the `known` label is the
