@@ -138,6 +138,10 @@ class Engine:
         self.dns_ok = False
         self.consecutive = 0
         self.total_failures = 0
+        # /metrics' counter: failures seen since this start, never reset by cleanup (a
+        # Prometheus counter only goes up); the peer's from the deltas of its total.
+        self.failures_counted = {n: 0 for n in self.names}
+        self.peer_total_seen: int | None = None
         self.dns_latency: float | None = None
         self.dns_error: str | None = None
         self.standby = False
@@ -536,6 +540,7 @@ class Engine:
         else:
             self.consecutive += 1
             self.total_failures += 1
+            self.failures_counted[self.me] += 1
             self.dns_error = error
             self._record("dns_check", self.me, now, error or "failed")
         self.dns_ok = self.consecutive < self.cfg.failure_threshold
@@ -700,6 +705,10 @@ class Engine:
         self.peer.msg = msg
         self.peer.last_heard = now
         self.last_rx = (msg.seq, now)
+        t, seen = msg.total_failures, self.peer_total_seen
+        if seen is not None:   # a smaller total: a cleanup (or a fresh start) reset it
+            self.failures_counted[self.peer_name] += t - seen if t >= seen else t
+        self.peer_total_seen = t
         sent = self.sent_at.get(msg.ack_seq) if msg.echo == self.incarnation else None
         if sent is not None:
             self.rtt = max(0.0, now - sent - msg.ack_delay_us / 1e6)
