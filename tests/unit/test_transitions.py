@@ -52,7 +52,7 @@ def of(transitions, node, kind):
 
 def test_peer_found_at_start_and_after_a_restart(story):
     first = of(story, PM1, "peer_found")[0]
-    assert first.number == 1 and first.reason == f"heard {PM2} again" and first.role == "backup"
+    assert first.number == 1 and first.reason == f"heard {PM2}" and first.role == "backup"
     later = of(story, PM1, "peer_found")[1:]
     assert len(later) == 2 and all(t.reason == f"heard {PM2} again (restarted)" for t in later)
     assert all(t.code == "peer_found" and t.vip is None and t.old_owner is None and t.new_owner is None

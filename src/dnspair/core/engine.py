@@ -724,7 +724,8 @@ class Engine:
         if self.peer.left or not was_alive:
             acts.append(Log(f"peer {self.peer_name} is online"
                             + (" (restarted)" if new_incarnation else "")))
-            acts.append(self._transition(now, "peer_found", "peer_found", f"heard {self.peer_name} again"
+            acts.append(self._transition(now, "peer_found", "peer_found", f"heard {self.peer_name}"
+                                         + (" again" if self.peer.ever_heard else "")
                                          + (" (restarted)" if new_incarnation else "")))
             self.peer.left = False
             self._send_now = True
