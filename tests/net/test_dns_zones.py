@@ -190,6 +190,38 @@ def test_a_lasting_difference_is_reported_everywhere(lab, rndc_log):
     assert not lights(p.status("node2"))[1]
 
 
+def test_a_heard_peer_whose_bind_does_not_answer_is_reported_everywhere(lab, rndc_log):
+    p = DnsPair(lab, drift=3, extra="status_http: {listen: '0.0.0.0:8053'}\n")
+    p.start()
+    p.wait(lambda: all(z["serials"]["dns-pm02"] == z["serials"]["dns-pm01"] is not None
+                       for z in p.dns_status("node1")["zones"]), "both binds serve every zone")
+    # node2's own firewall drops node1's DNS queries; heartbeats (another port) still flow
+    lab.run("node2", "nft", "-f", "-", input="table ip dpblk {\n chain input {\n"
+            "  type filter hook input priority -20; policy accept;\n"
+            "  ip saddr 192.0.2.1 udp dport 53 drop\n  ip saddr 192.0.2.1 tcp dport 53 drop\n }\n}\n")
+    try:
+        f = p.wait(lambda: [x for x in p.status("node1")["findings"] if x["kind"] == "zone_unanswered"],
+                   "a zone_unanswered finding on node1", 20)
+        st = p.status("node1")
+        assert next(n for n in st["nodes"] if not n["self"])["online"], "the peer is still heard"
+        want = f"zone {ZONE}: dns-pm02's bind has not answered for "
+        mine = [x for x in f if x["subject"] == ZONE]
+        assert mine and mine[0]["text"].startswith(want), f
+        assert mine[0]["text"].endswith("(serials cannot be compared)") and mine[0]["severity"] == "warning"
+        assert not any(x["kind"] == "zone_drift" for x in st["findings"]), st["findings"]
+        assert want in p.cli("node1", "status").stdout
+        rc, line, _, r = check(lab, "node1", "--config", p.configs["node1"], "--no-dns")
+        assert rc == 1 and line.startswith("DNSPAIR WARNING") and "has not answered" in r.stdout, r.stdout
+        metrics = _get(lab, "192.0.2.1")
+        assert re.search(rf'dnspair_zone_peer_silent\{{zone="{re.escape(ZONE)}"\}} 1', metrics), metrics
+        from dnspair.shell.leds import lights
+        assert lights(p.status("node1"))[1], "amber on"
+    finally:
+        lab.run("node2", "nft", "delete", "table", "ip", "dpblk", check=False)
+    p.wait(lambda: not [x for x in p.status("node1")["findings"] if x["kind"] == "zone_unanswered"],
+           "the finding clears once node2's bind answers again", 20)
+
+
 def _get(lab, host):
     import socket
     s = lab.socket("client", socket.AF_INET, socket.SOCK_STREAM)
