@@ -251,7 +251,7 @@ def test_a_hand_broken_zone_file_is_a_failed_action_with_binds_line(dns_pair):
     assert "Failed Actions" in p.cli("node1", "status").stdout
 
 
-def test_promote_refuses_while_the_primary_is_ahead_then_takes_over_when_it_is_gone(dns_pair):
+def test_promote_refuses_while_the_primary_is_ahead_or_answers_then_takes_over_when_it_is_gone(dns_pair):
     p, lab = dns_pair, dns_pair.lab
     # node2 misses node1's NOTIFYs and transfers for a moment: node1 is ahead, and reachable
     lab.drop_heartbeats("node2", 100, port=53)
@@ -263,6 +263,12 @@ def test_promote_refuses_while_the_primary_is_ahead_then_takes_over_when_it_is_g
     assert p.soa_serial("192.0.2.2") != p.soa_serial("192.0.2.1")
     lab.clear_drops("node2")
     p.wait(lambda: p.soa_serial("192.0.2.2") == p.soa_serial("192.0.2.1"), "node2 catches up", 40)
+    # same serials, but node1's bind still answers: a second primary is refused too
+    r = p.cli("node2", "dns", "promote", "--node", "dns-pm02")
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stdout + r.stderr
+    assert "the primary dns-pm01 (192.0.2.1) still answers" in r.stderr and "two primaries" in r.stderr
+    r = p.cli("node2", "records", "add", f"still.{ZONE}", "A", "192.0.2.36")
+    assert r.returncode == 0 and "on dns-pm01" in r.stdout, r.stdout + r.stderr   # still the secondary
     lab.link_down("node1")
     p.wait_served(VIP1, "node2")
     r = p.cli("node2", "dns", "promote", "--node", "dns-pm02")
