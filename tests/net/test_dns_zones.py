@@ -2,8 +2,9 @@
 dnspair renders, the pair's daemons beside them, and a client asking through the VIPs.
 
 Every test also holds bind to its promise: it is never restarted (the same named process
-answers throughout) and rndc is only ever asked to reload or reconfig (a wrapper on PATH
-logs every rndc call dnspair makes).
+answers throughout) and dnspair asks rndc only to reload or reconfig (a wrapper on PATH
+logs every rndc call dnspair makes; the image's clock unit and its `rndc flush` do not run
+here: tests/unit/test_dns.py pins that it is the one other rndc command shipped).
 """
 import os
 import re

@@ -204,11 +204,27 @@ def test_apply_rewrites_only_what_changed_and_never_a_zone_bind_owns(tmp_path):
     assert oct((tmp_path / "b" / "etc" / "dnspair.key").stat().st_mode & 0o777) == "0o640"
 
 
-def test_rndc_is_only_ever_asked_to_reload_or_reconfig():
+def test_dnspair_asks_rndc_only_to_reload_or_reconfig():
     from dnspair.shell import bindfiles
     for verb in ("stop", "halt", "restart", "flush"):
         with pytest.raises(ValueError):
             bindfiles.rndc(cfg(), verb)
+
+
+def test_the_one_other_rndc_command_shipped_is_the_documented_clock_flush():
+    """dnspair's own code goes through bindfiles.rndc (above); the image's units are the rest."""
+    import re
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    found = set()
+    for f in (root / "overlays").rglob("*"):
+        if f.is_file():
+            for line in f.read_text(errors="replace").splitlines():
+                if not line.lstrip().startswith("#"):
+                    found |= {(f.name, m) for m in re.findall(r"\brndc\s+(?:-\S+\s+\S+\s+)*(\w+)", line)}
+    assert found == {("dnspair-dns-clock.service", "flush")}, found
+    doc = " ".join((root / "docs" / "dns.md").read_text().split())
+    assert "`dnspair-dns-clock.service` runs `rndc flush`" in doc
 
 
 # --- the drift rule ------------------------------------------------------------------------
