@@ -8,6 +8,7 @@ here: tests/unit/test_dns.py pins that it is the one other rndc command shipped)
 """
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 
 import lab as labmod
 from dnslab import REVERSE, ZONE, DnsPair
+from pair import NODE_NAME
 from test_operator_plugin import check
 
 VIP1, VIP2 = labmod.VIP1, labmod.VIP2
@@ -134,6 +136,50 @@ def test_a_new_zone_appears_on_the_secondary(dns_pair):
     assert p.cli("node2", "reload", "--node", "dns-pm02").returncode == 0
     p.wait(lambda: not any(f["kind"].startswith(("zone_", "dns_")) for f in p.status("node2")["findings"])
            and "pair.test" in serials(p), "node2 reports the new zone alike on both", 10)
+
+
+UPSTREAM = """\
+import socket, sys
+import dns.message, dns.rdatatype, dns.rrset
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 53))
+print("ready", flush=True)
+while True:
+    data, peer = s.recvfrom(4096)
+    q = dns.message.from_wire(data)
+    r = dns.message.make_response(q)
+    if q.question[0].rdtype == dns.rdatatype.A:
+        r.answer.append(dns.rrset.from_text(q.question[0].name, 60, "IN", "A", "192.0.2.99"))
+    s.sendto(r.to_wire(), peer)
+"""
+
+
+def test_forwarders_and_allow_query_apply_with_dnspair_reload_and_no_restart(dns_pair, tmp_path):
+    p, lab = dns_pair, dns_pair.lab
+    pids = {n: lab.bind_process(n).pid for n in labmod.NODES}
+    # an upstream of our own on the client (TEST-NET-1): it answers every A with 192.0.2.99.
+    # ntp.org is in validate-except, so bind takes its unsigned answer.
+    script, log = tmp_path / "upstream.py", tmp_path / "upstream.log"
+    script.write_text(UPSTREAM)
+    lab.popen("client", [sys.executable, script, labmod.CLIENT_ADDR], log=log, what="upstream")
+    p.wait(lambda: "ready" in log.read_text(), "the fake upstream listening", 10)
+    name = "dnspair-check.pool.ntp.org"
+    assert p.answer("127.0.0.1", name, where="node1") != ["192.0.2.99"]   # 192.0.2.53: nobody
+    assert p.answer(VIP1, f"nas.{ZONE}") == ["192.0.2.20"]                # the client may ask
+    new = p.dns_text.replace("forwarders: [192.0.2.53]", f"forwarders: [{labmod.CLIENT_ADDR}]")
+    new = new.replace("allow_query: [192.0.2.0/24, localhost]", "allow_query: [localhost]")
+    assert new != p.dns_text and new.count(labmod.CLIENT_ADDR) == 1
+    p.rewrite_config(new)
+    for n in labmod.NODES:
+        r = p.cli(n, "reload", "--node", NODE_NAME[n])
+        assert r.returncode == 0 and "bind reconfigured" in r.stdout, r.stdout + r.stderr
+    p.wait(lambda: all(p.answer("127.0.0.1", name, where=n) == ["192.0.2.99"] for n in labmod.NODES),
+           "both binds forward to the new upstream", 10)
+    for vip in (VIP1, VIP2):   # the client is no longer allowed to ask
+        assert "status: REFUSED" in lab.run("client", "dig", "+time=1", "+tries=1", f"@{vip}",
+                                            f"nas.{ZONE}", check=False).stdout
+    assert p.answer("127.0.0.1", f"nas.{ZONE}", where="node2") == ["192.0.2.20"]
+    assert {n: lab.bind_process(n).pid for n in labmod.NODES} == pids, "bind restarted"
 
 
 def test_with_the_primary_gone_the_secondary_serves_and_refuses_changes_then_converges(dns_pair):
