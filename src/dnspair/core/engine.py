@@ -196,7 +196,8 @@ class Engine:
         self.told_failed: set[int] = set()   # announced over a peer whose DNS failed
         self.probing = False
         self.expected: float | None = None   # the wake_at we last asked for
-        self.status_key: tuple[frozenset[int], bool, bool, bool, tuple[str, ...]] | None = None
+        self.status_key: (tuple[frozenset[int], bool, bool, bool, tuple[str, ...], tuple[str, ...]]
+                          | None) = None
         self._send_now = False
         # kept across restarts (core/saved.py) and what explains where each VIP is
         self.away: set[int] = set()      # left here by our failure: no home claim until cleanup
@@ -399,14 +400,16 @@ class Engine:
         """The STATUS= line, only when what it shows changed (it is not built every wakeup)."""
         alive = self.peer_alive(now)
         drifted = tuple(self.drift.drifted(now)) if self.drift is not None else ()
-        key = (frozenset(self.held), alive, self.dns_ok, self.standby, drifted)
+        silent = tuple(self.drift.silent(now)) if self.drift is not None and alive else ()
+        key = (frozenset(self.held), alive, self.dns_ok, self.standby, drifted, silent)
         if key == self.status_key:
             return []
         self.status_key = key
         held = ", ".join(self.cfg.vips[i].ip for i in sorted(self.held)) or "no VIP"
         line = (f"holding {held}; peer {self.peer_name} {'online' if alive else 'offline'}; "
                 f"DNS {'ok' if self.dns_ok else 'FAILED'}" + ("; standby" if self.standby else "")
-                + (f"; differing: {', '.join(drifted)}" if drifted else ""))
+                + (f"; differing: {', '.join(drifted)}" if drifted else "")
+                + (f"; peer bind silent: {', '.join(silent)}" if silent else ""))
         return [Notify(f"STATUS={line}")]
 
     # --- inputs -------------------------------------------------------------------------
@@ -764,8 +767,9 @@ class Engine:
             return []
         acts: list[Action] = []
         self.zones_seen, self.zones_seen_at = ev, now
+        heard = self.peer_alive(now)
         for zone, mine, theirs in ev.zones:
-            self.drift.observe(now, zone, mine, theirs)
+            self.drift.observe(now, zone, mine, theirs, peer_heard=heard)
         self.drift.observe(now, "config", ev.digests[0], ev.digests[1])
         self.drift.observe(now, "reload", ev.rendered, ev.digests[0])
         self.drift.forget({z for z, _, _ in ev.zones} | {"config", "reload"})

@@ -172,7 +172,7 @@ def _dns(e: Engine, now: float) -> dict[str, Any] | None:
     if d is None or cfg is None:
         return None
     seen = e.zones_seen
-    drifted = set(d.drifted(now))
+    drifted, silent = set(d.drifted(now)), set(d.silent(now))
 
     def item(what: str) -> tuple[Any, Any, float | None, bool]:
         it = d.items.get(what)
@@ -181,11 +181,17 @@ def _dns(e: Engine, now: float) -> dict[str, Any] | None:
         age = it.differing_for(now)
         return it.mine, it.peer, None if age is None else round(age, 3), what in drifted
 
+    def quiet(what: str) -> float | None:
+        it = d.items.get(what)
+        age = None if it is None else it.silent_for(now)
+        return None if age is None else round(age, 3)
+
     zones = []
     for zone, _, _ in (seen.zones if seen else [(z.name, None, None) for z in cfg.zones]):
         mine, theirs, age, bad = item(zone)
         zones.append({"zone": zone, "serials": {e.me: mine, e.peer_name: theirs},
-                      "differing_s": age, "drifted": bad, "load_error": e.zone_errors.get(zone)})
+                      "differing_s": age, "drifted": bad, "peer_silent_s": quiet(zone),
+                      "peer_silent": zone in silent, "load_error": e.zone_errors.get(zone)})
     mine, theirs, age, bad = item("config")
     rendered, running, rage, rbad = item("reload")
     return {

@@ -139,6 +139,9 @@ def metrics(st: dict) -> str:
           [((z["zone"],), z["differing_s"] or 0) for z in dns["zones"]], ("zone",))
         m("zone_drift", "gauge", "1 if a zone has differed for longer than dns.drift_after.",
           [((z["zone"],), int(z["drifted"])) for z in dns["zones"]], ("zone",))
+        m("zone_peer_silent", "gauge", "1 if the peer is heard but its bind has not answered this "
+          "node's SOA query for a zone for longer than dns.drift_after.",
+          [((z["zone"],), int(bool(z.get("peer_silent")))) for z in dns["zones"]], ("zone",))
         m("bind_config_match", "gauge", "1 if both binds carry the same config digest, NaN if unknown.",
           [((), None if None in dns["config"]["digests"].values()
             else int(len(set(dns["config"]["digests"].values())) == 1))])
