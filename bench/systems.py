@@ -6,6 +6,7 @@ nodes (by PID, through the lab), and knows how to do an orderly stop and a plann
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -249,6 +250,13 @@ control:
   socket: {self.socket[n]}
 state_dir: {self.workdir / n / "state"}
 """)
+
+    def start(self):
+        # Each run is a fresh pair, as keepalived's are: a state directory kept from the last
+        # run's fault would keep VIP1 away from node1 (failback: manual) until a cleanup.
+        for node in NODES:
+            shutil.rmtree(self.workdir / node / "state", ignore_errors=True)
+        super().start()
 
     def start_node(self, node):
         return self.lab.start_daemon(node, self.workdir / node / "dnspair.yaml",

@@ -285,7 +285,7 @@ def cmd_promote(args) -> int:
     from .shell import promote, zones
     cfg, key = _dns_config(args)
     try:
-        print(promote.promote(cfg, _node(args, cfg), key))
+        print(promote.promote(cfg, _node(args, cfg), key, args.force))
     except zones.ZoneError as e:
         return fail(str(e))
     return 0
@@ -454,12 +454,16 @@ def parser() -> argparse.ArgumentParser:
     dsub = d.add_subparsers(dest="action", required=True, metavar="ACTION")
     for name, fn, help in (("render", cmd_render, "write this node's bind files from the config"),
                            ("promote", cmd_promote, "make this node primary for the local zones "
-                            "(refused while the old primary answers with newer serials)")):
+                            "(refused while the old primary's bind answers)")):
         sp = dsub.add_parser(name, help=help, description=help)
         sp.add_argument("--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
         sp.add_argument("--node", help="this node's name (default: the host name)")
         sp.set_defaults(fn=fn)
     dsub.choices["render"].add_argument("--root", help="write under this directory (an image tree)")
+    dsub.choices["promote"].add_argument(
+        "--force", action="store_true",
+        help="promote although the old primary's bind answers (two primaries until it stops); "
+             "never while it holds newer serials")
     return p
 
 

@@ -81,6 +81,7 @@ this lab started, by PID (and their descendants), then deletes the namespaces, t
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import json
 import os
@@ -139,6 +140,23 @@ def _check_addr(ip: str) -> str:
         if ipaddress.IPv6Address(ip) in ipaddress.IPv6Network("2001:db8::/32"):
             return ip
     raise LabError(f"lab refuses address {ip!r}: only 192.0.2.0/24 and 2001:db8::/32 are allowed")
+
+
+@contextlib.contextmanager
+def scratch_netns(prefix: str, *setup: list[str]):
+    """A namespace of its own for one test: `lo` up, then each `ip -n NS ...` command of
+    `setup`; deleted afterwards, even on failure."""
+    name = f"{prefix}{os.getpid()}x{next(_scratch)}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        for cmd in (["link", "set", "lo", "up"], *setup):
+            subprocess.run(["ip", "-n", name, *cmd], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+_scratch = iter(range(1, 1 << 30))
 
 
 def requirements_missing() -> str | None:

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+import lab as labmod
 from dnspair.core import config
 from dnspair.shell import bindfiles
 
@@ -31,13 +32,8 @@ def run(ns, *cmd, check=True):
 def bare_ns():
     if os.geteuid() != 0:
         pytest.skip("needs root for a network namespace")
-    name = f"dpempty{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+    with labmod.scratch_netns("dpempty") as name:
         yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
 def secondary(tmp_path, body):

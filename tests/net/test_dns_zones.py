@@ -2,11 +2,13 @@
 dnspair renders, the pair's daemons beside them, and a client asking through the VIPs.
 
 Every test also holds bind to its promise: it is never restarted (the same named process
-answers throughout) and rndc is only ever asked to reload or reconfig (a wrapper on PATH
-logs every rndc call dnspair makes).
+answers throughout) and dnspair asks rndc only to reload or reconfig (a wrapper on PATH
+logs every rndc call dnspair makes; the image's clock unit and its `rndc flush` do not run
+here: tests/unit/test_dns.py pins that it is the one other rndc command shipped).
 """
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pytest
 
 import lab as labmod
 from dnslab import REVERSE, ZONE, DnsPair
+from pair import NODE_NAME
 from test_operator_plugin import check
 
 VIP1, VIP2 = labmod.VIP1, labmod.VIP2
@@ -135,6 +138,50 @@ def test_a_new_zone_appears_on_the_secondary(dns_pair):
            and "pair.test" in serials(p), "node2 reports the new zone alike on both", 10)
 
 
+UPSTREAM = """\
+import socket, sys
+import dns.message, dns.rdatatype, dns.rrset
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 53))
+print("ready", flush=True)
+while True:
+    data, peer = s.recvfrom(4096)
+    q = dns.message.from_wire(data)
+    r = dns.message.make_response(q)
+    if q.question[0].rdtype == dns.rdatatype.A:
+        r.answer.append(dns.rrset.from_text(q.question[0].name, 60, "IN", "A", "192.0.2.99"))
+    s.sendto(r.to_wire(), peer)
+"""
+
+
+def test_forwarders_and_allow_query_apply_with_dnspair_reload_and_no_restart(dns_pair, tmp_path):
+    p, lab = dns_pair, dns_pair.lab
+    pids = {n: lab.bind_process(n).pid for n in labmod.NODES}
+    # an upstream of our own on the client (TEST-NET-1): it answers every A with 192.0.2.99.
+    # ntp.org is in validate-except, so bind takes its unsigned answer.
+    script, log = tmp_path / "upstream.py", tmp_path / "upstream.log"
+    script.write_text(UPSTREAM)
+    lab.popen("client", [sys.executable, script, labmod.CLIENT_ADDR], log=log, what="upstream")
+    p.wait(lambda: "ready" in log.read_text(), "the fake upstream listening", 10)
+    name = "dnspair-check.pool.ntp.org"
+    assert p.answer("127.0.0.1", name, where="node1") != ["192.0.2.99"]   # 192.0.2.53: nobody
+    assert p.answer(VIP1, f"nas.{ZONE}") == ["192.0.2.20"]                # the client may ask
+    new = p.dns_text.replace("forwarders: [192.0.2.53]", f"forwarders: [{labmod.CLIENT_ADDR}]")
+    new = new.replace("allow_query: [192.0.2.0/24, localhost]", "allow_query: [localhost]")
+    assert new != p.dns_text and new.count(labmod.CLIENT_ADDR) == 1
+    p.rewrite_config(new)
+    for n in labmod.NODES:
+        r = p.cli(n, "reload", "--node", NODE_NAME[n])
+        assert r.returncode == 0 and "bind reconfigured" in r.stdout, r.stdout + r.stderr
+    p.wait(lambda: all(p.answer("127.0.0.1", name, where=n) == ["192.0.2.99"] for n in labmod.NODES),
+           "both binds forward to the new upstream", 10)
+    for vip in (VIP1, VIP2):   # the client is no longer allowed to ask
+        assert "status: REFUSED" in lab.run("client", "dig", "+time=1", "+tries=1", f"@{vip}",
+                                            f"nas.{ZONE}", check=False).stdout
+    assert p.answer("127.0.0.1", f"nas.{ZONE}", where="node2") == ["192.0.2.20"]
+    assert {n: lab.bind_process(n).pid for n in labmod.NODES} == pids, "bind restarted"
+
+
 def test_with_the_primary_gone_the_secondary_serves_and_refuses_changes_then_converges(dns_pair):
     p, lab = dns_pair, dns_pair.lab
     lab.link_down("node1")
@@ -190,6 +237,38 @@ def test_a_lasting_difference_is_reported_everywhere(lab, rndc_log):
     assert not lights(p.status("node2"))[1]
 
 
+def test_a_heard_peer_whose_bind_does_not_answer_is_reported_everywhere(lab, rndc_log):
+    p = DnsPair(lab, drift=3, extra="status_http: {listen: '0.0.0.0:8053'}\n")
+    p.start()
+    p.wait(lambda: all(z["serials"]["dns-pm02"] == z["serials"]["dns-pm01"] is not None
+                       for z in p.dns_status("node1")["zones"]), "both binds serve every zone")
+    # node2's own firewall drops node1's DNS queries; heartbeats (another port) still flow
+    lab.run("node2", "nft", "-f", "-", input="table ip dpblk {\n chain input {\n"
+            "  type filter hook input priority -20; policy accept;\n"
+            "  ip saddr 192.0.2.1 udp dport 53 drop\n  ip saddr 192.0.2.1 tcp dport 53 drop\n }\n}\n")
+    try:
+        f = p.wait(lambda: [x for x in p.status("node1")["findings"] if x["kind"] == "zone_unanswered"],
+                   "a zone_unanswered finding on node1", 20)
+        st = p.status("node1")
+        assert next(n for n in st["nodes"] if not n["self"])["online"], "the peer is still heard"
+        want = f"zone {ZONE}: dns-pm02's bind has not answered for "
+        mine = [x for x in f if x["subject"] == ZONE]
+        assert mine and mine[0]["text"].startswith(want), f
+        assert mine[0]["text"].endswith("(serials cannot be compared)") and mine[0]["severity"] == "warning"
+        assert not any(x["kind"] == "zone_drift" for x in st["findings"]), st["findings"]
+        assert want in p.cli("node1", "status").stdout
+        rc, line, _, r = check(lab, "node1", "--config", p.configs["node1"], "--no-dns")
+        assert rc == 1 and line.startswith("DNSPAIR WARNING") and "has not answered" in r.stdout, r.stdout
+        metrics = _get(lab, "192.0.2.1")
+        assert re.search(rf'dnspair_zone_peer_silent\{{zone="{re.escape(ZONE)}"\}} 1', metrics), metrics
+        from dnspair.shell.leds import lights
+        assert lights(p.status("node1"))[1], "amber on"
+    finally:
+        lab.run("node2", "nft", "delete", "table", "ip", "dpblk", check=False)
+    p.wait(lambda: not [x for x in p.status("node1")["findings"] if x["kind"] == "zone_unanswered"],
+           "the finding clears once node2's bind answers again", 20)
+
+
 def _get(lab, host):
     import socket
     s = lab.socket("client", socket.AF_INET, socket.SOCK_STREAM)
@@ -219,7 +298,7 @@ def test_a_hand_broken_zone_file_is_a_failed_action_with_binds_line(dns_pair):
     assert "Failed Actions" in p.cli("node1", "status").stdout
 
 
-def test_promote_refuses_while_the_primary_is_ahead_then_takes_over_when_it_is_gone(dns_pair):
+def test_promote_refuses_while_the_primary_is_ahead_or_answers_then_takes_over_when_it_is_gone(dns_pair):
     p, lab = dns_pair, dns_pair.lab
     # node2 misses node1's NOTIFYs and transfers for a moment: node1 is ahead, and reachable
     lab.drop_heartbeats("node2", 100, port=53)
@@ -231,6 +310,12 @@ def test_promote_refuses_while_the_primary_is_ahead_then_takes_over_when_it_is_g
     assert p.soa_serial("192.0.2.2") != p.soa_serial("192.0.2.1")
     lab.clear_drops("node2")
     p.wait(lambda: p.soa_serial("192.0.2.2") == p.soa_serial("192.0.2.1"), "node2 catches up", 40)
+    # same serials, but node1's bind still answers: a second primary is refused too
+    r = p.cli("node2", "dns", "promote", "--node", "dns-pm02")
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stdout + r.stderr
+    assert "the primary dns-pm01 (192.0.2.1) still answers" in r.stderr and "two primaries" in r.stderr
+    r = p.cli("node2", "records", "add", f"still.{ZONE}", "A", "192.0.2.36")
+    assert r.returncode == 0 and "on dns-pm01" in r.stdout, r.stdout + r.stderr   # still the secondary
     lab.link_down("node1")
     p.wait_served(VIP1, "node2")
     r = p.cli("node2", "dns", "promote", "--node", "dns-pm02")

@@ -6,7 +6,6 @@ One namespace of our own holds two real bind9 servers on TEST-NET-1 addresses on
 a test root (192.0.2.53) signed with dnssec-signzone, and the resolver (192.0.2.1) running the
 appliance's rendered named.conf.options (core/bindconf.py), trusting the test root's key instead of IANA's.
 """
-import os
 import re
 import shutil
 import signal
@@ -83,15 +82,9 @@ def netns():
     why = labmod.requirements_missing()
     if why or not shutil.which("dnssec-signzone") or not shutil.which("dig"):
         pytest.skip(why or "needs dnssec-signzone and dig (bind9-utils, bind9-dnsutils)")
-    ns = f"dpclk{os.getpid()}"
-    run("ip", "netns", "add", ns)
-    try:
-        run("ip", "-n", ns, "link", "set", "lo", "up")
-        for a in (ROOT_NS, RESOLVER):
-            run("ip", "-n", ns, "addr", "add", f"{a}/32", "dev", "lo")
+    with labmod.scratch_netns("dpclk", *(["addr", "add", f"{a}/32", "dev", "lo"]
+                                         for a in (ROOT_NS, RESOLVER))) as ns:
         yield ns
-    finally:
-        run("ip", "netns", "delete", ns)
 
 
 def serve(ns, tmp, inception):

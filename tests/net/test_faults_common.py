@@ -126,6 +126,13 @@ class Watcher:
         return "; ".join(parts)
 
 
+def outage(w: Watcher, vip: str, new: str, t0: float) -> float:
+    """Seconds from the fault to the first query the new owner answered."""
+    first = next((s.t for s in w.of(vip, t0) if s.node == new), None)
+    assert first is not None, f"{vip} never answered by {new}: {w.summary(t0)}"
+    return first - t0
+
+
 def held(lab, node: str) -> set[str]:
     """VIPs on `node`'s eth0, by `ip -n` (one fork, no `ip netns exec`: a few ms)."""
     r = subprocess.run(["ip", "-n", lab.nsname(node), "-j", "addr", "show", "dev", "eth0"],

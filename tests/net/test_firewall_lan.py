@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import lab as labmod
 from lab import dns_query_packet
 from pair import config_text
 
@@ -150,11 +151,7 @@ def test_the_example_ruleset_loads_in_nft_and_names_what_it_admits():
         text = subprocess.run([sys.executable, "-m", "dnspair", "firewall", "--config", str(example),
                                "--node", node, "--include-dir", ""], capture_output=True, text=True,
                               check=True).stdout
-        ns = f"dpfw{node[-1]}{__import__('os').getpid()}"
-        subprocess.run(["ip", "netns", "add", ns], check=True)
-        try:
+        with labmod.scratch_netns(f"dpfw{node[-1]}") as ns:
             r = subprocess.run(["ip", "netns", "exec", ns, "nft", "-c", "-f", "-"], input=text,
                                capture_output=True, text=True)
             assert r.returncode == 0, r.stderr
-        finally:
-            subprocess.run(["ip", "netns", "del", ns])

@@ -13,7 +13,7 @@ from scapy.layers.l2 import Ether
 import lab as labmod
 from campaign import BUDGET
 from pair import Pair, vip_yaml
-from test_faults_common import Background, Watcher
+from test_faults_common import Background, Watcher, outage
 
 VIP1, VIP2 = labmod.VIP1, labmod.VIP2
 VIP6A, VIP6B = labmod.VIP6A, labmod.VIP6B
@@ -49,13 +49,6 @@ class Capture(Background):
             if t >= since and ICMPv6ND_NA in pkt and pkt[ICMPv6ND_NA].tgt == target:
                 out.append((t, pkt))
         return out
-
-
-def outage(w: Watcher, vip: str, new: str, t0: float) -> float:
-    """Seconds from the fault to the first query the new owner answered."""
-    first = next((s.t for s in w.of(vip, t0) if s.node == new), None)
-    assert first is not None, f"{vip} never answered by {new}: {w.summary(t0)}"
-    return first - t0
 
 
 def served_at_once(lab, node: str, ip: str) -> dict:

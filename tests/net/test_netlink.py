@@ -8,9 +8,10 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 
 import pytest
+
+import lab as labmod
 
 SRC = os.path.join(os.path.dirname(__file__), "..", "..", "src")
 
@@ -50,15 +51,9 @@ asyncio.run(watch_carrier({"v0"}, lambda n, up: print(n, up, flush=True)))
 def ns():
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces)")
-    name = f"dnspair-nl-{uuid.uuid4().hex[:6]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        for cmd in (["link", "add", "v0", "type", "veth", "peer", "name", "v0p"],
-                    ["link", "set", "v0", "up"], ["link", "set", "v0p", "up"]):
-            subprocess.run(["ip", "-n", name, *cmd], check=True)
+    with labmod.scratch_netns("dpnl", ["link", "add", "v0", "type", "veth", "peer", "name", "v0p"],
+                              ["link", "set", "v0", "up"], ["link", "set", "v0p", "up"]) as name:
         yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=True)
 
 
 def netlink(ns, *ops):

@@ -4,7 +4,8 @@ Budgets (docs/simulator.md): a failed or misdirected query is excused while it i
 failover budget of the latest fault edge (any fault's start or end, a stop hook, a restart):
 0.25 s, 0.4 s after a bind hang or slow bind, the engine's start listening time more after a
 daemon starts, a freeze's own duration more after its start,
-plus any extra heartbeat delay the network faults add and the witness's interval and timeout
+plus any extra heartbeat delay the network faults add, twice a lagging loop's lag (a check
+and its timeout each fire late), and the witness's interval and timeout
 when one is configured.
 """
 from __future__ import annotations

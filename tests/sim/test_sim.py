@@ -294,7 +294,8 @@ def test_found_defect(name):
 
 @pytest.mark.parametrize("name", ["a_lower_incarnation", "b_max_incarnation", "c_replay_to_fresh_node",
                                   "d_short_freeze", "e_admin_counter_wrap", "q_witness_answer_from_before",
-                                  "r_witness_answer_from_before_a_bye", "s_witness_ping_between_heartbeats"])
+                                  "r_witness_answer_from_before_a_bye", "s_witness_ping_between_heartbeats",
+                                  "u_bind_slow_then_hung", "v_one_way_replay_after_death"])
 def test_regression_fails_with_its_fix_taken_out(name):
     """Each regression under a mutant engine that has its fix taken out (mutants.py)."""
     from . import mutants
@@ -377,6 +378,19 @@ def test_checker_budget_excuses_only_what_follows_a_fault_edge():
     cfg = world.configmod.parse(EXAMPLE)
     v = checks.answered(rec, cfg)
     assert len(v) == 1 and v[0].t == 1.3
+
+
+def test_checker_budget_after_bind_comes_back_slow_is_its_latency_more():
+    """A bind_end mark carries the bind's remaining latency: a query that fails within the
+    budget plus that latency is excused, one just after it is not."""
+    rec = world.Record()
+    rec.marks = [(1.0, "bind_end", 0.2)]
+    rec.states = [(0.0, ("dns-pm01",), True, 0.0, ("dns-pm01",), False)]
+    late = 1.0 + checks.DEATH_BUDGET + 0.2
+    rec.queries = [(late - 0.01, 0, False, False, "dns-pm02"), (late - 0.005, 0, True, False, "dns-pm01"),
+                   (late + 0.01, 1, False, False, "dns-pm02"), (late + 0.02, 1, True, False, "dns-pm01")]
+    v = checks.answered(rec, world.configmod.parse(EXAMPLE))
+    assert [(x.vip, round(x.t, 3)) for x in v] == [(1, round(late + 0.01, 3))]
 
 
 def test_sticky_kept_invariant_bites_without_the_state_file():

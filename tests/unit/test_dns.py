@@ -204,11 +204,27 @@ def test_apply_rewrites_only_what_changed_and_never_a_zone_bind_owns(tmp_path):
     assert oct((tmp_path / "b" / "etc" / "dnspair.key").stat().st_mode & 0o777) == "0o640"
 
 
-def test_rndc_is_only_ever_asked_to_reload_or_reconfig():
+def test_dnspair_asks_rndc_only_to_reload_or_reconfig():
     from dnspair.shell import bindfiles
     for verb in ("stop", "halt", "restart", "flush"):
         with pytest.raises(ValueError):
             bindfiles.rndc(cfg(), verb)
+
+
+def test_the_one_other_rndc_command_shipped_is_the_documented_clock_flush():
+    """dnspair's own code goes through bindfiles.rndc (above); the image's units are the rest."""
+    import re
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    found = set()
+    for f in (root / "overlays").rglob("*"):
+        if f.is_file():
+            for line in f.read_text(errors="replace").splitlines():
+                if not line.lstrip().startswith("#"):
+                    found |= {(f.name, m) for m in re.findall(r"\brndc\s+(?:-\S+\s+\S+\s+)*(\w+)", line)}
+    assert found == {("dnspair-dns-clock.service", "flush")}, found
+    doc = " ".join((root / "docs" / "dns.md").read_text().split())
+    assert "`dnspair-dns-clock.service` runs `rndc flush`" in doc
 
 
 # --- the drift rule ------------------------------------------------------------------------
@@ -225,6 +241,23 @@ def test_a_difference_counts_only_once_it_lasts():
     assert d.drifted(200) == []
     d.observe(201, "home.arpa", 3, "SERVFAIL")   # the peer's bind answers without the zone
     assert d.drifted(232) == ["home.arpa"]
+
+
+def test_a_heard_peer_whose_bind_does_not_answer_counts_once_it_lasts():
+    d = drift.Drift(30)
+    d.observe(0, "home.arpa", 3, None, peer_heard=True)
+    assert d.drifted(100) == [] and d.silent(29) == [] and d.next_due(10) == pytest.approx(30, abs=1e-3)
+    d.observe(29, "home.arpa", 3, None, peer_heard=True)
+    assert d.silent(30.5) == ["home.arpa"] and d.items["home.arpa"].silent_for(30.5) == 30.5
+    d.observe(31, "home.arpa", 3, None, peer_heard=False)   # the peer unheard: peer_unheard says it
+    assert d.silent(100) == [] and d.next_due(100) is None
+    d.observe(101, "home.arpa", 3, None, peer_heard=True)
+    d.observe(140, "home.arpa", 3, 3, peer_heard=True)      # it answers again
+    assert d.silent(200) == []
+    d.observe(201, "home.arpa", 3, "REFUSED", peer_heard=True)   # an answer: drift compares it
+    assert d.silent(300) == [] and d.drifted(300) == ["home.arpa"]
+    d.observe(301, "reload", "ab", None)   # not the peer's bind: no silence clock
+    assert d.silent(400) == []
 
 
 def test_serial_arithmetic_wraps():
@@ -281,6 +314,49 @@ def test_a_lasting_difference_reads_the_same_on_every_surface():
     assert lights(st)[1], "amber"
     early = status.build(e, 20.0, 1_000_000.0)
     assert not [x for x in verdict.findings(early) if x.kind == "zone_drift"] and not lights(early)[1]
+
+
+def test_a_heard_peer_whose_bind_is_silent_reads_the_same_on_every_surface():
+    from dnspair.shell import http
+    from dnspair.shell.leds import lights
+    from dnspair.surfaces import render
+    from pairsim import Pair
+    p = Pair(BASE + DNS)
+    p.run(5, dt=0.5)
+    e = p.e[A1]
+    assert e.peer_alive(p.now)
+    digest = bindconf.shared_digest(e.cfg.dns)
+
+    def zones(peer_serial):   # what a zone check answers: the peer's bind silent to us
+        p.deliver(A1, E.ZoneSerials(zones=(("home.arpa", 2026120203, peer_serial),),
+                                    digests=(digest, None), rendered=digest, primary=A1))
+    t0 = p.now
+    for _ in range(24):
+        zones(None)
+        p.run(10, dt=0.5)
+    st = status.build(e, t0 + 240.0, 1_000_000.0)
+    z = st["dns"]["zones"][0]
+    assert z["serials"] == {A1: 2026120203, B2: None} and z["peer_silent"] and not z["drifted"]
+    f = [x for x in verdict.findings(st) if x.kind == "zone_unanswered"]
+    assert [(x.text, x.severity, x.node) for x in f] == [
+        ("zone home.arpa: dns-pm02's bind has not answered for 4 min (serials cannot be compared)",
+         "warning", B2)]
+    assert f[0].text in render.text(st)
+    assert 'dnspair_zone_peer_silent{zone="home.arpa"} 1' in http.metrics(st)
+    assert lights(st)[1], "amber"
+    assert any(x["kind"] == "zone_unanswered" for x in st["findings"]), "--json"
+    from dnspair.surfaces import plugin
+    assert (plugin.STATE["warning"], f[0].text) in plugin.judge(st)
+    # the peer answering again clears it; a peer unheard is peer_unheard, not this
+    zones(2026120203)
+    assert not [x for x in verdict.findings(status.build(e, p.now, 1_000_000.0))
+                if x.kind == "zone_unanswered"]
+    p.link[B2] = False
+    for _ in range(6):
+        zones(None)
+        p.run(10, dt=0.5)
+    kinds = {x.kind for x in verdict.findings(status.build(e, p.now, 1_000_000.0))}
+    assert "peer_unheard" in kinds and "zone_unanswered" not in kinds
 
 
 def test_drift_severity_is_configurable():

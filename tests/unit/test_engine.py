@@ -396,3 +396,45 @@ def test_a_hung_bind_fails_its_check_when_the_engine_s_timeout_runs_out():
     p.dns[A] = True
     p.run(0.5)
     assert p.e[A].dns_ok and p.e[A].dns_error is None
+
+
+def test_a_slow_answer_settles_only_the_checks_sent_before_it():
+    """bind slower than the check interval, then hung: the last slow answer settles its own
+    check and the ones before it; the timeout runs from the first check it did not answer."""
+    p = Pair()
+    settle(p)
+    e, check = p.e[A], p.cfg.dns_check
+    p.dns[A] = "hung"            # from here answers come only by hand
+    while len(e.dns_out) < 2:
+        p.step(0.005)
+    t1, t2 = e.dns_out
+    p.deliver(A, events.DnsResult(True, p.now - t1))   # the answer to t1, slow
+    assert e.dns_out == [t2] and e.dns_asked == t2 and e.dns_ok
+    while e.dns_ok:
+        p.step(0.002)
+    assert p.now <= t2 + check.timeout + 0.005, (p.now, t2)
+    assert "timeout after" in e.dns_error
+
+
+def test_one_way_heartbeats_hold_a_node_back_only_for_a_while():
+    """B dies while A's carrier is down. Back on the LAN, A gets heartbeats that echo it but
+    ack nothing recent (one-way, or B's undelivered ones replayed) saying B holds VIP2: A
+    holds back from VIP2, but for no longer than dead_time + interval from the first."""
+    p = Pair()
+    settle(p)
+    hb = p.cfg.heartbeat
+    msg = wire.decode([d for _, n, d in p.sent if n == B][-1], KEY, p.cfg.cluster)
+    p.carrier(A, False)
+    p.kill(B)
+    p.run(1.0)
+    p.carrier(A, True)
+    seq, t0, claimed = msg.seq, p.now, None
+    while p.now - t0 < 1.0 and claimed is None:
+        seq += 1
+        p.deliver(A, events.Datagram(0, wire.encode(msg._replace(seq=seq), KEY)))
+        p.step(0.02)
+        if V2 in p.addresses[A]:
+            claimed = p.now
+    since = p.e[A].peer.one_way_since
+    assert since is not None and since - t0 < 0.1
+    assert claimed is not None and claimed - since <= hb.dead_time + hb.interval + 0.03, (claimed, since)

@@ -254,3 +254,43 @@ def test_each_path_renders_every_engine_state(path):
         p.run(1.0)
         code, _, body = parse(served(build(p.e["dns-pm01"], p.now, 1e9, 1), get(path))[0])
         assert code in (200, 503) and body
+
+
+def test_metrics_notify_failures_by_kind():
+    """The daemon adds the notify runner's counters to the status (daemon.py); each kind is a
+    sample of one counter."""
+    p = healthy()
+    st = build(p.e["dns-pm01"], p.now, 1e9, 1)
+    st["notify"] = {"queued": 0, "run": 9, "failed": 2, "timed_out": 1, "dropped": 4, "commands": 1}
+    body = http.metrics(st)
+    got = _parsed(body)
+    assert "# TYPE dnspair_notify_failures_total counter" in body
+    for kind, n in (("failed", 2), ("timed_out", 1), ("dropped", 4)):
+        assert got[("dnspair_notify_failures_total", (("kind", kind),))] == n
+    assert not any(name == "dnspair_notify_failures_total" and ("kind", "run") in labels
+                   for name, labels in got)
+
+
+def test_metrics_dns_failures_only_go_up_through_a_cleanup():
+    """A Prometheus counter must not go down: `dnspair cleanup` resets the status' `failures`
+    (what waits for cleanup), not the counter, on either node's view of either node."""
+    p = healthy()
+
+    def counted(viewer):
+        got = _parsed(http.metrics(build(p.e[viewer], p.now, 1e9, 1)))
+        return {n: got[("dnspair_dns_failures_total", (("node", n),))] for n in p.names}
+    p.dns["dns-pm01"] = False
+    p.run(0.3)
+    p.dns["dns-pm01"] = True
+    p.run(0.5)
+    before = {v: counted(v) for v in p.names}
+    assert before["dns-pm01"]["dns-pm01"] >= 1 and before["dns-pm02"] == before["dns-pm01"]
+    p.cmd("dns-pm01", "cleanup")
+    p.run(0.5)
+    assert build(p.e["dns-pm01"], p.now, 1e9)["nodes"][0]["dns"]["failures"] == 0
+    assert {v: counted(v) for v in p.names} == before, "cleanup leaves the counter alone"
+    p.dns["dns-pm01"] = False
+    p.run(0.2)
+    after = {v: counted(v) for v in p.names}
+    for v in p.names:
+        assert after[v]["dns-pm01"] > before[v]["dns-pm01"] and after[v]["dns-pm02"] == 0

@@ -164,3 +164,18 @@ def test_grow_root_keeps_its_temporary_files_out_of_tmp():
     assert s["Environment"] == f"TMPDIR=%t/{s['RuntimeDirectory']}"
     script = (UNIT.parents[3] / "usr/local/lib/dnspair-image/grow-root").read_text()
     assert "/tmp" not in script and "TMPDIR" not in script  # nothing overrides the unit's
+
+
+def test_writable_directories_are_the_defaults_docs_config_md_names():
+    """docs/config.md says a state_dir/runtime_dir other than the defaults is read-only under
+    this unit: true while these are the only writable paths it grants."""
+    from dnspair.core import config
+    s = unit()["Service"]
+    assert s["ProtectSystem"] == "strict" and s["ProtectHome"] == "yes"
+    assert not any(k in s for k in ("ReadWritePaths", "LogsDirectory", "CacheDirectory"))
+    assert s["StateDirectory"] == "dnspair" and s["RuntimeDirectory"] == "dnspair"
+    root = UNIT.parents[4]
+    cfg = config.parse((root / "example" / "dnspair.yaml").read_text())
+    assert (cfg.state_dir, cfg.control.socket) == ("/var/lib/dnspair", "/run/dnspair/control.sock")
+    doc = " ".join((root / "docs" / "config.md").read_text().split())
+    assert "a `state_dir` outside `/var/lib/dnspair` cannot be written" in doc

@@ -73,6 +73,9 @@ BYE_REPEATS = 3          # a lost bye only costs the dead time; each repeat has 
 BYE_SPACING = 0.002
 # While the peer is not live, held VIPs are announced again this often: a node cut off
 # while it announced (or whose peer's bye was lost) cannot know whether a client heard it.
+# DNS checks kept out at once, engine and prober alike: more than the timeout's ten intervals
+# (config.py), so the oldest is never forgotten before it times out.
+DNS_PENDING = 16
 REFRESH = 1.0
 # A node that starts alone listens this long (at least the dead time) before it claims
 # anything: both nodes booting together may open their sockets a few hundred ms apart.
@@ -97,6 +100,7 @@ class Peer:
     link_seen: dict[int, wire.SeqMemory] = field(default_factory=dict)
     seen: wire.SeqMemory = field(default_factory=wire.SeqMemory)
     one_way_at: float | None = None     # heard, but its heartbeats show it does not hear us
+    one_way_since: float | None = None  # the first of those, since it was last live or silent
     one_way_msg: wire.Message | None = None
 
 
@@ -134,6 +138,10 @@ class Engine:
         self.dns_ok = False
         self.consecutive = 0
         self.total_failures = 0
+        # /metrics' counter: failures seen since this start, never reset by cleanup (a
+        # Prometheus counter only goes up); the peer's from the deltas of its total.
+        self.failures_counted = {n: 0 for n in self.names}
+        self.peer_total_seen: int | None = None
         self.dns_latency: float | None = None
         self.dns_error: str | None = None
         self.standby = False
@@ -175,7 +183,8 @@ class Engine:
         self.byes_left = 0
         self.next_heartbeat = now
         self.next_dns = now
-        self.dns_asked: float | None = None   # a DNS check is out since then
+        self.dns_asked: float | None = None   # the oldest DNS check still out was sent then
+        self.dns_out: list[float] = []         # when each check still out was sent, oldest first
         self.dns_stale = False   # after a stall: the last result may be from before it
         self.dns_forget = False  # the next check drops answers to the queries before it
         self.next_probe = 0.0
@@ -188,7 +197,8 @@ class Engine:
         self.told_failed: set[int] = set()   # announced over a peer whose DNS failed
         self.probing = False
         self.expected: float | None = None   # the wake_at we last asked for
-        self.status_key: tuple[frozenset[int], bool, bool, bool, tuple[str, ...]] | None = None
+        self.status_key: (tuple[frozenset[int], bool, bool, bool, tuple[str, ...], tuple[str, ...]]
+                          | None) = None
         self._send_now = False
         # kept across restarts (core/saved.py) and what explains where each VIP is
         self.away: set[int] = set()      # left here by our failure: no home claim until cleanup
@@ -226,7 +236,7 @@ class Engine:
                 acts += self._on_datagram(now, link, data, src)
             case DnsResult(ok, latency, error):
                 if self.dns_asked is not None:   # else: a late answer, already judged a timeout
-                    self.dns_asked = None
+                    self._dns_answered(now, ok, latency)
                     timeout = self.cfg.dns_check.timeout
                     if ok and latency is not None and latency > timeout:
                         # An answer to an earlier query, later than the timeout allows.
@@ -273,6 +283,7 @@ class Engine:
         self.listen_until = now + self.cfg.heartbeat.dead_time
         self.dns_stale = True         # bind may have failed meanwhile: claim after a fresh check
         self.dns_asked = None         # a check out before the stall is forgotten, not timed out
+        self.dns_out.clear()
         self.dns_forget = True
         self.next_dns = min(self.next_dns, now)
         self.contested |= self.held   # the peer may have claimed and announced them
@@ -287,14 +298,16 @@ class Engine:
         if self.dns_asked is not None and now >= self.dns_asked + check.timeout:
             # No answer in time: bind is hung (a stopped bind is refused at once).
             self.dns_asked = None
+            self.dns_out.clear()
             acts += self._on_dns(now, False, None, f"timeout after {check.timeout:g} s (bind hung?)")
         if now >= self.next_dns:
             # Every interval, even with a check out: a newer query replaces it, so a bind
             # back from a hang is seen within an interval, not after the timeout first.
             acts.append(CheckDns(forget=self.dns_forget))   # first: bind answers while we send
             self.dns_forget = False
-            if self.dns_asked is None:
-                self.dns_asked = now   # the timeout runs from the oldest unanswered check
+            self.dns_out.append(now)
+            del self.dns_out[:-DNS_PENDING]   # the prober forgets older ones too
+            self.dns_asked = self.dns_out[0]  # the timeout runs from the oldest unanswered check
             self.next_dns = _advance(self.next_dns, check.interval, now)
         suspect = self.peer_suspect(now)
         if suspect and not self.probing and self.cfg.witness is not None:
@@ -358,6 +371,9 @@ class Engine:
             times.append(self.listen_until)
         if self.peer.one_way_at is not None and self.peer.one_way_at + hb.dead_time > now:
             times.append(self.peer.one_way_at + hb.dead_time + 1e-6)
+            since = self.peer.one_way_since
+            if since is not None and since + self._one_way_trust() > now:
+                times.append(since + self._one_way_trust() + 1e-6)
         last = self.peer.last_heard
         if alive and last is not None:
             times.append(last + hb.dead_time + 1e-6)
@@ -385,14 +401,16 @@ class Engine:
         """The STATUS= line, only when what it shows changed (it is not built every wakeup)."""
         alive = self.peer_alive(now)
         drifted = tuple(self.drift.drifted(now)) if self.drift is not None else ()
-        key = (frozenset(self.held), alive, self.dns_ok, self.standby, drifted)
+        silent = tuple(self.drift.silent(now)) if self.drift is not None and alive else ()
+        key = (frozenset(self.held), alive, self.dns_ok, self.standby, drifted, silent)
         if key == self.status_key:
             return []
         self.status_key = key
         held = ", ".join(self.cfg.vips[i].ip for i in sorted(self.held)) or "no VIP"
         line = (f"holding {held}; peer {self.peer_name} {'online' if alive else 'offline'}; "
                 f"DNS {'ok' if self.dns_ok else 'FAILED'}" + ("; standby" if self.standby else "")
-                + (f"; differing: {', '.join(drifted)}" if drifted else ""))
+                + (f"; differing: {', '.join(drifted)}" if drifted else "")
+                + (f"; peer bind silent: {', '.join(silent)}" if silent else ""))
         return [Notify(f"STATUS={line}")]
 
     # --- inputs -------------------------------------------------------------------------
@@ -506,6 +524,20 @@ class Engine:
             return c
         return Cause("unknown", home, now)
 
+    def _dns_answered(self, now: float, ok: bool, latency: float | None) -> None:
+        """An answer settles the check it answers and those sent before it; checks sent after
+        it stay out, so a bind that was slow and then hangs times out from its first
+        unanswered check, not from one sent after the last slow answer came in. A failure
+        (refused) speaks for now: it settles them all."""
+        if ok and latency is not None:
+            # The answered check was sent at now - latency; checks go an interval apart, so
+            # half an interval absorbs the shell's own delay in sending and reading.
+            upto = now - latency + self.cfg.dns_check.interval / 2
+            self.dns_out = [t for t in self.dns_out if t > upto]
+        else:
+            self.dns_out.clear()
+        self.dns_asked = self.dns_out[0] if self.dns_out else None
+
     def _on_dns(self, now: float, ok: bool, latency: float | None, error: str | None) -> list[Action]:
         self.dns_stale = False
         was_ok, first = self.dns_ok, not self.dns_seen
@@ -518,6 +550,7 @@ class Engine:
         else:
             self.consecutive += 1
             self.total_failures += 1
+            self.failures_counted[self.me] += 1
             self.dns_error = error
             self._record("dns_check", self.me, now, error or "failed")
         self.dns_ok = self.consecutive < self.cfg.failure_threshold
@@ -651,7 +684,10 @@ class Engine:
         if verdict == LEARN:
             stale_ack = msg.echo == self.incarnation and echo == 0
             if stale_ack and msg.incarnation == self.live.established:
-                self.peer.one_way_at, self.peer.one_way_msg = now, msg
+                p = self.peer
+                if p.one_way_at is None or now - p.one_way_at > self.cfg.heartbeat.dead_time:
+                    p.one_way_since = now
+                p.one_way_at, p.one_way_msg = now, msg
             if self.live.target != old_target or (
                     stale_ack and now - self.learn_reply >= self.cfg.heartbeat.probe_interval):
                 # Let it hear its incarnation, or a fresh ack, from us at once (rate-limited:
@@ -663,6 +699,7 @@ class Engine:
             return self._drop(link, wire.Dropped("stale_incarnation",
                                                  "another incarnation of the peer is live"))
         self.peer.links_heard[link] = now
+        self.peer.one_way_at = None
         return self._apply_peer(now, msg)
 
     def _ack_fresh(self, now: float, ack_seq: int) -> bool:
@@ -678,6 +715,10 @@ class Engine:
         self.peer.msg = msg
         self.peer.last_heard = now
         self.last_rx = (msg.seq, now)
+        t, seen = msg.total_failures, self.peer_total_seen
+        if seen is not None:   # a smaller total: a cleanup (or a fresh start) reset it
+            self.failures_counted[self.peer_name] += t - seen if t >= seen else t
+        self.peer_total_seen = t
         sent = self.sent_at.get(msg.ack_seq) if msg.echo == self.incarnation else None
         if sent is not None:
             self.rtt = max(0.0, now - sent - msg.ack_delay_us / 1e6)
@@ -693,7 +734,8 @@ class Engine:
         if self.peer.left or not was_alive:
             acts.append(Log(f"peer {self.peer_name} is online"
                             + (" (restarted)" if new_incarnation else "")))
-            acts.append(self._transition(now, "peer_found", "peer_found", f"heard {self.peer_name} again"
+            acts.append(self._transition(now, "peer_found", "peer_found", f"heard {self.peer_name}"
+                                         + (" again" if self.peer.ever_heard else "")
                                          + (" (restarted)" if new_incarnation else "")))
             self.peer.left = False
             self._send_now = True
@@ -732,8 +774,9 @@ class Engine:
             return []
         acts: list[Action] = []
         self.zones_seen, self.zones_seen_at = ev, now
+        heard = self.peer_alive(now)
         for zone, mine, theirs in ev.zones:
-            self.drift.observe(now, zone, mine, theirs)
+            self.drift.observe(now, zone, mine, theirs, peer_heard=heard)
         self.drift.observe(now, "config", ev.digests[0], ev.digests[1])
         self.drift.observe(now, "reload", ev.rendered, ev.digests[0])
         self.drift.forget({z for z, _, _ in ev.zones} | {"config", "reload"})
@@ -915,11 +958,20 @@ class Engine:
 
     def _heard_held(self, now: float) -> int:
         """The mask of VIPs `_heard_holding` is true for."""
-        t, m = self.peer.one_way_at, self.peer.one_way_msg
-        if (t is not None and m is not None and now - t <= self.cfg.heartbeat.dead_time
-                and not self.peer_alive(now) and m.dns_ok):
+        t, m, since = self.peer.one_way_at, self.peer.one_way_msg, self.peer.one_way_since
+        if (t is not None and m is not None and since is not None and now - t <= self.cfg.heartbeat.dead_time
+                and now - since <= self._one_way_trust() and not self.peer_alive(now) and m.dns_ok):
             return m.held
         return 0
+
+    def _one_way_trust(self) -> float:
+        """How long one-way heartbeats hold us back. A link just back turns two-way within
+        an interval or two; past this we take the VIP anyway: both then hold it (harmless,
+        both answer) rather than none. Datagrams the peer sent while we were cut off,
+        recorded and replayed after its death, are indistinguishable from one-way ones and
+        would otherwise hold us back for as long as the replay runs (seed 300029993)."""
+        hb = self.cfg.heartbeat
+        return hb.dead_time + hb.interval
 
     def _decision_inputs(self, now: float) -> tuple[object, ...]:
         """Everything `_decide` reads, as of `now`."""

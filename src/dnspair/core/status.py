@@ -79,7 +79,7 @@ def build(e: Engine, now: float, wall_now: float, pid: int | None = None,
         "dns": {"ok": e.dns_ok if e.dns_seen else None,
                 "latency_ms": None if e.dns_latency is None else round(e.dns_latency * 1000, 3),
                 "consecutive_failures": e.consecutive, "failures": e.total_failures,
-                "last_error": e.dns_error},
+                "failures_since_start": e.failures_counted[e.me], "last_error": e.dns_error},
         "config_digest": e.cfg.digest,
         "addresses": list(e.cfg.nodes[e.me].addresses),
     }
@@ -96,7 +96,8 @@ def build(e: Engine, now: float, wall_now: float, pid: int | None = None,
         "dns": {"ok": (m.dns_ok if m else None),
                 "latency_ms": round(m.dns_latency_us / 1000, 3) if m else None,
                 "consecutive_failures": m.consecutive_failures if m else 0,
-                "failures": m.total_failures if m else 0, "last_error": None},
+                "failures": m.total_failures if m else 0,
+                "failures_since_start": e.failures_counted[e.peer_name], "last_error": None},
         "config_digest": m.digest.hex().ljust(16, "0")[:16] if m else None,
         "addresses": list(e.cfg.nodes[e.peer_name].addresses),
         "links": peer_links,
@@ -172,7 +173,7 @@ def _dns(e: Engine, now: float) -> dict[str, Any] | None:
     if d is None or cfg is None:
         return None
     seen = e.zones_seen
-    drifted = set(d.drifted(now))
+    drifted, silent = set(d.drifted(now)), set(d.silent(now))
 
     def item(what: str) -> tuple[Any, Any, float | None, bool]:
         it = d.items.get(what)
@@ -181,11 +182,17 @@ def _dns(e: Engine, now: float) -> dict[str, Any] | None:
         age = it.differing_for(now)
         return it.mine, it.peer, None if age is None else round(age, 3), what in drifted
 
+    def quiet(what: str) -> float | None:
+        it = d.items.get(what)
+        age = None if it is None else it.silent_for(now)
+        return None if age is None else round(age, 3)
+
     zones = []
     for zone, _, _ in (seen.zones if seen else [(z.name, None, None) for z in cfg.zones]):
         mine, theirs, age, bad = item(zone)
         zones.append({"zone": zone, "serials": {e.me: mine, e.peer_name: theirs},
-                      "differing_s": age, "drifted": bad, "load_error": e.zone_errors.get(zone)})
+                      "differing_s": age, "drifted": bad, "peer_silent_s": quiet(zone),
+                      "peer_silent": zone in silent, "load_error": e.zone_errors.get(zone)})
     mine, theirs, age, bad = item("config")
     rendered, running, rage, rbad = item("reload")
     return {

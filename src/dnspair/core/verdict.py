@@ -18,8 +18,8 @@ SEVERITIES: tuple[str, ...] = get_args(Severity)
 # with both binds failed the VIPs are unowned too, and the failed binds are the news).
 KINDS: tuple[str, ...] = (
     "dns_failed_both", "vip_unowned", "vip_away", "peer_unheard", "links_degraded",
-    "dns_failed", "config_mismatch", "zone_drift", "dns_config_drift", "failures_recorded", "maintenance",
-    "standby", "starting",
+    "dns_failed", "config_mismatch", "zone_drift", "zone_unanswered", "dns_config_drift",
+    "failures_recorded", "maintenance", "standby", "starting",
 )
 
 SEVERITY: dict[str, Severity] = {
@@ -34,6 +34,7 @@ SEVERITY: dict[str, Severity] = {
     "config_mismatch": "warning",
     # Both binds should serve the same zones and settings; the severity is dns.drift_severity.
     "zone_drift": "warning",
+    "zone_unanswered": "warning",   # drift that cannot be seen: the peer's bind does not answer us
     "dns_config_drift": "warning",
     "failures_recorded": "warning",
     "maintenance": "warning",       # an upgrade under way: the other node serves both VIPs
@@ -97,7 +98,11 @@ def findings(st: Mapping[str, Any]) -> list[Finding]:
                 n["name"])
     if st.get("config_match") is False:
         add("config_mismatch", cluster, "configs differ")
-    _dns_findings(st.get("dns"), str(st.get("node", "")), add)
+    # The peer's bind silent to us while the peer is heard; unheard or its DNS failed, those
+    # findings already say it.
+    silent_peer = (peer["name"] if peer is not None and peer["online"] and peer["dns"]["ok"] is not False
+                   else None)
+    _dns_findings(st.get("dns"), str(st.get("node", "")), silent_peer, add)
     if st["failed_actions"]:
         add("failures_recorded", cluster, f"{len(st['failed_actions'])} failure(s) need cleanup")
     for n in nodes:
@@ -117,8 +122,9 @@ def _minutes(s: float) -> str:
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min"
 
 
-def _dns_findings(dns: Mapping[str, Any] | None, me: str, add: Any) -> None:
-    """Both binds serving different things for longer than dns.drift_after."""
+def _dns_findings(dns: Mapping[str, Any] | None, me: str, silent_peer: str | None, add: Any) -> None:
+    """Both binds serving different things, or the peer's not answering, for longer than
+    dns.drift_after."""
     if not dns:
         return
     sev = _severity(dns.get("drift_severity", "warning"))
@@ -128,6 +134,10 @@ def _dns_findings(dns: Mapping[str, Any] | None, me: str, add: Any) -> None:
                                 for i, (n, v) in enumerate(sorted(z["serials"].items())))
             add("zone_drift", z["zone"], f"zone {z['zone']}: {serials}, differing for "
                 f"{_minutes(z['differing_s'] or 0)}", severity=sev)
+        if silent_peer is not None and z.get("peer_silent"):
+            add("zone_unanswered", z["zone"], f"zone {z['zone']}: {silent_peer}'s bind has not "
+                f"answered for {_minutes(z['peer_silent_s'] or 0)} (serials cannot be compared)",
+                silent_peer, severity=sev)
     c = dns["config"]
     if c["drifted"]:
         digests = ", ".join(f"{n} {v}" for n, v in sorted(c["digests"].items()))

@@ -22,6 +22,7 @@ import dns.rcode
 import dns.rdatatype
 
 from ..core.config import DnsCheck
+from ..core.engine import DNS_PENDING
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def judge(check: DnsCheck, reply: dns.message.Message) -> str | None:
     return None
 
 
-PENDING = 8   # queries kept waiting for an answer: a few intervals' worth, past the timeout
+PENDING = DNS_PENDING   # queries kept waiting for an answer, as many as the engine waits for
 
 
 class Prober(asyncio.DatagramProtocol):
@@ -89,7 +90,7 @@ class Prober(asyncio.DatagramProtocol):
 
     def start(self, forget: bool = False) -> None:
         """Send one query. The answer to any query still out counts (a bind slower than the
-        check interval answers an earlier one), and ends them all."""
+        check interval answers an earlier one), and ends it and those sent before it."""
         if self.transport is None:
             asyncio.get_running_loop().create_task(self._reopen())
             return
@@ -122,6 +123,12 @@ class Prober(asyncio.DatagramProtocol):
         if sent is None or not flags & 0x8000:
             return  # a late answer to a query already answered, or not a reply
         latency = time.monotonic() - sent
+        # It settles itself and the queries before it; later ones stay out (the engine times
+        # them out from their own send: a bind slow, then hung).
+        for q in list(self.pending):
+            del self.pending[q]
+            if q == qid:
+                break
         if not self.full_parse:
             # No expected answer: only the rcode counts, and it is in the header.
             rcode = flags & 0xF
@@ -131,7 +138,7 @@ class Prober(asyncio.DatagramProtocol):
                 problem = judge(self.check, dns.message.from_wire(data))
             except Exception:  # noqa: BLE001 - garbage is a failed check, never a crash
                 problem = "malformed reply"
-        self._finish(Result(problem is None, latency, problem))
+        self.on_result(Result(problem is None, latency, problem))
 
     def error_received(self, exc):
         if not self.pending:

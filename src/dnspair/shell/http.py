@@ -90,8 +90,9 @@ def metrics(st: dict) -> str:
       [((n["name"],), None if n["dns"]["ok"] is None else int(n["dns"]["ok"])) for n in nodes], ("node",))
     m("dns_latency_seconds", "gauge", "Latency of the node's last DNS check.",
       [((n["name"],), ms(n["dns"]["latency_ms"])) for n in nodes], ("node",))
-    m("dns_failures_total", "counter", "DNS check failures since start or cleanup.",
-      [((n["name"],), n["dns"]["failures"]) for n in nodes], ("node",))
+    m("dns_failures_total", "counter", "DNS check failures seen since this daemon started "
+      "(cleanup does not reset it).",
+      [((n["name"],), n["dns"]["failures_since_start"]) for n in nodes], ("node",))
     m("vip_owner", "gauge", "1 for the node that owns the VIP (no sample: no owner).",
       [((ip(v), v["owner"]), 1) for v in vips if v["owner"]], ("vip", "node"))
     m("vip_owned", "gauge", "1 if some node owns the VIP.",
@@ -138,6 +139,9 @@ def metrics(st: dict) -> str:
           [((z["zone"],), z["differing_s"] or 0) for z in dns["zones"]], ("zone",))
         m("zone_drift", "gauge", "1 if a zone has differed for longer than dns.drift_after.",
           [((z["zone"],), int(z["drifted"])) for z in dns["zones"]], ("zone",))
+        m("zone_peer_silent", "gauge", "1 if the peer is heard but its bind has not answered this "
+          "node's SOA query for a zone for longer than dns.drift_after.",
+          [((z["zone"],), int(bool(z.get("peer_silent")))) for z in dns["zones"]], ("zone",))
         m("bind_config_match", "gauge", "1 if both binds carry the same config digest, NaN if unknown.",
           [((), None if None in dns["config"]["digests"].values()
             else int(len(set(dns["config"]["digests"].values())) == 1))])

@@ -30,7 +30,7 @@ log = logging.getLogger("dnspair")
 # Red keeps its meaning on the board: the peer unheard is only a warning for Nagios (the
 # survivor serves both VIPs), but the person at the board must see the pair lost its partner.
 NOT_GREEN = {"dns_failed", "standby", "starting"}  # on this node
-DRIFT = {"zone_drift", "dns_config_drift"}
+DRIFT = {"zone_drift", "zone_unanswered", "dns_config_drift"}
 
 
 def lights(st: dict) -> tuple[bool, bool, bool]:

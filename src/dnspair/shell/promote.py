@@ -1,8 +1,10 @@
 """`dnspair dns promote`: this node becomes primary for the local zones, by an operator's word.
 
-Safe by refusal: while the old primary answers and holds a newer serial for any zone, this
-node's copy is behind and promoting it would lose changes, so nothing is done. Otherwise this
-node writes what its bind serves (transferred from itself) as the primary's zone files, notes
+Safe by refusal: while the old primary's bind answers at all, promoting would make two
+primaries (each taking changes the other never sees), so nothing is done unless `force`. While
+it answers with a newer serial for any zone, this node's copy is behind and promoting would lose
+changes: refused even with `force` (the transfer catches it up by itself). Otherwise this node
+writes what its bind serves (transferred from itself) as the primary's zone files, notes
 the new primary in its state directory and reconfigures bind (no restart).
 """
 from __future__ import annotations
@@ -15,7 +17,7 @@ from ..core.drift import serial_newer
 from . import bindfiles, state, zones
 
 
-def promote(cfg: Config, me: str, pair_key: bytes) -> str:
+def promote(cfg: Config, me: str, pair_key: bytes, force: bool = False) -> str:
     if cfg.dns is None:
         raise zones.ZoneError("no `dns:` section in the config: there is nothing to promote")
     old = bindfiles.primary(cfg)
@@ -34,6 +36,11 @@ def promote(cfg: Config, me: str, pair_key: bytes) -> str:
     if newer:
         raise zones.ZoneError(f"refused: the primary {old} ({addr}) answers and holds newer serials "
                               f"({', '.join(newer)}); it stays primary")
+    answering = [z for z in names if theirs[z] is not None]
+    if answering and not force:
+        raise zones.ZoneError(f"refused: the primary {old} ({addr}) still answers ({', '.join(answering)}): "
+                              f"promoting now would make two primaries; stop its bind or cut it off "
+                              f"first, or use --force")
     missing = [z for z in names if not isinstance(mine[z], int)]
     if missing:
         raise zones.ZoneError(f"refused: this node's bind does not serve {', '.join(missing)} "
@@ -53,7 +60,6 @@ def promote(cfg: Config, me: str, pair_key: bytes) -> str:
     state.write_atomic(os.path.join(cfg.state_dir, bindfiles.OVERRIDE), me + "\n")
     bindfiles.apply(cfg, me, pair_key)
     bindfiles.rndc(cfg, "reconfig")
-    reach = ("answers (same serials)" if any(isinstance(v, int) for v in theirs.values())
-             else "does not answer")
+    reach = "still answers: forced, stop its bind" if answering else "does not answer"
     return (f"{me} is now primary for {', '.join(names)} ({old} {reach}); set dns.primary: {me} in "
             f"dnspair.yaml on both nodes and run `dnspair reload` on each once {old} is back")

@@ -100,6 +100,8 @@ def text(st: dict) -> str:
             note = ""
             if z["differing_s"] is not None:
                 note = f", differing for {_for(z['differing_s'])}" + (" (DRIFT)" if z["drifted"] else "")
+            if z.get("peer_silent_s") is not None:
+                note += f", no answer from the peer for {_for(z['peer_silent_s'])}"
             if z.get("load_error"):
                 note += f", does not load here: {z['load_error']}"
             lines.append(f"  * zone {z['zone']}: {serials}{note}")
