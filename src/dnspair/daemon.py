@@ -26,7 +26,7 @@ from .shell.heartbeat import Heartbeats
 
 log = logging.getLogger("dnspair")
 LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
-NETWORK = (A.Claim, A.Release, A.Announce, A.Send)
+NETWORK = (A.Claim, A.CheckListening, A.Release, A.Announce, A.Send)
 RECENT = 5   # transitions `dnspair status` shows
 
 
@@ -66,8 +66,8 @@ class Daemon:
         st = self.engine.handle(time.monotonic(), ev)
         self._arm(st.wake_at)
         changed = False
-        # Behind a batch still under way (a claim waiting for bind): a heartbeat sent now would
-        # say we hold the VIP before the client is pointed here and bind listens on it.
+        # Behind a batch still under way (an address being added, the ARP burst it announces):
+        # the heartbeat that says we hold a VIP goes after them, in the order the engine gave.
         queued = self.acting or not self.queue.empty()
         for a in st.actions:
             match a:
@@ -92,7 +92,7 @@ class Daemon:
                     self.notifier.put(notify.environment(item, self.cfg.cluster, self.engine.peer_name))
                 case A.Send(data) if not queued:
                     self.hb.send(data)   # nothing to wait for: no extra task switch at rest
-                case A.Claim() | A.Release() | A.Announce() | A.Send():
+                case A.Claim() | A.CheckListening() | A.Release() | A.Announce() | A.Send():
                     self.queue.put_nowait(a)
                     queued = True
         if changed and self.listeners:
@@ -132,11 +132,11 @@ class Daemon:
                             case A.Claim(i):
                                 v = self.cfg.vips[i]
                                 await self.nl.add(v.interface, v.ip, v.prefixlen)
-                                # Not announced (nor said held) before bind listens there: a query
-                                # sent here in between would be refused (shell/listening.py).
-                                await listening.until_bound(
-                                    v.ip, self.cfg.dns_check.port, self.bind_listens,
-                                    listening.bound_wait(self.cfg.heartbeat.suspect_after))
+                            case A.CheckListening(i):
+                                # After the add before it: the engine announces the VIP once
+                                # bind has its socket there (core/engine.py, LISTEN_POLL).
+                                v = self.cfg.vips[i]
+                                self.step(E.Listening(i, self.bind_listens(v.ip, self.cfg.dns_check.port)))
                             case A.Release(i):
                                 v = self.cfg.vips[i]
                                 self.announcer.cancel(v.ip)

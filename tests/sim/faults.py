@@ -141,6 +141,7 @@ def _stop_timeout(w, n, gen):
         w.error(n.name, "orderly stop did not finish (no Stopped) within 5 s: systemd kills it")
         n.kill()
         n.addrs.clear()
+        n.listen_at.clear()
         w.addr_changed()
 
 
@@ -148,6 +149,7 @@ def _power_off(w, n, f):
     n.kill()
     n.powered = False
     n.addrs.clear()
+    n.listen_at.clear()
     w.addr_changed()
 
 

@@ -122,6 +122,18 @@ def one_way_trusted_forever():
         yield
 
 
+@contextlib.contextmanager
+def announce_at_claim():
+    """Before: a claim was announced, and shown held to the peer, as soon as it was made (the
+    shell then waited for bind in its actuator; the simulator's shell does not wait)."""
+    orig = engine.Engine._claim
+
+    def claim(self, now, i, peer_alive):
+        return orig(self, now, i, peer_alive) + self._listens(now, i)
+    with mock.patch.object(engine.Engine, "_claim", claim):
+        yield
+
+
 MUTANTS = {
     "a_lower_incarnation": ordered_incarnations,
     "b_max_incarnation": ordered_incarnations,
@@ -133,6 +145,7 @@ MUTANTS = {
     "s_witness_ping_between_heartbeats": witness_fresh_from_last_heard,
     "u_bind_slow_then_hung": dns_answer_ends_all,
     "v_one_way_replay_after_death": one_way_trusted_forever,
+    "y_claim_before_bind_listens": announce_at_claim,
 }
 
 

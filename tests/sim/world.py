@@ -17,6 +17,7 @@ from dnspair.core import wire
 from dnspair.core.actions import (
     Announce,
     CheckDns,
+    CheckListening,
     CheckWitness,
     CheckZones,
     Claim,
@@ -35,6 +36,7 @@ from dnspair.core.events import (
     Command,
     Datagram,
     DnsResult,
+    Listening,
     Resumed,
     Start,
     Tick,
@@ -50,6 +52,9 @@ QUERY_GAP = (0.02, 0.05)
 BUSY_LIMIT = 200         # ticks in a row that ask for a past deadline and do nothing: a busy loop
 SPIN_STEP = 1e-6         # how far the real clock has moved when a past deadline runs
 WITNESS_RTT = (0.001, 0.04)   # s: ping to the witness and its answer handled (40 ms: a busy loop)
+# bind opens its socket on a new address this long after it appears (plus the node's lag, as
+# bind shares the loaded machine); a query reaching the node before that is refused
+SOCKET_DELAY = 0.002
 STOP_LIMIT = 5.0         # systemd's stop timeout: an orderly stop must finish within it
 # priorities at one instant: faults, then deliveries (the daemon drains its sockets first),
 # then timers, then the client
@@ -115,6 +120,7 @@ class Node:
         self.name = name
         self.idx = idx
         self.addrs: set[int] = set()
+        self.listen_at: dict[int, float] = {}   # bind listens on this new address from then
         self.counter = counter       # the state directory's start counter (-1: none yet)
         self.saved = None            # the state directory's state file (the last Save)
         self.powered = True
@@ -281,6 +287,7 @@ class Node:
     def _hook(self, gen: int) -> None:
         if self.gen == gen and self.engine is None:
             self.addrs.clear()
+            self.listen_at.clear()
             self.w.addr_changed()
             self.w.mark("hook")
 
@@ -345,10 +352,15 @@ class Node:
                 e = self.engine
                 w.rec.claims.append((w.now, self.name, a.vip, e.peer_alive(w.now), e.peer.last_heard,
                                      e.peer.left))
+            if a.vip not in self.addrs:
+                self.listen_at[a.vip] = w.now + SOCKET_DELAY + self.lag
             self.addrs.add(a.vip)
             w.addr_changed()
+        elif t is CheckListening:
+            w.at(w.now, P_TIMER, self._listening, self.gen, a.vip)
         elif t is Release:
             self.addrs.discard(a.vip)
+            self.listen_at.pop(a.vip, None)
             self.burst[a.vip] += 1
             w.addr_changed()
         elif t is Announce:
@@ -417,6 +429,13 @@ class Node:
             return
         self.dns_sent[self.dns_token] = w.now
         w.at(w.now + d, P_TIMER, self._dns_done, self.gen, self.dns_token, res)
+
+    def listens(self, vip: int) -> bool:
+        return self.w.now >= self.listen_at.get(vip, float("-inf"))
+
+    def _listening(self, gen: int, vip: int) -> None:
+        if gen == self.gen:
+            self.deliver(Listening(vip, vip in self.addrs and self.listens(vip)))
 
     def _dns_done(self, gen: int, token: int, res) -> None:
         if gen == self.gen and token in self.dns_out and token > self.dns_token - DNS_PENDING:
@@ -586,7 +605,7 @@ class World:
         if target is not None:
             n = self.by_name[target]
             has = vip in n.addrs and n.powered
-            ok = has and n.on_lan() and n.bind_answers()
+            ok = has and n.on_lan() and n.bind_answers() and n.listens(vip)
             if not has:
                 # Only a holder whose daemon runs can announce: an address left behind by a
                 # killed daemon (until its stop hook) is no one's to fix, and its restart is a

@@ -24,6 +24,8 @@ class Pair:
         self.dns: dict[str, bool | str] = {a: True, b: True}   # True, False (stopped) or "hung"
         self.logs: list[str] = []
         self.addresses: dict[str, set[int]] = {a: set(), b: set()}  # what the "kernel" holds
+        # bind has its socket on each address it holds (False: it never opens one)
+        self.listens: dict[str, bool] = {a: True, b: True}
         self.announced: list[tuple[str, int]] = []
         self.sent: list[tuple[float, str, bytes]] = []
         self.replies: list[A.Reply] = []
@@ -68,6 +70,8 @@ class Pair:
         match a:
             case A.Claim(i):
                 self.addresses[node].add(i)
+            case A.CheckListening(i):
+                self.deliver(node, E.Listening(i, self.listens[node] and i in self.addresses[node]))
             case A.Release(i):
                 self.addresses[node].discard(i)
             case A.Announce(i):

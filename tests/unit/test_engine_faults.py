@@ -106,125 +106,118 @@ def test_a_claim_is_announced_by_arp_before_the_heartbeat_that_reports_it(tmp_pa
     assert events.index("add") < events.index("garp") < events.index("heartbeat"), events
 
 
-def _actuator_rig(tmp_path, listens_after):
-    """A daemon whose netlink, ARP socket and heartbeat socket record what happens, and whose
-    bind opens its socket on a new VIP `listens_after` polls after the address is added."""
-    from dataclasses import replace
-    from pathlib import Path
+def _record(p):
+    """(time, node, action name, vip) of everything the pair's engines emit, in order."""
+    seen = []
+    do = p._do
 
-    from dnspair.core.config import parse
-
-    cfg = parse((Path(__file__).resolve().parents[2] / "example" / "dnspair.yaml").read_text())
-    cfg = replace(cfg, state_dir=str(tmp_path))
-    events = []
-    polls = {"n": 0}
-
-    class Netlink:
-        async def add(self, *a):
-            events.append("add")
-
-        async def remove(self, *a):
-            events.append("remove")
-
-    class Sock:
-        def send(self, frame):
-            events.append("garp")
-
-        def getsockname(self):
-            return ("eth0", 0x0806, 0, 1, bytes.fromhex("02005e000100"))
-
-        def close(self):
-            pass
-
-    def listens(ip, port):
-        if "add" not in events:
-            return False
-        polls["n"] += 1
-        if polls["n"] >= listens_after and "listening" not in events:
-            events.append("listening")
-        return polls["n"] >= listens_after
-
-    d = Daemon(cfg, "dns-pm01", bytes(range(32)))
-    d.nl = Netlink()
-    d.announcer._open_socket = lambda ifname: Sock()
-    d.hb = SimpleNamespace(send=lambda data: events.append("heartbeat"))
-    d.bind_listens = listens
-    return d, events
+    def rec(node, a):
+        seen.append((p.now, node, type(a).__name__, getattr(a, "vip", None)))
+        do(node, a)
+    p._do = rec
+    return seen
 
 
-def test_a_claim_is_announced_only_once_bind_listens_on_the_vip(tmp_path):
+def test_a_hand_back_waits_for_bind_to_listen_before_it_is_announced_or_shown_held():
     """The hand-back after an upgrade's rollback lost a query under load: bind opens its socket
     on a new address only once the kernel has told it (up to 20 ms on the loaded VM), and the
     claim was announced, and reported to the peer (which then let go), before that. A query
-    the client sent to the new owner in between was refused."""
-    import asyncio
+    the client sent to the new owner in between was refused. Now the engine keeps the claim
+    unannounced, and out of its heartbeats' held mask, until bind listens: the yielding peer
+    keeps serving meanwhile."""
+    import sys
+    sys.path.insert(0, __file__.rsplit("/", 1)[0])
+    from dnspair.core import wire
+    from pairsim import KEY, Pair
 
-    from dnspair.core.actions import Announce, Claim, Send
+    a, b = "dns-pm01", "dns-pm02"
+    p = Pair()
+    p.run(0.5)
+    p.cmd(a, "standby")
+    p.run(0.3)
+    assert p.holders() == {0: [b], 1: [b]}
+    seen = _record(p)
+    p.listens[a] = False
+    p.cmd(a, "unstandby")
+    p.run(0.04, 0.002)
+    assert 0 in p.addresses[a] and 0 in p.addresses[b], "both hold it: the peer keeps serving"
+    assert (a, "Announce", 0) not in [s[1:] for s in seen]
+    assert sum(1 for s in seen if s[1:] == (a, "CheckListening", 0)) >= 10, "asked every 2 ms"
+    last = wire.decode([d for _, n, d in p.sent if n == a][-1], KEY, p.cfg.cluster)
+    assert not last.held & 1 and not last.sticky & 1, "not shown held before bind listens"
+    p.listens[a] = True
+    p.run(0.05, 0.002)
+    assert p.holders() == {0: [a], 1: [b]}
+    names = [s[1:] for s in seen]
+    assert names.index((a, "Announce", 0)) < names.index((b, "Release", 0)), names
+    assert not p.double
+
+
+def test_a_bind_that_never_listens_delays_the_announcement_by_half_the_suspect_time_only():
+    """No socket at all (bind on the wildcard address is seen as listening): a failover claim
+    is announced anyway, with a warning, after min(LISTEN_WAIT, suspect_after / 2)."""
+    import sys
+    sys.path.insert(0, __file__.rsplit("/", 1)[0])
+    from dnspair.core import engine
+    from pairsim import Pair
+
+    a, b = "dns-pm01", "dns-pm02"
+    p = Pair()
+    p.run(0.5)
+    seen = _record(p)
+    p.listens[a] = False
+    p.kill(b)
+    p.run(1.0, 0.001)
+    claimed = next(t for t, n, what, v in seen if (n, what, v) == (a, "Claim", 1))
+    announced = next(t for t, n, what, v in seen if (n, what, v) == (a, "Announce", 1))
+    bound = min(engine.LISTEN_WAIT, p.cfg.heartbeat.suspect_after / 2)
+    assert bound - 0.002 <= announced - claimed <= bound + 0.003, (claimed, announced)
+    asks = [t for t, n, what, v in seen if (n, what, v) == (a, "CheckListening", 1) and t <= announced]
+    assert len(asks) >= bound / engine.LISTEN_POLL * 0.8
+    assert any("bind has no socket on port" in line and "announcing anyway" in line for line in p.logs)
+    # and no more asking once it is announced
+    assert not [t for t, n, what, v in seen if (n, what, v) == (a, "CheckListening", 1) and t > announced]
+
+
+def test_the_actuator_answers_check_listening_after_the_add_before_it(tmp_path):
+    """The shell only reads /proc: it looks once per CheckListening, after the address was
+    added, and hands the answer to the engine; the cadence and the bound are the engine's."""
+    import asyncio
+    from dataclasses import replace
+    from pathlib import Path
+
+    from dnspair.core.actions import CheckListening, Claim, Step
+    from dnspair.core.config import parse
+    from dnspair.core.events import Listening
+
+    cfg = parse((Path(__file__).resolve().parents[2] / "example" / "dnspair.yaml").read_text())
+    cfg = replace(cfg, state_dir=str(tmp_path))
+    order = []
+
+    class Netlink:
+        async def add(self, *a):
+            await asyncio.sleep(0.01)   # a slow netlink answer: the look must still come after
+            order.append("add")
+
+    d = Daemon(cfg, "dns-pm01", bytes(range(32)))
+    d.nl = Netlink()
+    d.bind_listens = lambda ip, port: order.append(("look", ip, port)) or "add" in order
+    stepped = []
+    d.engine.handle = lambda now, ev: stepped.append(ev) or Step([])
 
     async def scenario():
-        d, events = _actuator_rig(tmp_path, listens_after=5)
-        task = asyncio.get_running_loop().create_task(d._actuator())
-        for a in (Claim(0), Announce(0), Send(b"hb")):
-            d.queue.put_nowait(a)
-        for _ in range(200):
-            await asyncio.sleep(0.001)
-            if "heartbeat" in events and "garp" in events:
-                break
-        task.cancel()
-        d.announcer.close()
-        return events
-
-    events = asyncio.run(scenario())
-    assert events.index("add") < events.index("listening") < events.index("garp") \
-        < events.index("heartbeat"), events
-
-
-def test_a_heartbeat_stepped_while_a_claim_waits_goes_behind_it(tmp_path):
-    """A heartbeat due while the actuator still waits for bind carries the claimed VIP's held
-    bit: sent at once it would make the old holder let go before the client is pointed here."""
-    import asyncio
-
-    from dnspair.core.actions import Announce, Claim, Send
-
-    async def scenario():
-        d, events = _actuator_rig(tmp_path, listens_after=20)
-        task = asyncio.get_running_loop().create_task(d._actuator())
-        for a in (Claim(0), Announce(0), Send(b"hb")):
-            d.queue.put_nowait(a)
-        while "add" not in events:
-            await asyncio.sleep(0)
-        assert d.acting
-        from dnspair.core.actions import Step
-        from dnspair.core.events import Tick
-        d.engine.handle = lambda now, ev: Step([Send(b"due")])
-        d.step(Tick())            # the due heartbeat must queue behind the claim
-        while d.acting or not d.queue.empty():
+        d.loop = asyncio.get_running_loop()
+        task = d.loop.create_task(d._actuator())
+        d.queue.put_nowait(Claim(0))
+        d.queue.put_nowait(CheckListening(0))
+        while not stepped:
             await asyncio.sleep(0.001)
         task.cancel()
         d.announcer.close()
-        return events
 
-    events = asyncio.run(scenario())
-    assert "garp" in events and events.index("listening") < events.index("garp") \
-        < events.index("heartbeat"), events
-
-
-def test_a_bind_that_never_listens_holds_the_claim_back_briefly_only(tmp_path):
-    """No socket at all (bind on the wildcard address is seen as listening): the claim goes
-    on after at most half the peer's suspect_after, so this node never looks silent."""
-    import asyncio
-    import time as _time
-
-    from dnspair.shell import listening
-
-    async def go():
-        t0 = _time.monotonic()
-        r = await listening.until_bound("192.0.2.77", 53, lambda ip, port: False,
-                                        listening.bound_wait(0.13))
-        return r, _time.monotonic() - t0
-
-    r, took = asyncio.run(go())
-    assert r is None and 0.06 <= took < 0.5
+    asyncio.run(scenario())
+    assert order == ["add", ("look", cfg.vips[0].ip, cfg.dns_check.port)], order
+    assert stepped == [Listening(0, True)]
 
 
 def test_bound_reads_proc_net_udp_for_the_address_or_the_wildcard(tmp_path):

@@ -13,6 +13,14 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class CheckListening:
+    """Look, once and now (after the claims before it are carried out), whether bind has its
+    socket on VIP `vip`; the answer comes back as a `Listening` event. The engine asks again
+    at its own cadence until bind listens or its bound runs out (engine.LISTEN_POLL)."""
+    vip: int
+
+
+@dataclass(frozen=True)
 class Release:
     """Remove VIP `vip` from its interface, and stop announcing it."""
     vip: int
@@ -106,8 +114,8 @@ class Stopped:
     """The orderly stop is complete: the shell may exit."""
 
 
-Action = (Claim | Release | Announce | Send | CheckDns | CheckWitness | CheckZones | Notify | Reply | Log
-          | Save | Transition | Stopped)
+Action = (Claim | CheckListening | Release | Announce | Send | CheckDns | CheckWitness | CheckZones | Notify
+          | Reply | Log | Save | Transition | Stopped)
 
 
 @dataclass

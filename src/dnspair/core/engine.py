@@ -26,6 +26,10 @@ reasoning):
   nothing, and draws no clients: it cannot answer.
 * While the peer is not live, held VIPs are announced again every REFRESH: a node cut off
   while it announced cannot know whether any client heard it.
+* A claimed VIP is announced, and shown held in our heartbeats (on which the old holder lets
+  go), only once bind listens on it (`CheckListening`, asked every LISTEN_POLL), or after
+  `_listen_bound()`: bind opens its socket on a new address only when the kernel tells it, and
+  a query sent here before that is refused.
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ from .actions import (
     Action,
     Announce,
     CheckDns,
+    CheckListening,
     CheckWitness,
     CheckZones,
     Claim,
@@ -59,6 +64,7 @@ from .events import (
     Datagram,
     DnsResult,
     Event,
+    Listening,
     Resumed,
     Start,
     Stop,
@@ -85,6 +91,13 @@ START_LISTEN = 1.0
 RELEASE_ECHO = 1.0
 # A witness ping still out this long after its timeout was lost (the shell's task died).
 WITNESS_SLACK = 1.0
+# A claimed VIP waits for bind's socket on it (asked this often) for at most LISTEN_WAIT, and at
+# most half the suspect time: under load bind opened it up to 20 ms after the address appeared
+# (measured 2026-12-03 on the 2-core VM with three busy loops; under 1 ms at rest). A bind that
+# listens on the wildcard address is seen at once; one that never opens the socket cannot answer
+# there anyway (the DNS check judges bind), and the client must not wait long for the announcement.
+LISTEN_POLL = 0.002
+LISTEN_WAIT = 1.0
 # Claim reasons that come from a failure of the peer: the claim is a failover, and sticky.
 FAILOVER = ("peer_lost", "peer_dns_failed", "peer_no_carrier")
 
@@ -156,6 +169,10 @@ class Engine:
         self.sticky: set[int] = set()
         self.yielding: set[int] = set()
         self.contested: set[int] = set()  # held here while the peer also held (or may have)
+        # held (the address is on), but bind does not listen on it yet: not announced, and not
+        # shown held to the peer; when each was claimed
+        self.binding: dict[int, float] = {}
+        self.next_listen_check = now
         self.released_at: dict[int, float] = {}
         self.release_epoch = 0
         self.peer_release_epoch: int | None = None
@@ -250,6 +267,9 @@ class Engine:
                 acts += self._on_command(now, cmd, vip, node, text)
             case ClaimFailed(vip, error):
                 acts += self._on_claim_failed(now, vip, error)
+            case Listening(vip, yes):
+                if yes and vip in self.binding:
+                    acts += self._listens(now, vip)
             case Resumed():
                 acts += self._resync(now, "resumed after a stop (SIGCONT)")
             case ZoneSerials():
@@ -328,11 +348,22 @@ class Engine:
         if self.cfg.witness is not None and now >= self.next_witness:
             acts += self._ask_witness(now)
             self.next_witness = _advance(self.next_witness, self.cfg.witness.interval, now)
+        if self.binding and now >= self.next_listen_check:
+            for i, since in sorted(self.binding.items()):
+                if now - since >= self._listen_bound():
+                    v = self.cfg.vips[i]
+                    acts.append(Log(f"VIP {v.address}: bind has no socket on port "
+                                    f"{self.cfg.dns_check.port} after {now - since:.2f} s; announcing anyway",
+                                    "warning"))
+                    acts += self._listens(now, i)
+                else:
+                    acts.append(CheckListening(i))
+            self.next_listen_check = now + LISTEN_POLL
         if not self.held or self.peer_alive(now):
             self.next_refresh = now + REFRESH
         elif now >= self.next_refresh:
             if self.ready and self.dns_ok and not self.dns_stale:   # a failed node draws no clients
-                acts += [Announce(i, refresh=True) for i in sorted(self.held)]
+                acts += [Announce(i, refresh=True) for i in sorted(self.held) if i not in self.binding]
             self.next_refresh = now + REFRESH
         if self.drift is not None and now >= self.next_zones:
             assert self.cfg.dns is not None
@@ -355,6 +386,8 @@ class Engine:
             times.append(self.next_witness)
         if self.watchdog:
             times.append(self.next_watchdog)
+        if self.binding:
+            times.append(self.next_listen_check)
         if self.drift is not None:
             times.append(self.next_zones)
             due = self.drift.next_due(now)
@@ -628,11 +661,23 @@ class Engine:
         quiet_from = p.last_heard + (0.0 if p.left else self.cfg.heartbeat.suspect_after)
         return self.witness_at >= quiet_from
 
+    def _listen_bound(self) -> float:
+        return min(LISTEN_WAIT, self.cfg.heartbeat.suspect_after / 2)
+
+    def _listens(self, now: float, i: int) -> list[Action]:
+        """Bind listens on claimed VIP i (or the bound ran out): point the clients here, then
+        tell the peer we hold it (the shell sends the ARP burst's first frames first)."""
+        del self.binding[i]
+        self._send_now = True
+        self._quiet_inputs = None
+        return [Announce(i)]
+
     def _on_claim_failed(self, now: float, vip: int, error: str) -> list[Action]:
         if not 0 <= vip < self.n:
             return []
         held = vip in self.held
         self.held.discard(vip)
+        self.binding.pop(vip, None)
         self.sticky.discard(vip)
         self._record("claim", self.me, now, f"{self.cfg.vips[vip].address}: {error}")
         self._send_now = True
@@ -981,8 +1026,8 @@ class Engine:
         return (alive, not alive and now < self.listen_until, self.witness_fresh(), self.peer.left,
                 self.peer_was_alive, gs is not None and now - gs >= self.cfg.hold_down,
                 self.dns_ok, self.dns_stale, self.standby, tuple(self.carrier.values()),
-                frozenset(self.held), frozenset(self.sticky), frozenset(self.away),
-                frozenset(self.yielding),
+                frozenset(self.held), frozenset(self.binding), frozenset(self.sticky),
+                frozenset(self.away), frozenset(self.yielding),
                 frozenset(self.contested), frozenset(self.told_failed), self.admin,
                 self._heard_held(now),
                 None if m is None else (m.held, m.yielding, m.sticky, m.available, m.dns_ok,
@@ -1039,6 +1084,8 @@ class Engine:
                     if self.dns_ok and not self.dns_stale:   # else it may not be able to answer
                         acts += self._claim(now, i, alive)
                         changed = True
+                elif i in self.binding:
+                    pass   # announced once bind listens on it
                 elif i in self.held and peer_holds and peer_failed and i not in self.told_failed:
                     # The peer cannot answer and may not let go (it may not hear us): point
                     # the clients here now.
@@ -1069,6 +1116,7 @@ class Engine:
                     acts += [Release(i), Log(f"released VIP {vip.address} ({why})",
                                              "info" if graceful else "warning")]
                     self.held.discard(i)
+                    self.binding.pop(i, None)
                     self.sticky.discard(i)
                     self.yielding.discard(i)
                     self.contested.discard(i)
@@ -1152,7 +1200,10 @@ class Engine:
         if code == "peer_lost" and self.peer.last_heard is not None:
             since = min(since, self.peer.last_heard)
         self.changed_at[i] = now
-        return [Claim(i), Announce(i), Log(f"claimed VIP {vip.address} on {vip.interface} ({why})"),
+        if not self.binding:
+            self.next_listen_check = now + LISTEN_POLL
+        self.binding[i] = now
+        return [Claim(i), CheckListening(i), Log(f"claimed VIP {vip.address} on {vip.interface} ({why})"),
                 self._transition(now, "failover" if code in FAILOVER else "vip_claimed", code, why, i,
                                  old, self.me, now - since)]
 
@@ -1187,7 +1238,9 @@ class Engine:
         ack_seq, ack_delay = 0, 0
         if self.last_rx:
             ack_seq, ack_delay = self.last_rx[0], int((now - self.last_rx[1]) * 1e6)
-        home_held = [i for i in self.held if self.homes[i] == self.me and i not in self.away]
+        # A VIP whose bind does not listen yet is not shown held: the old holder keeps it.
+        shown = self.held.difference(self.binding)
+        home_held = [i for i in shown if self.homes[i] == self.me and i not in self.away]
         dead_time = self.cfg.heartbeat.dead_time
         return wire.Message(
             cluster=self.cfg.cluster, sender=self.me, incarnation=self.incarnation, seq=self.seq,
@@ -1196,8 +1249,8 @@ class Engine:
             maintenance=self.maintenance,
             consecutive_failures=self.consecutive, total_failures=self.total_failures,
             dns_latency_us=int((self.dns_latency or 0) * 1e6), nvips=self.n,
-            held=_mask(self.held), yielding=_mask(self.yielding),
-            sticky=_mask(self.sticky) | _mask(home_held),
+            held=_mask(shown), yielding=_mask(self.yielding),
+            sticky=_mask(self.sticky.difference(self.binding)) | _mask(home_held),
             available=self._available_mask(),
             links_mask=_mask(k for k, t in self.peer.links_heard.items() if now - t <= dead_time),
             digest=self.digest8, admin=self.admin,
@@ -1218,6 +1271,7 @@ class Engine:
         self.stop_sticky = frozenset(self.sticky)
         held = sorted(self.held)
         self.held.clear()
+        self.binding.clear()
         for i in held:
             self.changed_at[i] = now
             acts.append(self._transition(now, "vip_released", "stopping", "daemon stopping", i,

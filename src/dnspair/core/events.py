@@ -68,6 +68,14 @@ class ClaimFailed:
     error: str
 
 
+@dataclass(frozen=True, slots=True)
+class Listening:
+    """The answer to `CheckListening`: whether bind has its UDP socket on VIP `vip` yet (or on
+    the wildcard address)."""
+    vip: int
+    yes: bool
+
+
 @dataclass(frozen=True)
 class Resumed:
     """The process was stopped and continued (SIGCONT): what we know of the peer is stale."""
@@ -96,5 +104,5 @@ class Stop:
     """Orderly stop: release everything, say bye (repeated), then `Stopped`."""
 
 
-Event = (Start | Tick | Datagram | DnsResult | Carrier | WitnessResult | Command | ClaimFailed | Resumed
-         | ZoneSerials | Stop)
+Event = (Start | Tick | Datagram | DnsResult | Carrier | WitnessResult | Command | ClaimFailed | Listening
+         | Resumed | ZoneSerials | Stop)

@@ -1,31 +1,14 @@
 """Whether bind has a UDP socket on an address yet: /proc/net/udp and udp6 of this namespace.
 
 bind (`listen-on { any; }`, automatic-interface-scan) opens its socket on a VIP only after the
-kernel tells it the address appeared; on a loaded machine that took up to 20 ms here (measured
-2026-12-03 with three busy loops on the 2-core VM; under 1 ms at rest). A query reaching the new
-owner in that window is refused (ICMP port unreachable): lost. So the actuator announces the
-VIP, and sends the heartbeat that lets the old holder release it, only once this says yes, or
-after WAIT (a bind that listens on the wildcard address is seen at once; a bind that never opens
-the socket cannot answer anyway, and the engine's DNS check judges it). Heartbeats queue behind the claim
-meanwhile, so the wait is also kept under half the peer's suspect_after: a slow bind must not
-make this node look silent.
+kernel tells it the address appeared. The engine announces a claimed VIP only once this says
+yes (it asks with `CheckListening`, and owns the cadence and the bound: core/engine.py,
+LISTEN_POLL and LISTEN_WAIT); this module only reads.
 """
 from __future__ import annotations
 
-import asyncio
-import logging
 import socket
 import struct
-import time
-from collections.abc import Callable
-
-log = logging.getLogger("dnspair")
-WAIT = 1.0      # s: at most this long between adding a VIP and announcing it
-POLL = 0.002    # s
-
-
-def bound_wait(suspect_after: float) -> float:
-    return min(WAIT, suspect_after / 2)
 
 
 def _hex(ip: str) -> tuple[str, str, str]:
@@ -50,15 +33,3 @@ def bound(ip: str, port: int, proc: str | None = None) -> bool:
     except OSError:
         return True   # no /proc to read: do not hold up the claim
     return False
-
-
-async def until_bound(ip: str, port: int, check: Callable[[str, int], bool] = bound,
-                      wait: float = WAIT) -> float | None:
-    """Wait until `check(ip, port)`; seconds it took, None if `wait` ran out (logged)."""
-    t0 = time.monotonic()
-    while not check(ip, port):
-        if time.monotonic() - t0 >= wait:
-            log.warning("VIP %s: no socket on port %d after %.1f s; announcing anyway", ip, port, wait)
-            return None
-        await asyncio.sleep(POLL)
-    return time.monotonic() - t0
