@@ -125,8 +125,6 @@ def test_a_hand_back_waits_for_bind_to_listen_before_it_is_announced_or_shown_he
     the client sent to the new owner in between was refused. Now the engine keeps the claim
     unannounced, and out of its heartbeats' held mask, until bind listens: the yielding peer
     keeps serving meanwhile."""
-    import sys
-    sys.path.insert(0, __file__.rsplit("/", 1)[0])
     from dnspair.core import wire
     from pairsim import KEY, Pair
 
@@ -156,8 +154,6 @@ def test_a_hand_back_waits_for_bind_to_listen_before_it_is_announced_or_shown_he
 def test_a_bind_that_never_listens_delays_the_announcement_by_half_the_suspect_time_only():
     """No socket at all (bind on the wildcard address is seen as listening): a failover claim
     is announced anyway, with a warning, after min(LISTEN_WAIT, suspect_after / 2)."""
-    import sys
-    sys.path.insert(0, __file__.rsplit("/", 1)[0])
     from dnspair.core import engine
     from pairsim import Pair
 
