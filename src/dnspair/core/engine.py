@@ -71,11 +71,11 @@ from .saved import Cause, Failure, Saved
 
 BYE_REPEATS = 3          # a lost bye only costs the dead time; each repeat has a new seq
 BYE_SPACING = 0.002
-# While the peer is not live, held VIPs are announced again this often: a node cut off
-# while it announced (or whose peer's bye was lost) cannot know whether a client heard it.
 # DNS checks kept out at once, engine and prober alike: more than the timeout's ten intervals
 # (config.py), so the oldest is never forgotten before it times out.
 DNS_PENDING = 16
+# While the peer is not live, held VIPs are announced again this often: a node cut off
+# while it announced (or whose peer's bye was lost) cannot know whether a client heard it.
 REFRESH = 1.0
 # A node that starts alone listens this long (at least the dead time) before it claims
 # anything: both nodes booting together may open their sockets a few hundred ms apart.
