@@ -182,8 +182,7 @@ class Engine:
         self.byes_left = 0
         self.next_heartbeat = now
         self.next_dns = now
-        self.dns_asked: float | None = None   # the oldest DNS check still out was sent then
-        self.dns_out: list[float] = []         # when each check still out was sent, oldest first
+        self.dns_out: list[float] = []   # when each DNS check still out was sent, oldest first
         self.dns_stale = False   # after a stall: the last result may be from before it
         self.dns_forget = False  # the next check drops answers to the queries before it
         self.next_probe = 0.0
@@ -281,8 +280,7 @@ class Engine:
         self.stalls += 1
         self.listen_until = now + self.cfg.heartbeat.dead_time
         self.dns_stale = True         # bind may have failed meanwhile: claim after a fresh check
-        self.dns_asked = None         # a check out before the stall is forgotten, not timed out
-        self.dns_out.clear()
+        self.dns_out.clear()          # a check out before the stall is forgotten, not timed out
         self.dns_forget = True
         self.next_dns = min(self.next_dns, now)
         self.contested |= self.held   # the peer may have claimed and announced them
@@ -296,7 +294,6 @@ class Engine:
         check = self.cfg.dns_check
         if self.dns_asked is not None and now >= self.dns_asked + check.timeout:
             # No answer in time: bind is hung (a stopped bind is refused at once).
-            self.dns_asked = None
             self.dns_out.clear()
             acts += self._on_dns(now, False, None, f"timeout after {check.timeout:g} s (bind hung?)")
         if now >= self.next_dns:
@@ -306,7 +303,6 @@ class Engine:
             self.dns_forget = False
             self.dns_out.append(now)
             del self.dns_out[:-DNS_PENDING]   # the prober forgets older ones too
-            self.dns_asked = self.dns_out[0]  # the timeout runs from the oldest unanswered check
             self.next_dns = _advance(self.next_dns, check.interval, now)
         suspect = self.peer_suspect(now)
         if suspect and not self.probing and self.cfg.witness is not None:
@@ -517,6 +513,11 @@ class Engine:
             return c
         return Cause("unknown", home, now)
 
+    @property
+    def dns_asked(self) -> float | None:
+        """When the oldest DNS check still out was sent: its timeout runs from there."""
+        return self.dns_out[0] if self.dns_out else None
+
     def _dns_answered(self, now: float, ok: bool, latency: float | None) -> None:
         """An answer settles the check it answers and those sent before it; checks sent after
         it stay out, so a bind that was slow and then hangs times out from its first
@@ -529,7 +530,6 @@ class Engine:
             self.dns_out = [t for t in self.dns_out if t > upto]
         else:
             self.dns_out.clear()
-        self.dns_asked = self.dns_out[0] if self.dns_out else None
 
     def _on_dns(self, now: float, ok: bool, latency: float | None, error: str | None) -> list[Action]:
         self.dns_stale = False
