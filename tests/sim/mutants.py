@@ -114,13 +114,6 @@ def dns_answer_ends_all():
         yield
 
 
-@contextlib.contextmanager
-def one_way_trusted_forever():
-    """Before: one-way heartbeats held a node back for as long as they came."""
-    with mock.patch.object(engine.Engine, "_one_way_trust", lambda self: float("inf")):
-        yield
-
-
 MUTANTS = {
     "a_lower_incarnation": ordered_incarnations,
     "b_max_incarnation": ordered_incarnations,
@@ -131,7 +124,6 @@ MUTANTS = {
     "r_witness_answer_from_before_a_bye": witness_answer_on_arrival,
     "s_witness_ping_between_heartbeats": witness_fresh_from_last_heard,
     "u_bind_slow_then_hung": dns_answer_ends_all,
-    "v_one_way_replay_after_death": one_way_trusted_forever,
 }
 
 

@@ -100,7 +100,6 @@ class Peer:
     link_seen: dict[int, wire.SeqMemory] = field(default_factory=dict)
     seen: wire.SeqMemory = field(default_factory=wire.SeqMemory)
     one_way_at: float | None = None     # heard, but its heartbeats show it does not hear us
-    one_way_since: float | None = None  # the first of those, since it was last live or silent
     one_way_msg: wire.Message | None = None
 
 
@@ -366,9 +365,6 @@ class Engine:
             times.append(self.listen_until)
         if self.peer.one_way_at is not None and self.peer.one_way_at + hb.dead_time > now:
             times.append(self.peer.one_way_at + hb.dead_time + 1e-6)
-            since = self.peer.one_way_since
-            if since is not None and since + self._one_way_trust() > now:
-                times.append(since + self._one_way_trust() + 1e-6)
         last = self.peer.last_heard
         if alive and last is not None:
             times.append(last + hb.dead_time + 1e-6)
@@ -677,10 +673,7 @@ class Engine:
         if verdict == LEARN:
             stale_ack = msg.echo == self.incarnation and echo == 0
             if stale_ack and msg.incarnation == self.live.established:
-                p = self.peer
-                if p.one_way_at is None or now - p.one_way_at > self.cfg.heartbeat.dead_time:
-                    p.one_way_since = now
-                p.one_way_at, p.one_way_msg = now, msg
+                self.peer.one_way_at, self.peer.one_way_msg = now, msg
             if self.live.target != old_target or (
                     stale_ack and now - self.learn_reply >= self.cfg.heartbeat.probe_interval):
                 # Let it hear its incarnation, or a fresh ack, from us at once (rate-limited:
@@ -692,7 +685,6 @@ class Engine:
             return self._drop(link, wire.Dropped("stale_incarnation",
                                                  "another incarnation of the peer is live"))
         self.peer.links_heard[link] = now
-        self.peer.one_way_at = None
         return self._apply_peer(now, msg)
 
     def _ack_fresh(self, now: float, ack_seq: int) -> bool:
@@ -923,20 +915,11 @@ class Engine:
 
     def _heard_held(self, now: float) -> int:
         """The mask of VIPs `_heard_holding` is true for."""
-        t, m, since = self.peer.one_way_at, self.peer.one_way_msg, self.peer.one_way_since
-        if (t is not None and m is not None and since is not None and now - t <= self.cfg.heartbeat.dead_time
-                and now - since <= self._one_way_trust() and not self.peer_alive(now) and m.dns_ok):
+        t, m = self.peer.one_way_at, self.peer.one_way_msg
+        if (t is not None and m is not None and now - t <= self.cfg.heartbeat.dead_time
+                and not self.peer_alive(now) and m.dns_ok):
             return m.held
         return 0
-
-    def _one_way_trust(self) -> float:
-        """How long one-way heartbeats hold us back. A link just back turns two-way within
-        an interval or two; past this we take the VIP anyway: both then hold it (harmless,
-        both answer) rather than none. Datagrams the peer sent while we were cut off,
-        recorded and replayed after its death, are indistinguishable from one-way ones and
-        would otherwise hold us back for as long as the replay runs (seed 300029993)."""
-        hb = self.cfg.heartbeat
-        return hb.dead_time + hb.interval
 
     def _decision_inputs(self, now: float) -> tuple[object, ...]:
         """Everything `_decide` reads, as of `now`."""
