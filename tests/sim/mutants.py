@@ -110,15 +110,7 @@ def dns_answer_ends_all():
     """Before: any DNS answer ended every check still out (the timeout restarted after it)."""
     def answered(self, now, ok, latency):
         self.dns_out.clear()
-        self.dns_asked = None
     with mock.patch.object(engine.Engine, "_dns_answered", answered):
-        yield
-
-
-@contextlib.contextmanager
-def one_way_trusted_forever():
-    """Before: one-way heartbeats held a node back for as long as they came."""
-    with mock.patch.object(engine.Engine, "_one_way_trust", lambda self: float("inf")):
         yield
 
 
@@ -144,7 +136,6 @@ MUTANTS = {
     "r_witness_answer_from_before_a_bye": witness_answer_on_arrival,
     "s_witness_ping_between_heartbeats": witness_fresh_from_last_heard,
     "u_bind_slow_then_hung": dns_answer_ends_all,
-    "v_one_way_replay_after_death": one_way_trusted_forever,
     "y_claim_before_bind_listens": announce_at_claim,
 }
 

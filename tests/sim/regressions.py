@@ -174,22 +174,6 @@ REGRESSIONS = {
             {"at": 11.126, "dur": 0.453, "kind": "bind", "mode": "hung", "node": 0},
         ]},
     },
-    # The same search: dns-pm02 stops while dns-pm01's carrier is down (its bye is lost), and
-    # dns-pm02's datagrams from that time, which never reached dns-pm01, are replayed to it
-    # once its carrier is back. Each was a one-way heartbeat (it echoes dns-pm01 but acks
-    # nothing recent) saying dns-pm02 holds VIP2, so dns-pm01 held back from VIP2 for as long
-    # as the replay ran (0.5 s unanswered). One-way heartbeats now hold a node back for at
-    # most dead_time + interval from the first (engine._one_way_trust).
-    "v_one_way_replay_after_death": {
-        "bites": lambda rec: any(k == "replay" for _, k, _ in rec.marks)
-        and _logged("dns-pm01", "claimed VIP 192.0.2.12/24")(rec),
-        "schedule": {"seed": 300029993, "duration": 20.247, "counters": [401, 88], "start": [0.0, 0.288],
-                     "faults": [
-            {"at": 16.066, "dur": 1.884, "kind": "carrier", "link": 1, "node": 0},
-            {"at": 17.121, "dur": 2.626, "kind": "stop", "node": 1},
-            {"at": 17.986, "count": 50, "dur": 0.0, "gap": 0.047, "kind": "replay", "node": 0},
-        ]},
-    },
     # The namespace upgrade test's hand-back after a rollback (docs/upgrade.md), in the simulator
     # once its bind opens the socket on a new address 2 ms after it appears (world.SOCKET_DELAY):
     # with failback auto dns-pm02 takes VIP2 back 3 s after its bind recovered. Announced (and
@@ -323,4 +307,22 @@ def _faults_happened(schedule):
 
 REGRESSIONS.update({name: {"schedule": r["schedule"], "bites": _faults_happened(r["schedule"])}
                     for name, r in FIXED_FINDS.items()})
-FOUND: dict = {}
+FOUND: dict = {
+    # Open (2026-12-04, a 30 000-schedule search): dns-pm02 stops while dns-pm01's carrier is
+    # down (its bye is lost), and dns-pm02's datagrams from then, which never reached dns-pm01,
+    # are replayed to it once its carrier is back. Each is a one-way heartbeat (it echoes
+    # dns-pm01, acks nothing recent) saying dns-pm02 holds VIP2, so dns-pm01 holds back from
+    # VIP2 for as long as the replay runs (0.5 s unanswered). Bounding the hold-back to
+    # dead_time + interval fixed this here but broke a real link coming back on the namespace
+    # network (tests/net/test_faults_network.py: the peer's heartbeats stayed one-way for
+    # 0.36 s while its neighbour entry was resolved), so it was taken out again.
+    "v_one_way_replay_after_death": {
+        "known": None,
+        "schedule": {"seed": 300029993, "duration": 20.247, "counters": [401, 88], "start": [0.0, 0.288],
+                     "faults": [
+            {"at": 16.066, "dur": 1.884, "kind": "carrier", "link": 1, "node": 0},
+            {"at": 17.121, "dur": 2.626, "kind": "stop", "node": 1},
+            {"at": 17.986, "count": 50, "dur": 0.0, "gap": 0.047, "kind": "replay", "node": 0},
+        ]},
+    },
+}

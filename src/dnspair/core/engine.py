@@ -77,11 +77,11 @@ from .saved import Cause, Failure, Saved
 
 BYE_REPEATS = 3          # a lost bye only costs the dead time; each repeat has a new seq
 BYE_SPACING = 0.002
-# While the peer is not live, held VIPs are announced again this often: a node cut off
-# while it announced (or whose peer's bye was lost) cannot know whether a client heard it.
 # DNS checks kept out at once, engine and prober alike: more than the timeout's ten intervals
 # (config.py), so the oldest is never forgotten before it times out.
 DNS_PENDING = 16
+# While the peer is not live, held VIPs are announced again this often: a node cut off
+# while it announced (or whose peer's bye was lost) cannot know whether a client heard it.
 REFRESH = 1.0
 # A node that starts alone listens this long (at least the dead time) before it claims
 # anything: both nodes booting together may open their sockets a few hundred ms apart.
@@ -113,7 +113,6 @@ class Peer:
     link_seen: dict[int, wire.SeqMemory] = field(default_factory=dict)
     seen: wire.SeqMemory = field(default_factory=wire.SeqMemory)
     one_way_at: float | None = None     # heard, but its heartbeats show it does not hear us
-    one_way_since: float | None = None  # the first of those, since it was last live or silent
     one_way_msg: wire.Message | None = None
 
 
@@ -200,8 +199,7 @@ class Engine:
         self.byes_left = 0
         self.next_heartbeat = now
         self.next_dns = now
-        self.dns_asked: float | None = None   # the oldest DNS check still out was sent then
-        self.dns_out: list[float] = []         # when each check still out was sent, oldest first
+        self.dns_out: list[float] = []   # when each DNS check still out was sent, oldest first
         self.dns_stale = False   # after a stall: the last result may be from before it
         self.dns_forget = False  # the next check drops answers to the queries before it
         self.next_probe = 0.0
@@ -302,8 +300,7 @@ class Engine:
         self.stalls += 1
         self.listen_until = now + self.cfg.heartbeat.dead_time
         self.dns_stale = True         # bind may have failed meanwhile: claim after a fresh check
-        self.dns_asked = None         # a check out before the stall is forgotten, not timed out
-        self.dns_out.clear()
+        self.dns_out.clear()          # a check out before the stall is forgotten, not timed out
         self.dns_forget = True
         self.next_dns = min(self.next_dns, now)
         self.contested |= self.held   # the peer may have claimed and announced them
@@ -317,7 +314,6 @@ class Engine:
         check = self.cfg.dns_check
         if self.dns_asked is not None and now >= self.dns_asked + check.timeout:
             # No answer in time: bind is hung (a stopped bind is refused at once).
-            self.dns_asked = None
             self.dns_out.clear()
             acts += self._on_dns(now, False, None, f"timeout after {check.timeout:g} s (bind hung?)")
         if now >= self.next_dns:
@@ -327,7 +323,6 @@ class Engine:
             self.dns_forget = False
             self.dns_out.append(now)
             del self.dns_out[:-DNS_PENDING]   # the prober forgets older ones too
-            self.dns_asked = self.dns_out[0]  # the timeout runs from the oldest unanswered check
             self.next_dns = _advance(self.next_dns, check.interval, now)
         suspect = self.peer_suspect(now)
         if suspect and not self.probing and self.cfg.witness is not None:
@@ -404,9 +399,6 @@ class Engine:
             times.append(self.listen_until)
         if self.peer.one_way_at is not None and self.peer.one_way_at + hb.dead_time > now:
             times.append(self.peer.one_way_at + hb.dead_time + 1e-6)
-            since = self.peer.one_way_since
-            if since is not None and since + self._one_way_trust() > now:
-                times.append(since + self._one_way_trust() + 1e-6)
         last = self.peer.last_heard
         if alive and last is not None:
             times.append(last + hb.dead_time + 1e-6)
@@ -557,6 +549,11 @@ class Engine:
             return c
         return Cause("unknown", home, now)
 
+    @property
+    def dns_asked(self) -> float | None:
+        """When the oldest DNS check still out was sent: its timeout runs from there."""
+        return self.dns_out[0] if self.dns_out else None
+
     def _dns_answered(self, now: float, ok: bool, latency: float | None) -> None:
         """An answer settles the check it answers and those sent before it; checks sent after
         it stay out, so a bind that was slow and then hangs times out from its first
@@ -569,7 +566,6 @@ class Engine:
             self.dns_out = [t for t in self.dns_out if t > upto]
         else:
             self.dns_out.clear()
-        self.dns_asked = self.dns_out[0] if self.dns_out else None
 
     def _on_dns(self, now: float, ok: bool, latency: float | None, error: str | None) -> list[Action]:
         self.dns_stale = False
@@ -729,10 +725,7 @@ class Engine:
         if verdict == LEARN:
             stale_ack = msg.echo == self.incarnation and echo == 0
             if stale_ack and msg.incarnation == self.live.established:
-                p = self.peer
-                if p.one_way_at is None or now - p.one_way_at > self.cfg.heartbeat.dead_time:
-                    p.one_way_since = now
-                p.one_way_at, p.one_way_msg = now, msg
+                self.peer.one_way_at, self.peer.one_way_msg = now, msg
             if self.live.target != old_target or (
                     stale_ack and now - self.learn_reply >= self.cfg.heartbeat.probe_interval):
                 # Let it hear its incarnation, or a fresh ack, from us at once (rate-limited:
@@ -744,7 +737,6 @@ class Engine:
             return self._drop(link, wire.Dropped("stale_incarnation",
                                                  "another incarnation of the peer is live"))
         self.peer.links_heard[link] = now
-        self.peer.one_way_at = None
         return self._apply_peer(now, msg)
 
     def _ack_fresh(self, now: float, ack_seq: int) -> bool:
@@ -1003,20 +995,11 @@ class Engine:
 
     def _heard_held(self, now: float) -> int:
         """The mask of VIPs `_heard_holding` is true for."""
-        t, m, since = self.peer.one_way_at, self.peer.one_way_msg, self.peer.one_way_since
-        if (t is not None and m is not None and since is not None and now - t <= self.cfg.heartbeat.dead_time
-                and now - since <= self._one_way_trust() and not self.peer_alive(now) and m.dns_ok):
+        t, m = self.peer.one_way_at, self.peer.one_way_msg
+        if (t is not None and m is not None and now - t <= self.cfg.heartbeat.dead_time
+                and not self.peer_alive(now) and m.dns_ok):
             return m.held
         return 0
-
-    def _one_way_trust(self) -> float:
-        """How long one-way heartbeats hold us back. A link just back turns two-way within
-        an interval or two; past this we take the VIP anyway: both then hold it (harmless,
-        both answer) rather than none. Datagrams the peer sent while we were cut off,
-        recorded and replayed after its death, are indistinguishable from one-way ones and
-        would otherwise hold us back for as long as the replay runs (seed 300029993)."""
-        hb = self.cfg.heartbeat
-        return hb.dead_time + hb.interval
 
     def _decision_inputs(self, now: float) -> tuple[object, ...]:
         """Everything `_decide` reads, as of `now`."""

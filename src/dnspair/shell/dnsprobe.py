@@ -58,9 +58,6 @@ def judge(check: DnsCheck, reply: dns.message.Message) -> str | None:
     return None
 
 
-PENDING = DNS_PENDING   # queries kept waiting for an answer, as many as the engine waits for
-
-
 class Prober(asyncio.DatagramProtocol):
     """One persistent connected UDP socket to the local bind; `start()` sends one query.
 
@@ -98,7 +95,7 @@ class Prober(asyncio.DatagramProtocol):
             self.pending.clear()   # their answers may predate a stall: they prove nothing now
         qid = secrets.randbits(16)
         self.pending[qid] = time.monotonic()
-        while len(self.pending) > PENDING:
+        while len(self.pending) > DNS_PENDING:   # as many as the engine waits for
             del self.pending[next(iter(self.pending))]
         try:
             self.transport.sendto(struct.pack("!H", qid) + self.template)
