@@ -56,7 +56,7 @@ class _Budget:
 
     def state(self, q: float):
         i = bisect.bisect_right(self.stimes, q) - 1
-        return self.states[i] if i >= 0 else (0.0, (), False, 0.0, (), False)
+        return self.states[i] if i >= 0 else (0.0, (), False, 0.0, (), False, (False, False))
 
     def covered(self, q: float) -> bool:
         extra = self.base + self.state(q)[3]
@@ -238,7 +238,7 @@ def witness_backed(rec, cfg) -> list[Violation]:
     if cfg.witness is None:
         return []
     out = []
-    for t, node, vip, alive, heard, bye in rec.claims:
+    for t, node, vip, alive, heard, bye, _ in rec.claims:
         if alive:
             continue
         quiet = None if heard is None else heard + (0.0 if bye else cfg.heartbeat.suspect_after)
@@ -249,12 +249,48 @@ def witness_backed(rec, cfg) -> list[Violation]:
     return out
 
 
+def needless_claim(rec, cfg) -> list[Violation]:
+    """(8) A node never takes, as from a dead peer, a VIP its peer holds and serves while the
+    peer's heartbeats reach it: a cable plugged back in, or a one-way cut, makes the peer look
+    dead only from the side that does not hear it. Checked when, for a dead time and an
+    interval (plus any delay) before the claim, the peer's datagrams all reached the node, the
+    peer could serve and held the VIP, and no fault edge fell. Not for a daemon that never had
+    its peer live since it started: heartbeats that never echoed it could be a replay (defect c
+    of docs/simulator.md), so it takes the VIPs."""
+    b = _Budget(rec, cfg)
+    names = cfg.node_names
+    hb = cfg.heartbeat
+    out = []
+    for t, node, vip, alive, _, _, ever in rec.claims:
+        if alive or not ever:
+            continue
+        me = names.index(node)
+        peer = names[1 - me]
+        st = b.state(t)
+        w = hb.dead_time + hb.interval + st[3] + 0.01
+        lo = bisect.bisect_right(b.times, t - w)
+        if lo < len(b.times) and b.times[lo] <= t:
+            continue
+        pts = [t - w] + [x for x in b.stimes if t - w < x <= t]
+        if not all(b.state(x)[6][me] and peer in b.state(x)[1] for x in pts):
+            continue
+        held = [(ta, h) for ta, v, h in rec.addrs if v == vip and ta <= t]
+        before = [h for ta, h in held if ta <= t - w][-1:]
+        if before and all(peer in h for h in before + [h for ta, h in held if ta > t - w]):
+            out.append(Violation("needless_claim", t, f"{node} claimed VIP{vip + 1} ({cfg.vips[vip].ip}) "
+                                 f"as from a dead peer while {peer} held and served it and its "
+                                 f"heartbeats reached {node} (last fault edge: {b.last_mark(t)})",
+                                 vip, node))
+    return out
+
+
 def no_errors(rec, cfg) -> list[Violation]:
     """(5) Nothing raises (nor busy-loops, nor fails to stop)."""
     return [Violation("raised", t, f"{node}: {text}") for t, node, text in rec.errors]
 
 
-ALL = (answered, pointed, single_owner, converged, sticky_kept, witness_backed, no_errors)
+ALL = (answered, pointed, single_owner, converged, sticky_kept, witness_backed, needless_claim,
+       no_errors)
 
 
 def check(rec, cfg, schedule: dict | None = None) -> list[Violation]:

@@ -26,7 +26,7 @@ import dataclasses
 from dnspair.core import wire
 from dnspair.core.events import Carrier, Command
 
-from .world import HUNG, P_DELIVER, P_FAULT, SLOW, STOPPED, World
+from .world import HUNG, LINK_SETTLE, P_DELIVER, P_FAULT, SLOW, STOPPED, World
 
 NET = ("loss", "delay", "dup", "partition")
 
@@ -73,6 +73,9 @@ def _carrier(up: bool):
         was = n.carrier_down[k] == 0
         n.carrier_down[k] += -1 if up else 1
         if (n.carrier_down[k] == 0) != was:
+            if up:
+                n.tx_from[k] = w.now + w.settle_rng.uniform(0, LINK_SETTLE)
+                w.at(n.tx_from[k], P_FAULT, w.mark, "settled")
             n.deliver(Carrier(w.iface(k), up))
     return fn
 

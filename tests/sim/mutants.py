@@ -126,6 +126,28 @@ def announce_at_claim():
         yield
 
 
+@contextlib.contextmanager
+def one_way_dated_on_arrival():
+    """Before: a one-way heartbeat held a node back from its arrival, however old it was."""
+    with mock.patch.object(engine.Engine, "_one_way_sent", lambda self, now, msg: now):
+        yield
+
+
+@contextlib.contextmanager
+def one_way_bounded():
+    """The fix tried and reverted on 2026-12-04: a run of one-way heartbeats held a node back
+    for at most dead_time + interval from its first, however fresh the later ones were."""
+    def sent(self, now, msg):
+        hb = self.cfg.heartbeat
+        first, last = getattr(self, "_ow_run", (now, now))
+        if now - last > hb.dead_time:
+            first = now
+        self._ow_run = (first, now)
+        return now if now - first <= hb.dead_time + hb.interval else now - 2 * hb.dead_time
+    with mock.patch.object(engine.Engine, "_one_way_sent", sent):
+        yield
+
+
 MUTANTS = {
     "a_lower_incarnation": ordered_incarnations,
     "b_max_incarnation": ordered_incarnations,
@@ -137,6 +159,8 @@ MUTANTS = {
     "s_witness_ping_between_heartbeats": witness_fresh_from_last_heard,
     "u_bind_slow_then_hung": dns_answer_ends_all,
     "y_claim_before_bind_listens": announce_at_claim,
+    "v_one_way_replay_after_death": one_way_dated_on_arrival,
+    "z_cable_back_one_way": one_way_bounded,
 }
 
 

@@ -55,6 +55,10 @@ WITNESS_RTT = (0.001, 0.04)   # s: ping to the witness and its answer handled (4
 # bind opens its socket on a new address this long after it appears (plus the node's lag, as
 # bind shares the loaded machine); a query reaching the node before that is refused
 SOCKET_DELAY = 0.002
+# A cable plugged back in: the node's port sends nothing for up to this long, while it already
+# receives (namespace network, 2026-12-04: node2's heartbeats reached node1 0.36 s before
+# node1's reached node2). Drawn from a generator of its own, so other draws do not shift.
+LINK_SETTLE = 0.5
 STOP_LIMIT = 5.0         # systemd's stop timeout: an orderly stop must finish within it
 # priorities at one instant: faults, then deliveries (the daemon drains its sockets first),
 # then timers, then the client
@@ -95,13 +99,14 @@ class Record:
     """What happened, for the checkers (checks.py) and for people reading a failing run."""
     queries: list = dataclasses.field(default_factory=list)   # (t, vip, answered, pointed_bad, target)
     addrs: list = dataclasses.field(default_factory=list)     # (t, vip, holders)
-    # (t, eligible, hear, extra delay, on LAN, lossy)
+    # (t, eligible, hear, extra delay, on LAN, lossy, heard by: per node, its peer's datagrams reach it)
     states: list = dataclasses.field(default_factory=list)
     marks: list = dataclasses.field(default_factory=list)     # (t, kind, extra budget): fault edges
     errors: list = dataclasses.field(default_factory=list)    # (t, node, text)
     garps: list = dataclasses.field(default_factory=list)     # (t, node, vip): frames the client got
     logs: list = dataclasses.field(default_factory=list)      # (t, node, level, text)
-    claims: list = dataclasses.field(default_factory=list)    # (t, node, vip, peer alive, last heard, bye)
+    # (t, node, vip, peer alive, last heard, bye, peer ever live in this run of the daemon)
+    claims: list = dataclasses.field(default_factory=list)
     witness: list = dataclasses.field(default_factory=list)   # (t sent, node): pings the witness answered
     converged: dict = dataclasses.field(default_factory=dict)  # phase -> snapshot
     # (t, node, kept state?, sticky it kept, pins it obeys, the peer's `away` then)
@@ -130,6 +135,7 @@ class Node:
         self.stopping = False
         self.standby = False
         self.carrier_down = [0] * world.nlinks
+        self.tx_from = [0.0] * world.nlinks   # after a carrier return: sends nothing before
         self.isolated = 0
         self.binds: list = []        # active bind faults: (mode, latency)
         self.lag = 0.0
@@ -150,10 +156,15 @@ class Node:
     # --- reachability -----------------------------------------------------------------
 
     def on_lan(self) -> bool:
-        return self.powered and not self.carrier_down[0] and not self.isolated
+        return self.tx_up(0)
 
     def link_up(self, k: int) -> bool:
+        """Receives on link k."""
         return self.powered and not self.carrier_down[k] and not self.isolated
+
+    def tx_up(self, k: int) -> bool:
+        """Sends on link k: its port has settled since the carrier came back."""
+        return self.link_up(k) and self.w.now >= self.tx_from[k]
 
     def bind_mode(self):
         if not self.powered:
@@ -348,10 +359,10 @@ class Node:
                 self.dns_out.clear()
             self.check_dns()
         elif t is Claim:
-            if w.cfg.witness is not None:   # what the engine knew of its peer (checks.witness_backed)
-                e = self.engine
+            e = self.engine   # what it knew of its peer (checks.witness_backed, needless_claim)
+            if hasattr(e, "peer_alive"):   # not the toy engines of the checker's own tests
                 w.rec.claims.append((w.now, self.name, a.vip, e.peer_alive(w.now), e.peer.last_heard,
-                                     e.peer.left))
+                                     e.peer.left, e.peer.ever_heard))
             if a.vip not in self.addrs:
                 self.listen_at[a.vip] = w.now + SOCKET_DELAY + self.lag
             self.addrs.add(a.vip)
@@ -397,7 +408,7 @@ class Node:
         peer = w.peer(self)
         rnd = w.rng.random
         for k in range(w.nlinks):
-            if not self.link_up(k):
+            if not self.tx_up(k):
                 continue
             loss, delay, jitter, dup = w.net[(k, self.idx)]
             copies = 2 if dup and rnd() < dup else 1
@@ -510,6 +521,7 @@ class World:
         self.nlinks = min(len(self.cfg.nodes[n].addresses) for n in self.names)
         self.nvips = len(self.cfg.vips)
         self.rng = random.Random(f"world:{schedule.get('seed', 0)}")
+        self.settle_rng = random.Random(f"settle:{schedule.get('seed', 0)}")
         self.now = 0.0
         self._heap: list = []
         self._seq = 0
@@ -582,7 +594,7 @@ class World:
         a, b = self.nodes
         hear = False
         if all(n.engine is not None and not n.frozen and not n.stopping for n in self.nodes):
-            hear = any(a.link_up(k) and b.link_up(k) and self.net[(k, 0)][0] == 0
+            hear = any(a.tx_up(k) and b.tx_up(k) and self.net[(k, 0)][0] == 0
                        and self.net[(k, 1)][0] == 0 for k in range(self.nlinks))
         # Delay slows the news between the nodes by itself; loss by up to a dead time (past
         # that the peer would be found dead): both widen the failover budget.
@@ -594,10 +606,17 @@ class World:
         if lossy:
             extra += self.cfg.heartbeat.dead_time
         lan = tuple(n.name for n in self.nodes if n.on_lan())
-        st = (elig, hear, extra, lan, lossy)
+        st = (elig, hear, extra, lan, lossy, (self._hears(a, b), self._hears(b, a)))
         if st != self._last_state:
             self._last_state = st
-            self.rec.states.append((self.now, elig, hear, extra, lan, lossy))
+            self.rec.states.append((self.now, *st))
+
+    def _hears(self, n: Node, src: Node) -> bool:
+        """Every datagram src's daemon sends reaches n's daemon (on some link, none lost)."""
+        if any(m.engine is None or m.frozen or m.stopping for m in (n, src)):
+            return False
+        return any(src.tx_up(k) and n.link_up(k) and self.net[(k, src.idx)][0] == 0
+                   for k in range(self.nlinks))
 
     def query(self, vip: int) -> None:
         target = self.client.target(vip)

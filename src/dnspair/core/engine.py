@@ -98,6 +98,10 @@ WITNESS_SLACK = 1.0
 # there anyway (the DNS check judges bind), and the client must not wait long for the announcement.
 LISTEN_POLL = 0.002
 LISTEN_WAIT = 1.0
+# Our heartbeats' send times are kept this long: a one-way heartbeat's ack (the seq of ours the
+# peer last heard, and how long before it sent) dates it in our clock, so datagrams held up and
+# replayed later are told from a peer that is still sending (`_one_way_sent`).
+SENT_MEMORY = 10.0
 # Claim reasons that come from a failure of the peer: the claim is a failover, and sticky.
 FAILOVER = ("peer_lost", "peer_dns_failed", "peer_no_carrier")
 
@@ -725,7 +729,9 @@ class Engine:
         if verdict == LEARN:
             stale_ack = msg.echo == self.incarnation and echo == 0
             if stale_ack and msg.incarnation == self.live.established:
-                self.peer.one_way_at, self.peer.one_way_msg = now, msg
+                sent = self._one_way_sent(now, msg)
+                if self.peer.one_way_at is None or sent > self.peer.one_way_at:
+                    self.peer.one_way_at, self.peer.one_way_msg = sent, msg
             if self.live.target != old_target or (
                     stale_ack and now - self.learn_reply >= self.cfg.heartbeat.probe_interval):
                 # Let it hear its incarnation, or a fresh ack, from us at once (rate-limited:
@@ -738,6 +744,19 @@ class Engine:
                                                  "another incarnation of the peer is live"))
         self.peer.links_heard[link] = now
         return self._apply_peer(now, msg)
+
+    def _one_way_sent(self, now: float, msg: wire.Message) -> float:
+        """When the peer sent this one-way heartbeat, in our clock, at the latest: when we sent
+        the heartbeat it acks, plus how long the peer held it. A live peer that does not hear us
+        (a link just back, a one-way cut) acks an old seq with a long delay: sent about now. Its
+        datagrams held up and replayed after it died were sent long ago, and hold nothing back.
+        An ack older than SENT_MEMORY is dated at our oldest kept send: later, never earlier."""
+        sent = self.sent_at.get(msg.ack_seq)
+        if sent is None:
+            if not self.sent_at or msg.ack_seq > self.seq:
+                return now
+            sent = next(iter(self.sent_at.values()))
+        return min(now, sent + msg.ack_delay_us / 1e6)
 
     def _ack_fresh(self, now: float, ack_seq: int) -> bool:
         sent = self.sent_at.get(ack_seq)
@@ -1212,7 +1231,7 @@ class Engine:
     def message(self, now: float, mtype: int = wire.HEARTBEAT) -> wire.Message:
         self.seq += 1
         self.sent_at[self.seq] = now
-        horizon = now - 2 * (self.cfg.heartbeat.dead_time + self.cfg.heartbeat.interval)
+        horizon = now - max(SENT_MEMORY, 2 * (self.cfg.heartbeat.dead_time + self.cfg.heartbeat.interval))
         while True:   # oldest first (insertion order): keep what an ack may still name
             first = next(iter(self.sent_at))
             if self.sent_at[first] >= horizon or first == self.seq:
