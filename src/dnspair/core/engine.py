@@ -728,10 +728,10 @@ class Engine:
             self.last_rx = (msg.seq, now)   # acked in our next heartbeat: it proves we hear it
         if verdict == LEARN:
             stale_ack = msg.echo == self.incarnation and echo == 0
-            if stale_ack and msg.incarnation == self.live.established:
-                sent = self._one_way_sent(now, msg)
-                if self.peer.one_way_at is None or sent > self.peer.one_way_at:
-                    self.peer.one_way_at, self.peer.one_way_msg = sent, msg
+            hb = self.cfg.heartbeat
+            if (stale_ack and msg.incarnation == self.live.established
+                    and now - self._one_way_sent(now, msg) <= hb.dead_time + hb.interval):
+                self.peer.one_way_at, self.peer.one_way_msg = now, msg
             if self.live.target != old_target or (
                     stale_ack and now - self.learn_reply >= self.cfg.heartbeat.probe_interval):
                 # Let it hear its incarnation, or a fresh ack, from us at once (rate-limited:
@@ -747,10 +747,11 @@ class Engine:
 
     def _one_way_sent(self, now: float, msg: wire.Message) -> float:
         """When the peer sent this one-way heartbeat, in our clock, at the latest: when we sent
-        the heartbeat it acks, plus how long the peer held it. A live peer that does not hear us
-        (a link just back, a one-way cut) acks an old seq with a long delay: sent about now. Its
-        datagrams held up and replayed after it died were sent long ago, and hold nothing back.
-        An ack older than SENT_MEMORY is dated at our oldest kept send: later, never earlier."""
+        the heartbeat it acks, plus how long the peer held it (so `now` less this is one round
+        trip for a live peer). A live peer that does not hear us (a link just back, a one-way
+        cut) acks an old seq with a long delay: sent just now. Its datagrams held up and
+        replayed after it died were sent long ago, and hold nothing back. An ack older than
+        SENT_MEMORY is dated at our oldest kept send: later, never earlier."""
         sent = self.sent_at.get(msg.ack_seq)
         if sent is None:
             if not self.sent_at or msg.ack_seq > self.seq:
