@@ -26,6 +26,7 @@ import dataclasses
 from dnspair.core import wire
 from dnspair.core.events import Carrier, Command
 
+from .checks import DEATH_BUDGET, HANG_BUDGET
 from .world import HUNG, LINK_SETTLE, P_DELIVER, P_FAULT, SLOW, STOPPED, World
 
 NET = ("loss", "delay", "dup", "partition")
@@ -62,6 +63,11 @@ def _edge(w: World, f: dict, fn, kind: str) -> None:
         # returns: its latency more (seed 671388096).
         mode, lat = n.bind_mode()
         extra = lat if mode == SLOW else 0.0
+    elif kind == "freeze_end" and n.bind_mode()[0] in (HUNG, SLOW):
+        # Its bind hung (or slowed) while the daemon was frozen: only now can a check run,
+        # and only its timeout tells (seed 410002713: found 0.25 s after the thaw, and the
+        # peer's claim 2 ms later had no socket yet). The hang's budget runs from here.
+        extra = HANG_BUDGET - DEATH_BUDGET
     w.mark(f.get("mode", kind) if kind == "bind" else kind, extra)
 
 
