@@ -16,6 +16,7 @@ from typing import Any
 
 from .core import actions as A
 from .core import events as E
+from .core import requests
 from .core import status as status_model
 from .core.config import Config
 from .core.engine import Engine
@@ -237,18 +238,13 @@ class Daemon:
             return {"ok": True, "status": self.status()}
         if cmd == "history":
             return {"ok": True, "history": self.keeper.history}
-        if cmd not in ("standby", "unstandby", "cleanup", "move", "maintenance"):
-            self._reject(f"unknown command {cmd!r}")
-            return {"ok": False, "error": f"unknown command {cmd!r}"}
-        vip, node = req.get("vip"), req.get("node")
-        if vip is not None and not isinstance(vip, str) or node is not None and not isinstance(node, str):
-            return {"ok": False, "error": "vip and node must be strings"}
-        if cmd == "move" and (vip is None or node is None):
-            return {"ok": False, "error": "move needs a VIP and a node"}
-        text = req.get("text")
-        if text is not None and not isinstance(text, str):
-            return {"ok": False, "error": "text must be a string"}
-        for a in self.step(E.Command(cmd, vip, node, text)):
+        try:
+            command = requests.command(req)
+        except requests.BadRequest as e:
+            if str(e).startswith("unknown command"):
+                self._reject(str(e))
+            return {"ok": False, "error": str(e)}
+        for a in self.step(command):
             if isinstance(a, A.Reply):
                 return {"ok": True, "message": a.text} if a.ok else {"ok": False, "error": a.text}
         return {"ok": False, "error": "no reply from the engine"}

@@ -253,7 +253,8 @@ def test_heartbeats_held_up_and_replayed_after_the_peer_died_hold_nothing_back(l
     p.start()
     p.wait_served(VIP1, "node1")
     p.wait_served(VIP2, "node2")
-    cap = lab.socket("br", socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))   # ETH_P_ALL: a bridge port's frames reach no other tap
+    # ETH_P_ALL: a bridge port's frames reach no protocol's tap
+    cap = lab.socket("br", socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
     cap.bind((lab._bridge_port("node2", 0), 0))   # what node2 sends into the bridge
     cap.settimeout(0.05)
     frames = []
@@ -294,4 +295,5 @@ def test_heartbeats_held_up_and_replayed_after_the_peer_died_hold_nothing_back(l
           f"{None if first is None else round(first - t0, 3)} s after the cable came back; {w.summary(t0)}")
     assert first is not None, f"VIP2 never answered by node1\n{p.logs()}"
     assert first < t_end - 1.0, f"node1 waited for the replay to end: {first - t0:.2f} s\n{p.logs()}"
-    assert first - t0 <= HEAL_BOUND + 0.5, f"VIP2 answered by node1 only {first - t0:.2f} s after the cable\n{p.logs()}"
+    assert first - t0 <= HEAL_BOUND + 0.5, \
+        f"VIP2 answered by node1 only {first - t0:.2f} s after the cable\n{p.logs()}"

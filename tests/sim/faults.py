@@ -13,7 +13,9 @@ Kinds (node and vip are indexes; link is an index or "all"; dir 0: node 0 to 1, 
   stop {node}                   orderly stop (Stop, wait for Stopped), start again after dur
   power {node, lose_state}      power cut: addresses and bind gone; boots after dur
   standby {node}                operator standby for dur, then unstandby
-  cleanup {node, vip?} / move {node, vip, to}   operator commands (dur 0)
+  cleanup {node, vip?} / move {node, vip, to}   operator commands (dur 0), as lines on the
+                                 control socket through core/requests.py
+  control {node, count}         hostile control-socket lines that must change nothing
   replay {node, count, gap}     the peer's last `count` datagrams sent to node again, gap apart
   garbage {node, count}         random bytes and bit-flipped copies of the peer's datagrams
   inject {node, fields}         a validly signed datagram as the peer, from its last one with
@@ -22,9 +24,11 @@ Kinds (node and vip are indexes; link is an index or "all"; dir 0: node 0 to 1, 
 from __future__ import annotations
 
 import dataclasses
+import json
+import random
 
-from dnspair.core import wire
-from dnspair.core.events import Carrier, Command
+from dnspair.core import requests, wire
+from dnspair.core.events import Carrier
 
 from .checks import DEATH_BUDGET, HANG_BUDGET
 from .world import HUNG, LINK_SETTLE, P_DELIVER, P_FAULT, SLOW, STOPPED, World
@@ -43,7 +47,7 @@ def schedule(w: World, f: dict) -> None:
         w.at(t0, P_FAULT, _edge, w, f, start, kind)
         if end is not None:
             w.at(t1, P_FAULT, _edge, w, f, end, kind + "_end")
-    elif kind in ("replay", "garbage", "inject"):
+    elif kind in ("replay", "garbage", "inject", "control"):
         w.at(t0, P_FAULT, _attack, w, f)
     else:
         raise ValueError(f"unknown fault kind {kind!r}")
@@ -170,20 +174,60 @@ def _power_on(w, n, f):
     n.start()
 
 
+def request(w, n, line) -> None:
+    """A line on n's control socket (a dict: as the CLI writes it), parsed and checked as the
+    daemon does (core/requests.py); a refusal is logged, anything raised is an error."""
+    if isinstance(line, dict):
+        line = json.dumps(line).encode()
+    try:
+        cmd = requests.command(requests.parse(line))
+    except requests.BadRequest as e:
+        w.rec.logs.append((w.now, n.name, "refused", str(e)))
+        return
+    except Exception as e:  # noqa: BLE001 - the invariant no_errors reports it
+        w.error(n.name, f"control request {line[:40]!r}: {type(e).__name__}: {e}")
+        return
+    n.deliver(cmd)
+
+
 def _standby(on: bool):
     def fn(w, n, f):
         n.standby = on and n.engine is not None
-        n.deliver(Command("standby" if on else "unstandby"))
+        request(w, n, {"cmd": "standby" if on else "unstandby"})
     return fn
 
 
 def _cleanup(w, n, f):
     vip = f.get("vip")
-    n.deliver(Command("cleanup", w.cfg.vips[vip % w.nvips].ip if vip is not None else None))
+    req = {"cmd": "cleanup"}
+    if vip is not None:
+        req["vip"] = w.cfg.vips[vip % w.nvips].ip
+    request(w, n, req)
 
 
 def _move(w, n, f):
-    n.deliver(Command("move", w.cfg.vips[f["vip"] % w.nvips].ip, w.names[f["to"] % 2]))
+    request(w, n, {"cmd": "move", "vip": w.cfg.vips[f["vip"] % w.nvips].ip, "node": w.names[f["to"] % 2]})
+
+
+def hostile(w, rng) -> bytes:
+    """A control line that must change nothing: malformed, nested deep, the wrong types, or a
+    well-formed command naming a VIP or node that does not exist."""
+    vip, peer = w.cfg.vips[0].ip, w.names[1]
+    deep = rng.randint(900, 4000)
+    lines = [
+        b"[" * deep, b'{"cmd": "move", "vip": ' + b"[" * deep,
+        b'{"cmd": "cleanup", "vip": ' + b'{"a": ' * deep,
+        rng.randbytes(rng.randint(0, 300)), b"\xff\xfe{}", b"1", b"null", b'"cleanup"', b"[]", b"{}",
+        b'{"cmd": 5}', b'{"cmd": "bogus"}', b'{"cmd": "move"}', b'{"cmd": "cleanup", "vip": 1e999}',
+    ]
+    dicts = [
+        {"cmd": "move", "vip": 5, "node": peer}, {"cmd": "move", "vip": "192.0.2.99", "node": peer},
+        {"cmd": "move", "vip": vip, "node": "nobody"}, {"cmd": "cleanup", "vip": "not an address"},
+        {"cmd": "standby", "text": 5}, {"cmd": "maintenance", "text": "sideways"},
+        {"cmd": "cleanup", "vip": "\x00" * 50}, {"cmd": "move", "vip": vip, "node": ["x"]},
+    ]
+    i = rng.randrange(len(lines) + len(dicts))
+    return lines[i] if i < len(lines) else json.dumps(dicts[i - len(lines)]).encode()
 
 
 EDGES = {
@@ -223,7 +267,11 @@ def _attack(w: World, f: dict) -> None:
             w.at(w.now + i * gap, P_DELIVER, target.arrive, 0, data, addr)
         return
     w.mark(kind)
-    if kind == "garbage":
+    if kind == "control":
+        rng = random.Random(f"control:{w.schedule.get('seed', 0)}:{w.now}")   # not w.rng: see schedule.py
+        for i in range(f.get("count", 5)):
+            w.at(w.now + i * 0.001, P_FAULT, request, w, target, hostile(w, rng))
+    elif kind == "garbage":
         for i in range(f.get("count", 5)):
             if src.sent and w.rng.random() < 0.5:
                 b = bytearray(src.sent[-1][1])

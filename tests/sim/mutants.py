@@ -7,10 +7,11 @@ only). `python3 -m tests.sim.mutants` prints, per regression, the violations its
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from unittest import mock
 
-from dnspair.core import engine, liveness, wire
+from dnspair.core import engine, liveness, requests, wire
 
 from . import regressions, run
 
@@ -148,6 +149,22 @@ def one_way_bounded():
         yield
 
 
+@contextlib.contextmanager
+def control_depth_unguarded():
+    """Before: a request nested deeper than json's recursion limit raised RecursionError (not
+    a ValueError), a traceback per request."""
+    def parse(line):
+        try:
+            req = json.loads(line)
+        except ValueError as e:   # caught (the socket's reader did), but not RecursionError
+            raise requests.BadRequest(str(e)) from None
+        if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
+            raise requests.BadRequest("a request is a JSON object with a 'cmd' string")
+        return req
+    with mock.patch.object(requests, "parse", parse):
+        yield
+
+
 MUTANTS = {
     "a_lower_incarnation": ordered_incarnations,
     "b_max_incarnation": ordered_incarnations,
@@ -161,6 +178,7 @@ MUTANTS = {
     "y_claim_before_bind_listens": announce_at_claim,
     "v_one_way_replay_after_death": one_way_dated_on_arrival,
     "z_cable_back_one_way": one_way_bounded,
+    "za_control_nested_deep": control_depth_unguarded,
 }
 
 

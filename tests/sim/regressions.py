@@ -209,6 +209,18 @@ REGRESSIONS = {
             {"kind": "carrier", "node": 0, "link": 0, "at": 5.0, "dur": 1.0},
         ]},
     },
+    # Issue 10's defect 4b, now that operator commands reach the simulated daemons as lines
+    # through core/requests.py: hostile control lines (4 KB of nested "[" among them) while
+    # dns-pm02's bind is stopped. Before, the depth error escaped as RecursionError (a
+    # traceback per request on the real socket; here an error); now each is refused in one
+    # line and nothing changes.
+    "za_control_nested_deep": {
+        "bites": lambda rec: sum(1 for _, n, k, t in rec.logs if k == "refused" and "nested" in t) >= 1,
+        "schedule": {"seed": 1, "duration": 6.0, "counters": [3, 4], "start": [0.0, 0.1], "faults": [
+            {"kind": "bind", "mode": "stopped", "node": 1, "at": 2.0, "dur": 3.0},
+            {"kind": "control", "node": 0, "count": 20, "at": 2.5, "dur": 0.0},
+        ]},
+    },
     # The namespace upgrade test's hand-back after a rollback (docs/upgrade.md), in the simulator
     # once its bind opens the socket on a new address 2 ms after it appears (world.SOCKET_DELAY):
     # with failback auto dns-pm02 takes VIP2 back 3 s after its bind recovered. Announced (and

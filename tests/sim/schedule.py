@@ -14,6 +14,9 @@ WEIGHTS = {
     "crash": 2, "stop": 1, "power": 2, "slow": 1, "isolate": 1, "standby": 1, "cleanup": 1,
     "move": 0.5, "replay": 1, "garbage": 1,
 }
+# Hostile control-socket lines in this share of schedules, drawn apart so the other draws (and
+# every seed found before they were added) stay as they were.
+CONTROL_SHARE = 0.3
 PROCESS = ("freeze", "crash", "stop", "power")   # one at a time per node
 FIRST = 1.5       # no faults before this: the pair has started
 
@@ -44,10 +47,14 @@ def generate(seed: int) -> dict:
                 continue
             busy[f["node"]].append(span)
         faults.append(f)
+    counters = [rng.randint(0, 1000), rng.randint(0, 1000)]
+    start = [0.0, _r(rng.uniform(0, 0.3))]
+    crng = random.Random(f"control:{seed}")
+    if crng.random() < CONTROL_SHARE:
+        faults.append({"kind": "control", "node": crng.randrange(2), "count": crng.randint(1, 20),
+                       "dur": 0.0, "at": _r(crng.uniform(FIRST, duration - 0.5))})
     faults.sort(key=lambda f: f["at"])
-    return {"seed": seed, "duration": duration,
-            "counters": [rng.randint(0, 1000), rng.randint(0, 1000)],
-            "start": [0.0, _r(rng.uniform(0, 0.3))], "faults": faults}
+    return {"seed": seed, "duration": duration, "counters": counters, "start": start, "faults": faults}
 
 
 def _draw(rng: random.Random, kind: str) -> dict:

@@ -17,6 +17,8 @@ import socket
 import stat
 import struct
 
+from ..core.requests import parse
+
 log = logging.getLogger("dnspair")
 MAX_REQUEST = 4096
 CLIENT_TIMEOUT = 2.0
@@ -39,17 +41,6 @@ def permitted(role: str | None, cmd: str) -> bool:
 
 class ControlError(Exception):
     """One line for the user."""
-
-
-def parse(line: bytes) -> dict:
-    """A request object, or ValueError with one line."""
-    try:
-        req = json.loads(line)
-    except RecursionError:  # json's own depth guard: not a ValueError
-        raise ValueError("nested too deeply") from None
-    if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
-        raise ValueError("a request is a JSON object with a 'cmd' string")
-    return req
 
 
 def peer_ids(conn: socket.socket) -> tuple[int, set[int]]:
