@@ -7,6 +7,8 @@ Kinds (node and vip are indexes; link is an index or "all"; dir 0: node 0 to 1, 
   freeze {node}                 SIGSTOP for dur, then SIGCONT
   slow {node, lag}              timers fire up to lag late
   isolate {node}                nftables drops all but lo: carrier up, nothing gets through
+  fd_flood {node}               local clients hold the daemon's file table full: nothing can be
+                                 opened (EMFILE); what is open already works (regressions only)
   crash {node, hook, lose_state} SIGKILL; the unit's stop hook removes the VIPs after hook s;
                                  restart after dur (with a fresh state directory if lose_state:
                                  no start counter, no state file)
@@ -124,6 +126,12 @@ def _isolate(on: bool):
     return fn
 
 
+def _fd_flood(on: bool):
+    def fn(w, n, f):
+        n.fd_flood += 1 if on else -1
+    return fn
+
+
 def _crash(w, n, f):
     if n.engine is None:
         return
@@ -236,6 +244,7 @@ EDGES = {
     "freeze": (_freeze, _thaw),
     "slow": (_slow_on, _slow_off),
     "isolate": (_isolate(True), _isolate(False)),
+    "fd_flood": (_fd_flood(True), _fd_flood(False)),
     "crash": (_crash, _start_again),
     "stop": (_stop, _start_again),
     "power": (_power_off, _power_on),

@@ -13,7 +13,7 @@ from unittest import mock
 
 from dnspair.core import engine, liveness, requests, wire
 
-from . import regressions, run
+from . import regressions, run, world
 
 
 @contextlib.contextmanager
@@ -165,6 +165,13 @@ def control_depth_unguarded():
         yield
 
 
+@contextlib.contextmanager
+def announcer_opens_per_burst():
+    """Before: each ARP burst opened /sys/class/net/IF/address, and failed with EMFILE."""
+    with mock.patch.object(world.World, "open_per_announce", True):
+        yield
+
+
 MUTANTS = {
     "a_lower_incarnation": ordered_incarnations,
     "b_max_incarnation": ordered_incarnations,
@@ -179,6 +186,7 @@ MUTANTS = {
     "v_one_way_replay_after_death": one_way_dated_on_arrival,
     "z_cable_back_one_way": one_way_bounded,
     "za_control_nested_deep": control_depth_unguarded,
+    "zb_fd_flood_takeover": announcer_opens_per_burst,
 }
 
 

@@ -221,6 +221,18 @@ REGRESSIONS = {
             {"kind": "control", "node": 0, "count": 20, "at": 2.5, "dur": 0.0},
         ]},
     },
+    # Issue 10's defect 3 (tests/net/test_faults_input.py has it on the real socket): 1100
+    # idle local clients fill dns-pm01's file table, then dns-pm02's bind stops. dns-pm01
+    # claims VIP2; an announcer that opened a file per burst failed with EMFILE each time, the
+    # refreshes too, and the client kept asking dns-pm02 for the whole flood. The shell now
+    # opens its packet socket once, before it is needed (shell/arp.py).
+    "zb_fd_flood_takeover": {
+        "bites": _logged("dns-pm01", "claimed VIP 192.0.2.12/24"),
+        "schedule": {"seed": 5, "duration": 9.0, "counters": [3, 4], "start": [0.0, 0.1], "faults": [
+            {"kind": "fd_flood", "node": 0, "at": 2.0, "dur": 5.0},
+            {"kind": "bind", "mode": "stopped", "node": 1, "at": 3.0, "dur": 4.0},
+        ]},
+    },
     # The namespace upgrade test's hand-back after a rollback (docs/upgrade.md), in the simulator
     # once its bind opens the socket on a new address 2 ms after it appears (world.SOCKET_DELAY):
     # with failback auto dns-pm02 takes VIP2 back 3 s after its bind recovered. Announced (and

@@ -137,6 +137,7 @@ class Node:
         self.carrier_down = [0] * world.nlinks
         self.tx_from = [0.0] * world.nlinks   # after a carrier return: sends nothing before
         self.isolated = 0
+        self.fd_flood = 0            # its file table is full: opening anything fails (EMFILE)
         self.binds: list = []        # active bind faults: (mode, latency)
         self.lag = 0.0
         self.buf: deque = deque()
@@ -496,7 +497,9 @@ class Node:
         if self.frozen:
             self.deferred.append((vip, token, left))
             return
-        if self.on_lan() and vip in self.addrs:
+        if self.fd_flood and w.open_per_announce:
+            w.rec.logs.append((w.now, self.name, "warning", f"announcing VIP{vip + 1}: EMFILE"))
+        elif self.on_lan() and vip in self.addrs:
             if w.cfg.vips[vip].family == 6:
                 w.client.na(self.name, vip, w.na_override)
             else:
@@ -507,6 +510,10 @@ class Node:
 
 
 class World:
+    # The shell's announcer opens its packet socket once, before it is needed (shell/arp.py);
+    # True is the old shell, which opened a file for every burst (issue 10, defect 3).
+    open_per_announce = False
+
     def __init__(self, cfg_text: str, schedule: dict, engine_factory=None, key: bytes = KEY,
                  trace: bool = False):
         self.cfg = parse_config(cfg_text)
