@@ -107,6 +107,8 @@ class Daemon:
 
     def _arm(self, when: float | None) -> None:
         if self._timer is not None:
+            if when == self._timer.when():
+                return   # most events leave the deadline as it was: no new timer to make
             self._timer.cancel()
             self._timer = None
         if when is not None:

@@ -788,6 +788,8 @@ class Engine:
             self.peer.left = True
             self._send_now = True
             return acts + [Log(f"peer {self.peer_name} is leaving (orderly stop)")]
+        if msg.type == wire.HEARTBEAT:
+            self._lock_phase(now)
         if self.peer.left or not was_alive:
             acts.append(Log(f"peer {self.peer_name} is online"
                             + (" (restarted)" if new_incarnation else "")))
@@ -823,6 +825,21 @@ class Engine:
             self.peer_release_epoch = msg.release_epoch
             self.contested |= {i for i in self.held if _bit(msg.released, i)}
         return acts
+
+    def _lock_phase(self, now: float) -> None:
+        """The peer's heartbeat came: our heartbeat and DNS check due within half an interval
+        go now, with this wakeup, and their cadence restarts from here. Both nodes do this,
+        so the pair settles into one phase: the node whose timer fires first sends, the other
+        answers on its heartbeat, and at rest each node wakes for its slot and the peer's
+        heartbeat together instead of apart. Only ever earlier, never later: no silence the
+        peer times, and no check that judges bind, gets longer."""
+        window = self.cfg.heartbeat.interval / 2
+        if self.next_heartbeat - now <= window:
+            self.next_heartbeat = min(self.next_heartbeat, now)
+        # Half the heartbeat interval here too: a check slower than the heartbeat is pulled
+        # by that little at most, so it does not run more often than its interval allows.
+        if self.next_dns - now <= min(window, self.cfg.dns_check.interval / 2):
+            self.next_dns = min(self.next_dns, now)
 
     def _on_zones(self, now: float, ev: ZoneSerials) -> list[Action]:
         """What both binds serve: differences go to the drift tracker (its clock decides when

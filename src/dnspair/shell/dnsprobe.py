@@ -74,6 +74,7 @@ class Prober(asyncio.DatagramProtocol):
         q.flags |= dns.flags.RD
         self.template = q.to_wire()[2:]   # everything after the id
         self.full_parse = bool(check.expect)
+        self._ids: list[int] = []
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
@@ -93,7 +94,10 @@ class Prober(asyncio.DatagramProtocol):
             return
         if forget:
             self.pending.clear()   # their answers may predate a stall: they prove nothing now
-        qid = secrets.randbits(16)
+        if not self._ids:
+            # Random ids from the kernel, 256 at a time: one getrandom() per 256 checks.
+            self._ids = list(struct.unpack("!256H", secrets.token_bytes(512)))
+        qid = self._ids.pop()
         self.pending[qid] = time.monotonic()
         while len(self.pending) > DNS_PENDING:   # as many as the engine waits for
             del self.pending[next(iter(self.pending))]
