@@ -59,10 +59,13 @@ make_disk() {  # $1 tree, $2 firmware dir, $3 image file
 }
 
 node_timer() {  # $1 node, $2 tree: its dnspair-upgrade.timer, if upgrade.schedule names it
-    unit=$2/etc/systemd/system/dnspair-upgrade.timer
-    DNSPAIR_UPGRADE_TIMER=$unit PYTHONPATH=$REPO/src "$HOST_PY" -m dnspair upgrade --config "$CONFIG" \
-        --schedule --node "$1" --no-reload >&2 || die "could not write $1's upgrade timer"
-    if [ -f "$unit" ]; then
+    # Written by the image's own dnspair, like bind's config (step 20): the host's python3 has
+    # PyYAML but not dnspython, which parsing a config with dns zones imports.
+    unit=/etc/systemd/system/dnspair-upgrade.timer
+    in_chroot "$2" env DNSPAIR_UPGRADE_TIMER=$unit /usr/local/bin/dnspair upgrade \
+        --config /etc/dnspair/dnspair.yaml --schedule --node "$1" --no-reload >&2 \
+        || die "could not write $1's upgrade timer"
+    if [ -f "$2$unit" ]; then
         mkdir -p "$2/etc/systemd/system/timers.target.wants"
         ln -sf ../dnspair-upgrade.timer "$2/etc/systemd/system/timers.target.wants/dnspair-upgrade.timer"
     fi

@@ -98,6 +98,9 @@ def built_mixed(tmp_path_factory):
     config["heartbeat"] = {"interval": 0.5, "dead_time": 5.0, "suspect_after": 1.0}
     config["dns_check"].update(interval=1.0, timeout=3.0)
     config["failure_threshold"] = 3
+    # One node scheduled, one not: build.sh writes and enables dnspair-upgrade.timer for dns-pm02
+    # only (test_armhf.py), with the armhf image's own dnspair under qemu-user.
+    config["upgrade"] = {"schedule": {"dns-pm02": "Thu *-*-* 03:30"}}
     path = tmp_path_factory.mktemp("mixed-config") / "dnspair.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return build(tmp_path_factory, "mixed", {"dns-pm02": "armhf"}, path)

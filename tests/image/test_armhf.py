@@ -96,3 +96,14 @@ def test_dnspair_runs_in_the_armhf_image(pm02):
     assert r.returncode == 0 and "libnftables" in r.stdout and "not found" not in r.stdout, r.stdout
     named = pm02.chroot("named-checkconf", "-z")
     assert named.returncode == 0, named.stdout + named.stderr
+
+
+def test_the_scheduled_node_alone_has_its_upgrade_timer_enabled(mixed):
+    # upgrade.schedule names dns-pm02 only (conftest.built_mixed): build.sh wrote its timer.
+    unit = "etc/systemd/system/dnspair-upgrade.timer"
+    wants = "etc/systemd/system/timers.target.wants/dnspair-upgrade.timer"
+    pm01, pm02 = mixed["dns-pm01"], mixed["dns-pm02"]
+    assert "\nOnCalendar=Thu *-*-* 03:30\n" in pm02.text(unit)
+    assert "\nUnit=dnspair-upgrade.service\n" in pm02.text(unit)
+    assert pm02.link(wants) == "../dnspair-upgrade.timer"
+    assert not os.path.lexists(pm01.path(unit)) and not os.path.lexists(pm01.path(wants))

@@ -176,6 +176,12 @@ def test_units_are_enabled(pm01):
     assert pm01.link("etc/systemd/system/local-fs.target.wants/dnspair-grow-root.service") == \
         "/etc/systemd/system/dnspair-grow-root.service"
     assert not os.path.lexists(wants / "systemd-networkd.service")
+    # Rolling upgrades (docs/upgrade.md): the resume after a reboot, and /opt/dnspair a link to a
+    # release (what `dnspair upgrade` switches); no timer without upgrade.schedule.
+    assert pm01.link(wants / "dnspair-upgrade-resume.service") == \
+        "/etc/systemd/system/dnspair-upgrade-resume.service"
+    assert pm01.link("opt/dnspair").startswith("dnspair-releases/")
+    assert not os.path.lexists(pm01.path("etc/systemd/system/dnspair-upgrade.timer"))
 
 
 def test_the_firewall_is_installed_enabled_and_generated_for_each_node(images):

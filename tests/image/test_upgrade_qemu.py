@@ -9,11 +9,17 @@ would), drops an arm64 update bundle built by `build.sh --update-bundle` into ea
 while the client asks both VIPs. Proves: no query lost, both nodes on canary 2.0 and on the
 bundle's dnspair, each went through its reboot and was resumed by dnspair-upgrade-resume.service.
 
+`test_a_broken_bundle_is_rolled_back_on_an_emulated_node`: a bundle built from a copy of this
+tree whose daemon exits at once (it installs and accepts the config) is given to node 1 with
+`--no-apt --healthy-within 180`; proves, on real systemd, that the node switches back to the
+release it ran, is back in service, reports the failed upgrade, and no query is lost.
+
 Test-only: the nodes' Debian sources are moved aside (only the local repository is reachable).
 Run: ./test.sh -m slow_image tests/image/test_upgrade_qemu.py (time in README.md).
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -29,6 +35,7 @@ pytestmark = pytest.mark.slow_image
 
 REPO = Path(__file__).resolve().parents[2]
 NEW = "0.1.0+qemu2"
+BROKEN = "0.1.0+broken"
 VIPS = ("192.0.2.11", "192.0.2.12")
 
 
@@ -185,3 +192,61 @@ def test_rolling_upgrade_of_two_emulated_nodes(setup):
           f"whole test after boot {total:.0f} s; client asked {client.asked}, missed {len(client.missed)}")
     assert client.asked > 100 and client.missed == [], client.missed
     assert os.path.exists(bundle)
+
+
+def broken_bundle(work: Path) -> Path:
+    """An arm64 bundle of this tree whose daemon exits at once (as tests/net/test_upgrade.py's)."""
+    tree = work / "broken-tree"
+    tree.mkdir()
+    for item in ("build.sh", "image", "src", "pyproject.toml", "constraints.txt", "README.md", "overlays"):
+        (shutil.copytree if (REPO / item).is_dir() else shutil.copy2)(REPO / item, tree / item)
+    cli = tree / "src/dnspair/cli.py"
+    text = cli.read_text()
+    assert "def cmd_daemon(args) -> int:\n" in text
+    cli.write_text(text.replace("def cmd_daemon(args) -> int:\n",
+                                'def cmd_daemon(args) -> int:\n    raise SystemExit("broken on purpose")\n', 1))
+    r = subprocess.run([str(tree / "build.sh"), "--update-bundle", "--arch", "arm64", "--bundle-version", BROKEN,
+                        "--out", str(work / "broken")], capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return next((work / "broken").glob(f"dnspair-update-{BROKEN}-aarch64.tar.gz"))
+
+
+def test_a_broken_bundle_is_rolled_back_on_an_emulated_node(setup):
+    work, _, vms = setup
+    vm = vms["dns-pm01"]
+    bundle = broken_bundle(work)
+    wait_until("both VIPs answer", lambda: all(
+        ns("dig", "+short", "+time=2", "+tries=1", f"@{v}", "localhost", check=False).stdout.strip()
+        == "127.0.0.1" for v in VIPS), BOOT_TIMEOUT)
+    before = ok(vm, "readlink -f /opt/dnspair").strip()
+    version = json.loads(ok(vm, "dnspair status --json"))["daemon"]["version"]
+    put(vm, bundle, f"/root/{bundle.name}")
+    put(vm, Path(f"{bundle}.sha256"), f"/root/{bundle.name}.sha256")
+    client = Client()
+    client.start()
+    t0 = time.monotonic()
+    try:
+        ok(vm, "rm -f /var/lib/dnspair/upgrade.last.json; systemd-run --unit dnspair-upgrade-broken "
+               f"--service-type=oneshot --no-block dnspair upgrade --no-apt --healthy-within 180 --bundle /root/{bundle.name}")
+        wait_until("the broken upgrade finished", lambda: (last_job(vm) or {}).get("phase")
+                   in ("done", "failed"), 60 * 60)
+        seconds = time.monotonic() - t0
+        wait_until("both VIPs answer again", lambda: all(
+            ns("dig", "+short", "+time=2", "+tries=1", f"@{v}", "localhost", check=False).stdout.strip()
+            == "127.0.0.1" for v in VIPS), 300)
+    finally:
+        client.stop.set()
+        client.join(30)
+    job = last_job(vm)
+    log = vm.ssh("journalctl -u dnspair-upgrade-broken --no-pager").stdout
+    assert job["phase"] == "failed" and "bundle" in job["done"] and "rollback" in job["done"], (job, log)
+    assert f"rolled back to {before}" in log, log
+    assert ok(vm, "readlink -f /opt/dnspair").strip() == before
+    st = json.loads(ok(vm, "dnspair status --json"))
+    assert st["daemon"]["version"] == version
+    assert not any(n["maintenance"] or n["standby"] for n in st["nodes"]), st["nodes"]
+    failed = [f for f in st["failed_actions"] if f["what"] == "upgrade"]
+    assert failed and "rolled back" in failed[0]["why"], st["failed_actions"]
+    print(f"\nbroken bundle rolled back (TCG): {seconds:.0f} s; client asked {client.asked}, "
+          f"missed {len(client.missed)}")
+    assert client.asked > 100 and client.missed == [], client.missed
