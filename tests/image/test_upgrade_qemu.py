@@ -203,10 +203,11 @@ def broken_bundle(work: Path) -> Path:
     cli = tree / "src/dnspair/cli.py"
     text = cli.read_text()
     assert "def cmd_daemon(args) -> int:\n" in text
-    cli.write_text(text.replace("def cmd_daemon(args) -> int:\n",
-                                'def cmd_daemon(args) -> int:\n    raise SystemExit("broken on purpose")\n', 1))
-    r = subprocess.run([str(tree / "build.sh"), "--update-bundle", "--arch", "arm64", "--bundle-version", BROKEN,
-                        "--out", str(work / "broken")], capture_output=True, text=True, timeout=1800)
+    broken = 'def cmd_daemon(args) -> int:\n    raise SystemExit("broken on purpose")\n'
+    cli.write_text(text.replace("def cmd_daemon(args) -> int:\n", broken, 1))
+    r = subprocess.run([str(tree / "build.sh"), "--update-bundle", "--arch", "arm64",
+                        "--bundle-version", BROKEN, "--out", str(work / "broken")],
+                       capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, r.stderr[-3000:]
     return next((work / "broken").glob(f"dnspair-update-{BROKEN}-aarch64.tar.gz"))
 
@@ -227,7 +228,8 @@ def test_a_broken_bundle_is_rolled_back_on_an_emulated_node(setup):
     t0 = time.monotonic()
     try:
         ok(vm, "rm -f /var/lib/dnspair/upgrade.last.json; systemd-run --unit dnspair-upgrade-broken "
-               f"--service-type=oneshot --no-block dnspair upgrade --no-apt --healthy-within 180 --bundle /root/{bundle.name}")
+               "--service-type=oneshot --no-block dnspair upgrade --no-apt --healthy-within 180 "
+               f"--bundle /root/{bundle.name}")
         wait_until("the broken upgrade finished", lambda: (last_job(vm) or {}).get("phase")
                    in ("done", "failed"), 60 * 60)
         seconds = time.monotonic() - t0
