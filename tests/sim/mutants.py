@@ -172,6 +172,16 @@ def announcer_opens_per_burst():
         yield
 
 
+@contextlib.contextmanager
+def listen_bound_always_short():
+    """Before: a claimed VIP waited for bind's socket half the suspect time at most, even in a
+    hand-over, where the peer still served it."""
+    def bound(self, now, i):
+        return min(engine.LISTEN_WAIT, self.cfg.heartbeat.suspect_after / 2)
+    with mock.patch.object(engine.Engine, "_listen_bound", bound):
+        yield
+
+
 MUTANTS = {
     "a_lower_incarnation": ordered_incarnations,
     "b_max_incarnation": ordered_incarnations,
@@ -187,6 +197,7 @@ MUTANTS = {
     "z_cable_back_one_way": one_way_bounded,
     "za_control_nested_deep": control_depth_unguarded,
     "zb_fd_flood_takeover": announcer_opens_per_burst,
+    "zc_handover_waits_for_bind": listen_bound_always_short,
 }
 
 

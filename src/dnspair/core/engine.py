@@ -29,7 +29,8 @@ reasoning):
 * A claimed VIP is announced, and shown held in our heartbeats (on which the old holder lets
   go), only once bind listens on it (`CheckListening`, asked every LISTEN_POLL), or after
   `_listen_bound()`: bind opens its socket on a new address only when the kernel tells it, and
-  a query sent here before that is refused.
+  a query sent here before that is refused. A VIP the live peer still serves (a hand-over)
+  waits longer for it than one nobody serves.
 """
 from __future__ import annotations
 
@@ -349,7 +350,7 @@ class Engine:
             self.next_witness = _advance(self.next_witness, self.cfg.witness.interval, now)
         if self.binding and now >= self.next_listen_check:
             for i, since in sorted(self.binding.items()):
-                if now - since >= self._listen_bound():
+                if now - since >= self._listen_bound(now, i):
                     v = self.cfg.vips[i]
                     acts.append(Log(f"VIP {v.address}: bind has no socket on port "
                                     f"{self.cfg.dns_check.port} after {now - since:.2f} s; announcing anyway",
@@ -661,7 +662,15 @@ class Engine:
         quiet_from = p.last_heard + (0.0 if p.left else self.cfg.heartbeat.suspect_after)
         return self.witness_at >= quiet_from
 
-    def _listen_bound(self) -> float:
+    def _listen_bound(self, now: float, i: int) -> float:
+        """How long claimed VIP i waits for bind's socket before it is announced anyway. While
+        the live peer still holds it with bind healthy (a hand-over: failback, move, unstandby)
+        the clients lose nothing by waiting, up to LISTEN_WAIT; announced early, they would be
+        refused here until bind listens (regression zc_handover_waits_for_bind: a loaded
+        node's slow bind). A VIP that nobody serves waits half the suspect time at most."""
+        m = self.peer.msg
+        if m is not None and m.dns_ok and _bit(m.held, i) and self.peer_alive(now):
+            return LISTEN_WAIT
         return min(LISTEN_WAIT, self.cfg.heartbeat.suspect_after / 2)
 
     def _listens(self, now: float, i: int) -> list[Action]:
