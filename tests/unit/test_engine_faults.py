@@ -235,3 +235,30 @@ def test_bound_reads_proc_net_udp_for_the_address_or_the_wildcard(tmp_path):
     if sys.byteorder == "little":
         assert listening.bound("::1", 53, str(udp6))
     assert not listening.bound("2001:db8::53", 53, str(udp6))
+
+
+def test_in_a_hand_over_a_bind_slow_to_listen_is_waited_for_up_to_listen_wait():
+    """A hand-over (here `move`): the peer still holds the VIP and serves it, so the new owner
+    waits for its bind's socket up to LISTEN_WAIT, not half the suspect time, and the peer
+    keeps the VIP until then (the simulator's zc_handover_waits_for_bind: a loaded node's
+    bind took 78 ms, the old bound was 65 ms, and the client was refused in between)."""
+    from dnspair.core import engine
+    from pairsim import Pair
+
+    a, b = "dns-pm01", "dns-pm02"
+    p = Pair()
+    p.run(0.5)
+    seen = _record(p)
+    p.listens[a] = False
+    p.cmd(a, "move", "192.0.2.12", a)
+    p.run(0.5, 0.002)
+    assert 0.5 > min(engine.LISTEN_WAIT, p.cfg.heartbeat.suspect_after / 2)   # the short bound
+    assert (a, "Announce", 1) not in [s[1:] for s in seen], "announced after the short bound"
+    assert 1 in p.addresses[b], "the peer keeps serving while the new owner waits"
+    p.run(1.0, 0.002)
+    claimed = next(t for t, n, what, v in seen if (n, what, v) == (a, "Claim", 1))
+    announced = next(t for t, n, what, v in seen if (n, what, v) == (a, "Announce", 1))
+    assert engine.LISTEN_WAIT - 0.002 <= announced - claimed <= engine.LISTEN_WAIT + 0.003
+    released = next(t for t, n, what, v in seen if (n, what, v) == (b, "Release", 1))
+    assert released >= announced, "the peer let go only once the claim was announced"
+    assert p.holders()[1] == [a]
