@@ -147,12 +147,16 @@ def last_job(vm):
     return json.loads(r.stdout) if r.returncode == 0 and r.stdout.strip() else None
 
 
+def both_vips_answer() -> bool:
+    """Each VIP answers the client's query for localhost."""
+    return all(ns("dig", "+short", "+time=2", "+tries=1", f"@{v}", "localhost", check=False)
+               .stdout.strip() == "127.0.0.1" for v in VIPS)
+
+
 def test_rolling_upgrade_of_two_emulated_nodes(setup):
     work, bundle, vms = setup
     started = time.monotonic()
-    wait_until("both VIPs answer", lambda: all(
-        ns("dig", "+short", "+time=2", "+tries=1", f"@{v}", "localhost", check=False).stdout.strip()
-        == "127.0.0.1" for v in VIPS), BOOT_TIMEOUT)
+    wait_until("both VIPs answer", both_vips_answer, BOOT_TIMEOUT)
     for vm in vms.values():
         ok(vm, "mkdir -p /root/apt-sources-aside && mv /etc/apt/sources.list /etc/apt/sources.list.d/* "
                "/root/apt-sources-aside/ 2>/dev/null; "
@@ -216,9 +220,7 @@ def test_a_broken_bundle_is_rolled_back_on_an_emulated_node(setup):
     work, _, vms = setup
     vm = vms["dns-pm01"]
     bundle = broken_bundle(work)
-    wait_until("both VIPs answer", lambda: all(
-        ns("dig", "+short", "+time=2", "+tries=1", f"@{v}", "localhost", check=False).stdout.strip()
-        == "127.0.0.1" for v in VIPS), BOOT_TIMEOUT)
+    wait_until("both VIPs answer", both_vips_answer, BOOT_TIMEOUT)
     before = ok(vm, "readlink -f /opt/dnspair").strip()
     version = json.loads(ok(vm, "dnspair status --json"))["daemon"]["version"]
     put(vm, bundle, f"/root/{bundle.name}")
@@ -233,9 +235,7 @@ def test_a_broken_bundle_is_rolled_back_on_an_emulated_node(setup):
         wait_until("the broken upgrade finished", lambda: (last_job(vm) or {}).get("phase")
                    in ("done", "failed"), 60 * 60)
         seconds = time.monotonic() - t0
-        wait_until("both VIPs answer again", lambda: all(
-            ns("dig", "+short", "+time=2", "+tries=1", f"@{v}", "localhost", check=False).stdout.strip()
-            == "127.0.0.1" for v in VIPS), 300)
+        wait_until("both VIPs answer again", both_vips_answer, 300)
     finally:
         client.stop.set()
         client.join(30)
