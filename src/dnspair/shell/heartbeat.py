@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import select
 import socket
 
 from ..core.wire import MAX_DATAGRAM
@@ -66,6 +67,10 @@ class Heartbeats:
         self.links: list[_Link] = []
         self.socks: list[socket.socket] = []
         self.send_errors = 0
+        # What drain() asks first: at rest nothing is queued, and a failed recvfrom raises
+        # (an exception and its message, twice an interval) where poll(0) returns [].
+        self._queued = select.poll()
+        self._by_fd: dict[int, tuple[int, socket.socket]] = {}
 
     async def open(self):
         loop = asyncio.get_running_loop()
@@ -75,11 +80,14 @@ class Heartbeats:
                 lambda k=k: _Link(k, self.on_datagram), sock=sock)
             self.links.append(proto)
             self.socks.append(sock)
+            self._by_fd[sock.fileno()] = (k, sock)
+            self._queued.register(sock, select.POLLIN)
 
     def drain(self) -> None:
         """Read what is already queued, now. Before judging the peer dead: after a stall the
         loop may run expired timers before it looks at the sockets (epoll_wait gave EINTR)."""
-        for k, sock in enumerate(self.socks):
+        for fd, _ in self._queued.poll(0):
+            k, sock = self._by_fd[fd]
             for _ in range(256):
                 try:
                     data, addr = sock.recvfrom(MAX_DATAGRAM + 1)
