@@ -67,8 +67,9 @@ class Heartbeats:
         self.links: list[_Link] = []
         self.socks: list[socket.socket] = []
         self.send_errors = 0
-        # What drain() asks first: at rest nothing is queued, and a failed recvfrom raises
-        # (an exception and its message, twice an interval) where poll(0) returns [].
+        # What drain() asks before each read: at rest nothing is queued, and a recvfrom on an
+        # empty socket raises (an exception and its message, twice an interval: a third of the
+        # pair's CPU at rest) where poll(0) returns [].
         self._queued = select.poll()
         self._by_fd: dict[int, tuple[int, socket.socket]] = {}
 
@@ -86,16 +87,19 @@ class Heartbeats:
     def drain(self) -> None:
         """Read what is already queued, now. Before judging the peer dead: after a stall the
         loop may run expired timers before it looks at the sockets (epoll_wait gave EINTR)."""
-        for fd, _ in self._queued.poll(0):
-            k, sock = self._by_fd[fd]
-            for _ in range(256):
+        for _ in range(256):
+            ready = self._queued.poll(0)
+            if not ready:
+                return
+            for fd, _events in ready:
+                k, sock = self._by_fd[fd]
                 try:
                     data, addr = sock.recvfrom(MAX_DATAGRAM + 1)
                 except (BlockingIOError, InterruptedError):
-                    break
-                except OSError as e:
+                    continue
+                except OSError as e:   # an ICMP error queued on the socket (POLLERR)
                     log.debug("heartbeat link %d: %s", k, e)
-                    break
+                    continue
                 self.on_datagram(k, data, _source(addr))
 
     def send(self, data: bytes) -> None:
