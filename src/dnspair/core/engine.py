@@ -185,6 +185,8 @@ class Engine:
         self.live = Liveness(cfg.heartbeat.dead_time)
         hb = cfg.heartbeat
         self.stall_after = max(hb.dead_time - hb.interval, hb.interval / 2)   # woken this late: a stall
+        # Read several times per call (peer_alive, peer_suspect): one attribute, not two.
+        self._dead_time, self._suspect_after = hb.dead_time, hb.suspect_after
         self.ready = False
         self.failures: dict[tuple[str, str], Failure] = {}
         self.drops: dict[str, int] = {}
@@ -966,15 +968,14 @@ class Engine:
     # --- the decision -----------------------------------------------------------------------
 
     def peer_alive(self, now: float) -> bool:
-        p = self.peer
-        return (p.last_heard is not None and not p.left
-                and now - p.last_heard <= self.cfg.heartbeat.dead_time)
+        last = self.peer.last_heard
+        return last is not None and now - last <= self._dead_time and not self.peer.left
 
     def peer_suspect(self, now: float) -> bool:
         """Quiet for longer than usual: probe rapidly to tell loss from death."""
-        p = self.peer
-        return (self.peer_alive(now) and p.last_heard is not None
-                and now - p.last_heard > self.cfg.heartbeat.suspect_after)
+        last = self.peer.last_heard
+        return (last is not None and self._suspect_after < now - last <= self._dead_time
+                and not self.peer.left)
 
     def available(self, i: int) -> bool:
         return not self.standby and self.carrier.get(self.cfg.vips[i].interface, False)
@@ -1031,7 +1032,7 @@ class Engine:
         send_before = self._send_now
         acts = self._decide(now)
         quiet = not acts and self._send_now == send_before
-        self._quiet_inputs = self._decision_inputs(now) if quiet else None
+        self._quiet_inputs = _frozen(self._decision_inputs(now)) if quiet else None
         return acts
 
     def _heard_holding(self, now: float, i: int) -> bool:
@@ -1039,26 +1040,27 @@ class Engine:
         just back, a one-way cut), and says it holds VIP i with bind healthy: not ours to take."""
         return _bit(self._heard_held(now), i)
 
-    def _heard_held(self, now: float) -> int:
-        """The mask of VIPs `_heard_holding` is true for."""
+    def _heard_held(self, now: float, alive: bool | None = None) -> int:
+        """The mask of VIPs `_heard_holding` is true for (`alive`: peer_alive(now), if known)."""
         t, m = self.peer.one_way_at, self.peer.one_way_msg
-        if (t is not None and m is not None and now - t <= self.cfg.heartbeat.dead_time
-                and not self.peer_alive(now) and m.dns_ok):
-            return m.held
-        return 0
+        if t is None or m is None or now - t > self._dead_time or not m.dns_ok:
+            return 0
+        if alive is None:
+            alive = self.peer_alive(now)
+        return 0 if alive else m.held
 
     def _decision_inputs(self, now: float) -> tuple[object, ...]:
         """Everything `_decide` reads, as of `now`."""
         alive = self.peer_alive(now)
         m = self.peer.msg if alive else None
         gs = self.peer.good_since
+        # The sets as they are: `==` against decide()'s frozen copy compares their members.
         return (alive, not alive and now < self.listen_until, self.witness_fresh(), self.peer.left,
                 self.peer_was_alive, gs is not None and now - gs >= self.cfg.hold_down,
                 self.dns_ok, self.dns_stale, self.standby, tuple(self.carrier.values()),
-                frozenset(self.held), frozenset(self.binding), frozenset(self.sticky),
-                frozenset(self.away), frozenset(self.yielding),
-                frozenset(self.contested), frozenset(self.told_failed), self.admin,
-                self._heard_held(now),
+                self.held, self.binding.keys(), self.sticky, self.away, self.yielding,
+                self.contested, self.told_failed, self.admin,
+                self._heard_held(now, alive),
                 None if m is None else (m.held, m.yielding, m.sticky, m.available, m.dns_ok,
                                         m.ready, m.standby))
 
@@ -1330,6 +1332,14 @@ class Engine:
             self.failures[k] = Failure(what, node, now, now, 1, why)
         else:
             self.failures[k] = replace(f, last=now, count=f.count + 1, why=why)
+
+
+_SETS = (set, type({}.keys()))
+
+
+def _frozen(inputs: tuple[object, ...]) -> tuple[object, ...]:
+    """A copy of decision inputs that later changes to the engine's sets do not reach."""
+    return tuple(frozenset(x) if isinstance(x, _SETS) else x for x in inputs)
 
 
 def _advance(when: float, every: float, now: float) -> float:
