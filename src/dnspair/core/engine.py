@@ -1334,7 +1334,7 @@ class Engine:
             self.failures[k] = replace(f, last=now, count=f.count + 1, why=why)
 
 
-_SETS = (set, type({}.keys()))
+_SETS: tuple[type, ...] = (set, type({}.keys()))
 
 
 def _frozen(inputs: tuple[object, ...]) -> tuple[object, ...]:
