@@ -34,7 +34,7 @@ reasoning):
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, KeysView
 from dataclasses import dataclass, field, replace
 
 from . import wire
@@ -1334,12 +1334,9 @@ class Engine:
             self.failures[k] = replace(f, last=now, count=f.count + 1, why=why)
 
 
-_SETS: tuple[type, ...] = (set, type({}.keys()))
-
-
 def _frozen(inputs: tuple[object, ...]) -> tuple[object, ...]:
     """A copy of decision inputs that later changes to the engine's sets do not reach."""
-    return tuple(frozenset(x) if isinstance(x, _SETS) else x for x in inputs)
+    return tuple(frozenset(x) if isinstance(x, (set, KeysView)) else x for x in inputs)
 
 
 def _advance(when: float, every: float, now: float) -> float:
