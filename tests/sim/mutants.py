@@ -182,6 +182,13 @@ def listen_bound_always_short():
         yield
 
 
+@contextlib.contextmanager
+def one_way_contest_ignored():
+    """Before: a VIP the peer, heard one way only, said it held too was not announced again."""
+    with mock.patch.object(engine.Engine, "_one_way_contest", lambda self, msg: None):
+        yield
+
+
 MUTANTS = {
     "a_lower_incarnation": ordered_incarnations,
     "b_max_incarnation": ordered_incarnations,
@@ -198,6 +205,7 @@ MUTANTS = {
     "za_control_nested_deep": control_depth_unguarded,
     "zb_fd_flood_takeover": announcer_opens_per_burst,
     "zc_handover_waits_for_bind": listen_bound_always_short,
+    "zd_one_way_contest_reannounced": one_way_contest_ignored,
 }
 
 

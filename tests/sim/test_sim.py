@@ -298,7 +298,7 @@ def test_found_defect(name):
                                   "u_bind_slow_then_hung", "v_one_way_replay_after_death",
                                   "y_claim_before_bind_listens", "z_cable_back_one_way",
                                   "za_control_nested_deep", "zb_fd_flood_takeover",
-                                  "zc_handover_waits_for_bind"])
+                                  "zc_handover_waits_for_bind", "zd_one_way_contest_reannounced"])
 def test_regression_fails_with_its_fix_taken_out(name):
     """Each regression under a mutant engine that has its fix taken out (mutants.py)."""
     from . import mutants

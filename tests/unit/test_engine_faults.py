@@ -262,3 +262,34 @@ def test_in_a_hand_over_a_bind_slow_to_listen_is_waited_for_up_to_listen_wait():
     released = next(t for t, n, what, v in seen if (n, what, v) == (b, "Release", 1))
     assert released >= announced, "the peer let go only once the claim was announced"
     assert p.holders()[1] == [a]
+
+
+def test_a_peer_heard_one_way_holding_our_vips_makes_us_announce_them_again_once():
+    """After a partition both nodes hold both VIPs and both announced them. dns-pm02 now hears
+    dns-pm01 one way only: dns-pm01's heartbeats say it holds them too, and dns-pm01 may let
+    go of one on a reply of ours it happens to hear, a release dns-pm02 would never hear. So
+    dns-pm02 announces each VIP again when dns-pm01 newly says it holds it, once, not on every
+    heartbeat (the simulator's zd_one_way_contest_reannounced)."""
+    from dnspair.core import actions as A
+    from dnspair.core import events as E
+    from pairsim import Pair
+
+    a, b = "dns-pm01", "dns-pm02"
+    p = Pair()
+    p.run(0.5)
+    p.link[a] = p.link[b] = False
+    p.run(1.0)
+    assert p.holders() == {0: [a, b], 1: [a, b]}
+    do = p._do
+
+    def one_way(node, act):
+        if node == a and isinstance(act, A.Send):
+            p.deliver(b, E.Datagram(0, act.data))   # a -> b only; b's datagrams are lost
+        else:
+            do(node, act)
+    p._do = one_way
+    start = len(p.logs)
+    p.run(1.5)
+    again = [line for line in p.logs[start:] if f"{b}: VIP" in line and "sole owner again" in line]
+    assert len(again) == 2, again   # VIP1 and VIP2, once each
+    assert p.holders() == {0: [a, b], 1: [a, b]}

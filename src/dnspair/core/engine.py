@@ -180,6 +180,7 @@ class Engine:
         self.released_at: dict[int, float] = {}
         self.release_epoch = 0
         self.peer_release_epoch: int | None = None
+        self.peer_one_way_held = 0   # the VIPs the peer, heard one way only, last said it held
         self.admin = wire.Admin(pins=(0,) * self.n)
         self.peer = Peer()
         self.live = Liveness(cfg.heartbeat.dead_time)
@@ -738,6 +739,7 @@ class Engine:
         if verdict in (LEARN, LIVE):
             self.last_rx = (msg.seq, now)   # acked in our next heartbeat: it proves we hear it
         if verdict == LEARN:
+            self._one_way_contest(msg)
             stale_ack = msg.echo == self.incarnation and echo == 0
             hb = self.cfg.heartbeat
             if (stale_ack and msg.incarnation == self.live.established
@@ -754,7 +756,16 @@ class Engine:
             return self._drop(link, wire.Dropped("stale_incarnation",
                                                  "another incarnation of the peer is live"))
         self.peer.links_heard[link] = now
+        self.peer_one_way_held = 0   # heard both ways: a later one-way spell starts afresh
         return self._apply_peer(now, msg)
+
+    def _one_way_contest(self, msg: wire.Message) -> None:
+        """Heard one way only, the peer says it holds VIPs we hold: clients may follow its
+        announcements, and its letting go of them would not reach us. Announce ours again
+        (decide: "sole owner again"), once for each VIP it newly says it holds."""
+        new = msg.held & ~self.peer_one_way_held
+        self.peer_one_way_held = msg.held
+        self.contested |= {i for i in self.held if _bit(new, i)}
 
     def _one_way_sent(self, now: float, msg: wire.Message) -> float:
         """When the peer sent this one-way heartbeat, in our clock, at the latest: when we sent
