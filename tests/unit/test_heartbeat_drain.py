@@ -1,6 +1,7 @@
 """Heartbeats.drain over real UDP sockets on loopback: what is queued is heard at once, in
 order, before the loop gets to it; an empty socket or a queued ICMP error is not an error."""
 import asyncio
+import logging
 import socket
 
 from dnspair.shell.heartbeat import Heartbeats
@@ -57,4 +58,18 @@ def test_drain_takes_a_queued_refusal_and_still_hears_the_datagram_behind_it():
         finally:
             peer.close()
             hb.close()
+    asyncio.run(main())
+
+
+def test_drain_after_close_reads_nothing_and_returns(caplog):
+    async def main():
+        heard: list = []
+        hb = Heartbeats(("127.0.0.1",), ("127.0.0.2",), _free_port(), lambda k, d, src: heard.append(d))
+        await hb.open()
+        hb.close()
+        await asyncio.sleep(0)   # the transports close their sockets
+        with caplog.at_level(logging.DEBUG, logger="dnspair"):
+            hb.drain()           # a late timer after the stop: no read, no loop over a dead fd
+        assert heard == []
+        assert not [r for r in caplog.records if "heartbeat link" in r.getMessage()]
     asyncio.run(main())

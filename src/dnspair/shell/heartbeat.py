@@ -91,7 +91,11 @@ class Heartbeats:
             ready = self._queued.poll(0)
             if not ready:
                 return
-            for fd, _events in ready:
+            for fd, events in ready:
+                if events & select.POLLNVAL or fd not in self._by_fd:
+                    self._queued.unregister(fd)   # closed: nothing more to read there
+                    self._by_fd.pop(fd, None)
+                    continue
                 k, sock = self._by_fd[fd]
                 try:
                     data, addr = sock.recvfrom(MAX_DATAGRAM + 1)
@@ -113,6 +117,9 @@ class Heartbeats:
                 log.debug("heartbeat send on link %d: %s", k, e)
 
     def close(self):
+        for fd in self._by_fd:
+            self._queued.unregister(fd)
+        self._by_fd.clear()
         for link in self.links:
             if link.transport:
                 link.transport.close()
