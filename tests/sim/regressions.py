@@ -250,7 +250,7 @@ REGRESSIONS = {
             {"kind": "garbage", "node": 1, "count": 17, "dur": 0.0, "at": 19.408},
         ]},
     },
-    # Found by CI's random slice (example config, seed 966026973): under heavy loss both nodes
+    # Found by test_sim's random slice (example config, seed 966026973): under heavy loss both nodes
     # held VIP2 and both announced it, dns-pm01 last. dns-pm02 heard dns-pm01 one way only (it
     # replied with a fresh ack), so dns-pm01 found it alive, saw it hold VIP2 and let go, but
     # its release never reached dns-pm02, which did not announce again: the client kept
