@@ -224,7 +224,8 @@ def loss_run(lab: Lab, system, outdir: Path, args) -> dict:
         client.stop()
         for node in NODES:
             lab.clear_drops(node)
-    res = {"lost": 0, "answer_changes": 0, "sent": 0, "dropped_heartbeats": None}
+    res = {"lost": 0, "answer_changes": 0, "sent": 0, "dropped_heartbeats": None,
+           "seconds": args.loss_seconds}
     for vip, home in ((VIP1, "node1"), (VIP2, "node2")):
         xs = sorted((x for x in client.lines() if x[0] == vip and t0 <= x[2] <= t1),
                     key=lambda x: x[2])
@@ -256,7 +257,7 @@ def rest_run(lab: Lab, system, args) -> dict:
     # processes only (present at both ends), not a check script that happened to be running.
     steady = pids0 & proc_tree_pids(pid)
     return {"cpu_percent": 100.0 * (c1 - c0) / (t1 - t0), "rss_mb": proc_rss(steady) / 2**20,
-            "processes": len(steady)}
+            "processes": len(steady), "seconds": args.rest_seconds}
 
 
 def fmt_s(v):
@@ -319,7 +320,7 @@ def table(results: dict, labels: dict) -> str:
         else:
             cells.append(f"{lr['answer_changes']} answerer changes, {lr['lost']}/{lr['sent']} "
                          f"queries lost")
-    rows.append("| heartbeat loss (both ways, 20 s) | " + " | ".join(cells) + " |")
+    rows.append(f"| heartbeat loss (both ways{_secs(results, 'loss')}) | " + " | ".join(cells) + " |")
     cells = []
     for n in names:
         rr = results[n].get("rest")
@@ -329,8 +330,17 @@ def table(results: dict, labels: dict) -> str:
             cells.append("error: " + rr["error"][:60])
         else:
             cells.append(f"{rr['cpu_percent']:.2f} % CPU, {rr['rss_mb']:.1f} MB RSS")
-    rows.append("| at rest, node1, 10 s | " + " | ".join(cells) + " |")
+    rows.append(f"| at rest, node1{_secs(results, 'rest')} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def _secs(results: dict, kind: str) -> str:
+    """", N s": how long the loss or rest part ran (--loss-seconds, --rest-seconds)."""
+    for r in results.values():
+        part = r.get(kind) or {}
+        if "seconds" in part:
+            return f", {part['seconds']:g} s"
+    return ""
 
 
 def main(argv=None):
