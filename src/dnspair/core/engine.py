@@ -119,6 +119,7 @@ class Peer:
     seen: wire.SeqMemory = field(default_factory=wire.SeqMemory)
     one_way_at: float | None = None     # heard, but its heartbeats show it does not hear us
     one_way_msg: wire.Message | None = None
+    one_way_held: int = 0   # the VIPs it last said it held in a message heard one way only
 
 
 def _bit(mask: int, i: int) -> bool:
@@ -180,7 +181,6 @@ class Engine:
         self.released_at: dict[int, float] = {}
         self.release_epoch = 0
         self.peer_release_epoch: int | None = None
-        self.peer_one_way_held = 0   # the VIPs the peer, heard one way only, last said it held
         self.admin = wire.Admin(pins=(0,) * self.n)
         self.peer = Peer()
         self.live = Liveness(cfg.heartbeat.dead_time)
@@ -756,15 +756,15 @@ class Engine:
             return self._drop(link, wire.Dropped("stale_incarnation",
                                                  "another incarnation of the peer is live"))
         self.peer.links_heard[link] = now
-        self.peer_one_way_held = 0   # heard both ways: a later one-way spell starts afresh
+        self.peer.one_way_held = 0   # heard both ways: a later one-way spell starts afresh
         return self._apply_peer(now, msg)
 
     def _one_way_contest(self, msg: wire.Message) -> None:
         """Heard one way only, the peer says it holds VIPs we hold: clients may follow its
         announcements, and its letting go of them would not reach us. Announce ours again
         (decide: "sole owner again"), once for each VIP it newly says it holds."""
-        new = msg.held & ~self.peer_one_way_held
-        self.peer_one_way_held = msg.held
+        new = msg.held & ~self.peer.one_way_held
+        self.peer.one_way_held = msg.held
         self.contested |= {i for i in self.held if _bit(new, i)}
 
     def _one_way_sent(self, now: float, msg: wire.Message) -> float:

@@ -65,7 +65,6 @@ class Heartbeats:
         self.local, self.peer, self.port = local, peer, port
         self.on_datagram = on_datagram
         self.links: list[_Link] = []
-        self.socks: list[socket.socket] = []
         self.send_errors = 0
         # What drain() asks before each read: at rest nothing is queued, and a recvfrom on an
         # empty socket raises (an exception and its message, twice an interval: a third of the
@@ -80,7 +79,6 @@ class Heartbeats:
             _, proto = await loop.create_datagram_endpoint(
                 lambda k=k: _Link(k, self.on_datagram), sock=sock)
             self.links.append(proto)
-            self.socks.append(sock)
             self._by_fd[sock.fileno()] = (k, sock)
             self._queued.register(sock, select.POLLIN)
 
