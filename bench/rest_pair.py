@@ -1,4 +1,4 @@
-"""dnspair's pair at rest, measured finely: on-CPU time from /proc/PID/schedstat (ns) and loop
+"""dnspair's pair at rest, measured finely: on-CPU time from its threads' schedstat (ns) and loop
 wakeups (voluntary context switches) from /proc/PID/status, of both nodes, over ROUNDS x SECONDS.
 
     sudo .venv/bin/python bench/rest_pair.py [SECONDS [ROUNDS]]
@@ -20,13 +20,8 @@ sys.path.insert(0, str(HERE.parent / "tests" / "net"))
 sys.path.insert(0, str(HERE))
 
 import run as benchrun  # noqa: E402
-from lab import Lab  # noqa: E402
+from lab import Lab, on_cpu  # noqa: E402
 from systems import make_systems  # noqa: E402
-
-
-def on_cpu(pid: int) -> float:
-    with open(f"/proc/{pid}/schedstat") as f:
-        return int(f.read().split()[0]) / 1e9
 
 
 def wakeups(pid: int) -> int:
@@ -35,6 +30,13 @@ def wakeups(pid: int) -> int:
             if line.startswith("voluntary_ctxt_switches"):
                 return int(line.split()[1])
     return 0
+
+
+def cpu(pid: int) -> float:
+    secs = on_cpu(pid)
+    if secs is None:
+        raise SystemExit(f"rest_pair: no /proc/{pid}/task/*/schedstat (daemon gone, or no schedstats)")
+    return secs
 
 
 def main() -> int:
@@ -49,14 +51,14 @@ def main() -> int:
         time.sleep(2.0)
         pids = {n: system.rest_pid(n) for n in ("node1", "node2")}
         for r in range(rounds):
-            before = {n: (on_cpu(p), wakeups(p)) for n, p in pids.items()}
+            before = {n: (cpu(p), wakeups(p)) for n, p in pids.items()}
             t0 = time.monotonic()
             time.sleep(secs)
             dt = time.monotonic() - t0
             out: dict = {"tree": str(HERE.parent), "round": r, "load": os.getloadavg()[0]}
             for n, p in pids.items():
                 c, w = before[n]
-                out[n] = {"cpu_percent": round(100 * (on_cpu(p) - c) / dt, 3),
+                out[n] = {"cpu_percent": round(100 * (cpu(p) - c) / dt, 3),
                           "wakeups_per_s": round((wakeups(p) - w) / dt, 1)}
             print(json.dumps(out), flush=True)
         system.stop()

@@ -956,21 +956,24 @@ def proc_tree_usage(pid: int) -> tuple[float, int]:
         # Its own threads to the nanosecond (utime and stime count in clock ticks: a process
         # that wakes 20 times a second for 0.3 ms is charged a whole tick or nothing, and 20 s
         # of it moved by a fifth from run to run); reaped children (track scripts) in ticks.
-        cpu += _on_cpu(p, int(f[11]) + int(f[12]), tick) + (int(f[13]) + int(f[14])) / tick
+        own = on_cpu(p)
+        if own is None:
+            own = (int(f[11]) + int(f[12])) / tick
+        cpu += own + (int(f[13]) + int(f[14])) / tick
         rss += int(f[21]) * page
     return cpu, rss
 
 
-def _on_cpu(pid: int, ticks: int, tick: int) -> float:
-    """Seconds on CPU of pid's live threads (/proc/PID/task/*/schedstat); the clock-tick
-    count from /proc/PID/stat if schedstat is not there (a kernel without schedstats)."""
+def on_cpu(pid: int) -> float | None:
+    """Seconds on CPU of pid's live threads (/proc/PID/task/*/schedstat, nanoseconds); None
+    if schedstat is not there (a kernel without schedstats, a process just gone)."""
     total = 0
     try:
         for t in os.listdir(f"/proc/{pid}/task"):
             with open(f"/proc/{pid}/task/{t}/schedstat") as fh:
                 total += int(fh.read().split()[0])
     except (OSError, ValueError, IndexError):
-        return ticks / tick
+        return None
     return total / 1e9
 
 
