@@ -297,15 +297,17 @@ class Daemon:
             if t is not stop:
                 log.error("internal error, stopping: %s ended: %r", t.get_name(), t.exception())
                 rc = 1
-        self.prober.close()
         if actuator.done():
             actuator = loop.create_task(self._actuator())
-        self.step(E.Stop())   # releases, then byes on the engine's timer, then Stopped
+        # Hands the VIPs over first if the peer can take them (the engine's STOP_HANDOVER, with
+        # the DNS check still running), then releases, then byes on its timer, then Stopped.
+        self.step(E.Stop())
         try:
             await asyncio.wait_for(self.stopped.wait(), 5.0)
             await asyncio.wait_for(self.queue.join(), 5.0)
         except TimeoutError:
             log.error("orderly stop did not finish in time")
+        self.prober.close()
         self._arm(None)
         await self.notifier.drain(min(self.cfg.notify_timeout, 3.0))
         await self.keeper.flush()

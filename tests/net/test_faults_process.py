@@ -2,6 +2,7 @@
 hook and a restart), SIGSTOP past the dead time, and a node reboot under each failback policy."""
 import signal
 import time
+from datetime import datetime
 
 import lab as labmod
 from pair import Pair
@@ -10,6 +11,49 @@ from test_faults_common import AddrSampler, Watcher, dnspair_log, held
 VIP1, VIP2 = labmod.VIP1, labmod.VIP2
 HEARTBEAT = 0.1        # default heartbeat.interval
 THAW_MARGIN = 0.1      # scheduling slack on a shared 2-core machine
+
+
+def test_an_orderly_stop_hands_over_first_and_loses_no_query(lab):
+    """SIGTERM (systemctl stop, a reboot) with a healthy peer: the peer takes and announces
+    the VIP before this node lets go of it, as a standby does (engine.STOP_HANDOVER); before,
+    the one query sent between the release and the peer's announce was lost."""
+    p = Pair(lab)
+    p.start()
+    p.wait_served(VIP1, "node1")
+    p.wait_served(VIP2, "node2")
+    with Watcher(lab) as w:
+        time.sleep(0.5)
+        t0, since = time.monotonic(), datetime.now()
+        assert p.stop("node1") == 0
+        t_stopped = time.monotonic()
+        p.wait(lambda: lab.arp_owner(VIP1) == "node2", "client moved to node2")
+        time.sleep(0.5)
+        t1 = time.monotonic()
+    print(f"\norderly stop: exited after {t_stopped - t0:.3f} s; {w.summary(t0, t1)}")
+    assert held(lab, "node1") == set() and held(lab, "node2") == {VIP1, VIP2}
+    assert w.lost(VIP1, t0, t1) == 0 and w.lost(VIP2, t0, t1) == 0, w.summary(t0, t1)
+    # The order, from both daemons' logs (one clock): node2 has the address and has sent its
+    # ARP burst before node1 takes it off. Before, node1 let go first and said bye after.
+    log1, log2 = dnspair_log(lab, "node1"), dnspair_log(lab, "node2")
+    claimed = _logged_at(log2, "claimed VIP 192.0.2.11/24", since)
+    released = _logged_at(log1, "released VIP 192.0.2.11/24", since)
+    assert claimed is not None and released is not None, (log1[-2000:], log2[-2000:])
+    assert claimed <= released, f"node2 claimed at {claimed}, node1 let go at {released}"
+    assert "handing 192.0.2.11 over to dns-pm02 first" in log1, log1[-2000:]
+
+
+def _logged_at(log: str, text: str, since: datetime) -> datetime | None:
+    """When the daemon's log first says `text` at or after `since` (its clock, to the ms)."""
+    since = since.replace(microsecond=since.microsecond // 1000 * 1000)
+    for line in log.splitlines():
+        if text in line:
+            try:
+                when = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+            except ValueError:
+                continue
+            if when >= since:
+                return when
+    return None
 
 
 def test_sigkill_moves_cleanly_and_release_plus_restart_settles_without_flap(lab):

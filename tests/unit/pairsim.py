@@ -27,6 +27,7 @@ class Pair:
         # bind has its socket on each address it holds (False: it never opens one)
         self.listens: dict[str, bool] = {a: True, b: True}
         self.announced: list[tuple[str, int]] = []
+        self.acted: list[tuple[str, A.Action]] = []   # claims, releases, announces, in order
         self.sent: list[tuple[float, str, bytes]] = []
         self.replies: list[A.Reply] = []
         self.asked: list[tuple[float, str]] = []   # witness pings asked for; answered by witness()
@@ -67,6 +68,8 @@ class Pair:
             self.busy = False
 
     def _do(self, node, a):
+        if isinstance(a, (A.Claim, A.Release, A.Announce)):
+            self.acted.append((node, a))
         match a:
             case A.Claim(i):
                 self.addresses[node].add(i)
@@ -91,6 +94,8 @@ class Pair:
                 self.replies.append(a)
             case A.CheckWitness():
                 self.asked.append((self.now, node))
+            case A.Stopped():
+                self.up[node] = False   # the process exits
 
     def step(self, dt: float = 0.01):
         """Advance time by dt, waking each node at the deadlines it asked for."""
@@ -147,8 +152,8 @@ class Pair:
         self.deliver(node, E.Resumed())
 
     def stop(self, node):
+        """SIGTERM: the daemon runs on until it says Stopped (a hand-over may come first)."""
         self.deliver(node, E.Stop())
-        self.up[node] = False
 
     def restart(self, node, incarnation):
         self._boot(node, incarnation)

@@ -1,7 +1,7 @@
 """The decision rules, scenario by scenario (two engines over a simulated network)."""
 import pytest
 
-from dnspair.core import actions, events, wire
+from dnspair.core import actions, engine, events, wire
 from pairsim import EXAMPLE, KEY, Pair
 
 A, B = "dns-pm01", "dns-pm02"
@@ -111,12 +111,80 @@ def test_bad_commands_raise_and_change_nothing():
     assert p.e[A].admin == admin
 
 
-def test_orderly_stop_hands_over_at_once():
+def test_orderly_stop_hands_over_before_letting_go():
+    """With a live, healthy peer a stop is a hand-over: the peer claims and announces VIP1
+    before this node releases it, so no query falls between the two."""
     p = Pair()
     settle(p)
+    n = len(p.acted)
+    t0 = p.now
     p.stop(A)
-    p.step(0.001)
+    while p.up[A]:
+        p.step(0.001)
+        assert p.holders()[V1], "VIP1 held by nobody during the stop"
+        assert p.now - t0 < engine.STOP_HANDOVER
     assert p.holders() == {V1: [B], V2: [B]}
+    acted = p.acted[n:]
+    assert acted.index((B, actions.Announce(V1))) < acted.index((A, actions.Release(V1))), acted
+    assert any("handing 192.0.2.11 over to" in line for line in p.logs)
+
+
+def test_orderly_stop_without_a_live_peer_releases_at_once():
+    p = Pair()
+    settle(p)
+    p.kill(B)
+    p.run(0.5)
+    assert p.holders() == {V1: [A], V2: [A]}
+    p.stop(A)
+    p.step(0.01)
+    assert not p.up[A] and p.addresses[A] == set()
+
+
+def test_orderly_stop_with_the_peer_in_standby_releases_at_once():
+    """A peer that could not take the VIPs (standby, bind failed, not ready) gets no hand-over
+    to wait for: the stop lets go at once and says bye, as before."""
+    p = Pair()
+    settle(p)
+    p.cmd(B, "standby")
+    p.run(0.3)
+    assert p.holders() == {V1: [A], V2: [A]}
+    p.stop(A)
+    p.step(0.01)
+    assert not p.up[A] and p.addresses[A] == set()
+
+
+def test_a_second_stop_during_the_hand_over_stops_at_once():
+    p = Pair()
+    settle(p)
+    p.link[B] = False          # B hears nothing more: A's hand-over cannot end by itself
+    p.stop(A)
+    assert p.up[A] and p.e[A].leave_by is not None
+    p.stop(A)
+    p.step(0.01)
+    assert not p.up[A] and p.addresses[A] == set()
+
+
+def test_commands_during_a_stop_s_hand_over_are_refused():
+    p = Pair()
+    settle(p)
+    p.link[B] = False
+    p.stop(A)
+    for args in [("unstandby",), ("cleanup",), ("move", "192.0.2.11", A)]:
+        with pytest.raises(ValueError, match="^stopping"):
+            p.cmd(A, *args)
+    assert p.e[A].standby and p.e[A].leave_by is not None
+
+
+def test_a_hand_over_the_peer_never_takes_ends_at_its_limit():
+    p = Pair()
+    settle(p)
+    p.link[B] = False
+    t0 = p.now
+    p.stop(A)
+    while p.up[A]:
+        p.step(0.01)
+        assert p.now - t0 < engine.STOP_HANDOVER + engine.BYE_SPACING * engine.BYE_REPEATS + 0.05
+    assert p.addresses[A] == set()
 
 
 def test_after_an_orderly_stop_the_vip_goes_home_on_return():

@@ -30,6 +30,10 @@ def apply(p, ev, inc):
         p.kill(args[0])
     elif kind == "stop" and p.up[args[0]]:
         p.stop(args[0])
+        for _ in range(400):   # SIGTERM runs to the exit: a hand-over first, if the peer can
+            if not p.up[args[0]]:
+                break
+            p.run(0.005, dt=0.005)
     elif kind == "start" and not p.up[args[0]]:
         p.restart(args[0], incarnation=inc)
     elif kind == "standby" and p.up[args[0]]:

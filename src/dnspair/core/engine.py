@@ -77,6 +77,10 @@ from .liveness import LEARN, LIVE, Liveness
 from .saved import Cause, Failure, Saved
 
 BYE_REPEATS = 3          # a lost bye only costs the dead time; each repeat has a new seq
+# An orderly stop with a live, healthy peer first hands its VIPs over, as a standby does, and
+# lets go of each once the peer holds and has announced it (no query lost in between); it waits
+# at most this long (the peer's bind may take up to LISTEN_WAIT to open its socket).
+STOP_HANDOVER = 1.5
 BYE_SPACING = 0.002
 # DNS checks kept out at once, engine and prober alike: more than the timeout's ten intervals
 # (config.py), so the oldest is never forgotten before it times out.
@@ -233,6 +237,8 @@ class Engine:
         self.want_since: dict[int, float] = {}
         self.yield_since: dict[int, float] = {}
         self.stop_sticky: frozenset[int] | None = None
+        self.leave_by: float | None = None      # an orderly stop hands over until then
+        self.standby_before_stop = False
         self.saved_key: object = None
         # the local zones (cfg.dns): what both binds serve, compared (core/drift.py)
         self.drift = Drift(cfg.dns.drift_after) if cfg.dns is not None else None
@@ -281,12 +287,20 @@ class Engine:
             case ZoneSerials():
                 acts += self._on_zones(now, ev)
             case Stop():
-                acts += self._on_stop(now)
-                return Step(acts + self._save(), self.next_bye)
+                if self.leave_by is None and self._hand_over_first(now):
+                    acts += [Notify("STOPPING=1"), Log(f"stopping: handing {self._ips(self.held)} "
+                                                       f"over to {self.peer_name} first")]
+                else:
+                    acts += self._on_stop(now)
+                    return Step(acts + self._save(), self.next_bye)
         if not self.started_up:
             return Step(acts, None)
         acts += self._due(now)
         acts += self.decide(now)
+        if self.leave_by is not None and (not self.held or now >= self.leave_by
+                                          or not self.peer_alive(now)):
+            acts += self._on_stop(now)
+            return Step(acts + self._save(), self.next_bye)
         acts += self._flush(now)
         acts += self._save()
         wake = self.wake_at(now)
@@ -405,6 +419,8 @@ class Engine:
                 times.append(listened)
         if self.listen_until > now:
             times.append(self.listen_until)
+        if self.leave_by is not None:
+            times.append(self.leave_by)
         if self.peer.one_way_at is not None and self.peer.one_way_at + hb.dead_time > now:
             times.append(self.peer.one_way_at + hb.dead_time + 1e-6)
         last = self.peer.last_heard
@@ -495,7 +511,7 @@ class Engine:
     def _saved_key(self) -> object:
         sticky = self.sticky if self.stop_sticky is None else self.stop_sticky
         return (self.events, self.admin, frozenset(sticky), frozenset(self.away), len(self.failures),
-                self.maintenance, self.standby and self.maintenance)
+                self.maintenance, self._kept_standby())
 
     def snapshot(self) -> Saved:
         """The state to keep. Failure counts ride along but do not trigger a write each: a
@@ -505,7 +521,13 @@ class Engine:
                      failures=tuple(self.failures.values()), total_failures=self.total_failures,
                      events=self.events, causes=tuple(sorted(self.causes.items())),
                      changed=tuple(sorted(self.changed_at.items())),
-                     maintenance=self.maintenance, standby=self.standby and self.maintenance)
+                     maintenance=self.maintenance, standby=self._kept_standby())
+
+    def _kept_standby(self) -> bool:
+        """Standby survives a restart only in maintenance (an upgrade), and a stop's own
+        hand-over is not one."""
+        standby = self.standby if self.leave_by is None else self.standby_before_stop
+        return standby and self.maintenance
 
     def _save(self) -> list[Action]:
         key = self._saved_key()
@@ -890,6 +912,8 @@ class Engine:
 
     def _on_command(self, now: float, cmd: str, vip: str | None, node: str | None,
                     text: str | None = None) -> list[Action]:
+        if self.leave_by is not None:
+            return [Reply(False, f"stopping: handing the VIPs over to {self.peer_name}")]
         try:
             acts = (self._maintenance(now, text) if cmd == "maintenance"
                     else self._command(now, cmd, vip, node))
@@ -1304,13 +1328,32 @@ class Engine:
         """The core encodes and signs what it sends: the key lives here and nowhere else."""
         return Send(self.codec.encode(self.message(now, mtype)), wire.TYPES[mtype])
 
+    def _hand_over_first(self, now: float) -> bool:
+        """An orderly stop with VIPs held and a live peer whose bind is healthy: behave as a
+        standby until the peer has taken them (STOP_HANDOVER at most), then stop."""
+        m = self.peer.msg
+        held = _mask(self.held)
+        if (not self.started_up or not held or self.standby or not self.peer_alive(now)
+                or m is None or not (m.dns_ok and m.ready) or m.available & held != held):
+            return False   # the peer could not take them all: let go at once, as before
+        self.stop_sticky = frozenset(self.sticky)   # as the stop below would keep it
+        self.standby_before_stop = self.standby
+        self.standby = True
+        self.leave_by = now + STOP_HANDOVER
+        self._send_now = True
+        return True
+
     def _on_stop(self, now: float) -> list[Action]:
         """Orderly stop: release everything and say bye so the peer takes over at once."""
         acts: list[Action] = [Notify("STOPPING=1")]
         acts += [Release(i) for i in sorted(self.held)]
         acts += [Log(f"released VIP {self.cfg.vips[i].address} (stopping)") for i in sorted(self.held)]
         # A stop is maintenance: what we hold as a failover's comes back to us on return.
-        self.stop_sticky = frozenset(self.sticky)
+        if self.stop_sticky is None:
+            self.stop_sticky = frozenset(self.sticky)
+        if self.leave_by is not None:
+            self.standby = self.standby_before_stop
+            self.leave_by = None
         held = sorted(self.held)
         self.held.clear()
         self.binding.clear()
