@@ -157,6 +157,18 @@ def _stop(w, n, f):
     w.at(w.now + 5.0, P_FAULT, _stop_timeout, w, n, gen)
 
 
+def _start_after_stop(w, n, f, deferred=False):
+    """`systemctl restart`: the start waits until the stop has ended, and a stop with a live
+    peer hands its VIPs over first (engine.STOP_HANDOVER). Its edge is marked again when the
+    start comes later than the schedule said."""
+    if n.engine is not None and n.stopping:
+        w.at(w.now + 0.005, P_FAULT, _start_after_stop, w, n, f, True)
+        return
+    _start_again(w, n, f)
+    if deferred:
+        w.mark("stop_end")
+
+
 def _stop_timeout(w, n, gen):
     if n.gen == gen and n.engine is not None and n.stopping:
         w.error(n.name, "orderly stop did not finish (no Stopped) within 5 s: systemd kills it")
@@ -246,7 +258,7 @@ EDGES = {
     "isolate": (_isolate(True), _isolate(False)),
     "fd_flood": (_fd_flood(True), _fd_flood(False)),
     "crash": (_crash, _start_again),
-    "stop": (_stop, _start_again),
+    "stop": (_stop, _start_after_stop),
     "power": (_power_off, _power_on),
     "standby": (_standby(True), _standby(False)),
     "cleanup": (_cleanup, None),

@@ -278,6 +278,24 @@ REGRESSIONS = {
             {"at": 14.781, "dir": 2, "dur": 2.797, "kind": "loss", "link": 1, "p": 0.76},
         ]},
     },
+    # Session 14's search (witness config, seed 980007203): an orderly stop now hands the VIPs
+    # over first, so the stop ended 0.11 s after the schedule's restart time (dns-pm02's bind
+    # failed a check meanwhile). The simulator dropped that restart and dns-pm01 never came
+    # back. Its fault, not the engine's: `systemctl restart` starts once the stop has ended
+    # (faults._start_after_stop); the node must come back and take VIP1 home after cleanup.
+    "ze_restart_waits_for_the_stop_s_hand_over": {
+        "config": "witness",
+        "bites": lambda rec: (any(n == "dns-pm01" and "stopping: handing 192.0.2.11" in t
+                                  for _, n, _, t in rec.logs)
+                              and any(n == "dns-pm01" and at > 12.85 for at, n, *_ in rec.starts)),
+        "schedule": {"seed": 980007203, "duration": 13.259, "counters": [261, 672], "start": [0.0, 0.232],
+                     "faults": [
+            {"at": 1.835, "dir": 0, "dur": 0.865, "kind": "loss", "link": 0, "p": 0.122},
+            {"at": 2.319, "dur": 0.207, "kind": "slow", "lag": 0.077, "node": 1},
+            {"at": 12.745, "dur": 0.01, "kind": "bind", "mode": "stopped", "node": 1},
+            {"at": 12.749, "dur": 0.01, "kind": "stop", "node": 0},
+        ]},
+    },
     "zb_fd_flood_takeover": {
         "bites": _logged("dns-pm01", "claimed VIP 192.0.2.12/24"),
         "schedule": {"seed": 5, "duration": 9.0, "counters": [3, 4], "start": [0.0, 0.1], "faults": [
