@@ -133,6 +133,17 @@ def outage(w: Watcher, vip: str, new: str, t0: float) -> float:
     return first - t0
 
 
+def serving_pair(lab):
+    """The pair started (tests/net/pair.py, the shipped timings), each VIP answered from its
+    home node."""
+    from pair import Pair
+    p = Pair(lab)
+    p.start()
+    p.wait_served(labmod.VIP1, "node1")
+    p.wait_served(labmod.VIP2, "node2")
+    return p
+
+
 def held(lab, node: str) -> set[str]:
     """VIPs on `node`'s eth0, by `ip -n` (one fork, no `ip netns exec`: a few ms)."""
     r = subprocess.run(["ip", "-n", lab.nsname(node), "-j", "addr", "show", "dev", "eth0"],

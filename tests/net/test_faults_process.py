@@ -6,7 +6,7 @@ from datetime import datetime
 
 import lab as labmod
 from pair import Pair
-from test_faults_common import AddrSampler, Watcher, dnspair_log, held
+from test_faults_common import AddrSampler, Watcher, dnspair_log, held, serving_pair
 
 VIP1, VIP2 = labmod.VIP1, labmod.VIP2
 HEARTBEAT = 0.1        # default heartbeat.interval
@@ -17,10 +17,7 @@ def test_an_orderly_stop_hands_over_first_and_loses_no_query(lab):
     """SIGTERM (systemctl stop, a reboot) with a healthy peer: the peer takes and announces
     the VIP before this node lets go of it, as a standby does (engine.STOP_HANDOVER); before,
     the one query sent between the release and the peer's announce was lost."""
-    p = Pair(lab)
-    p.start()
-    p.wait_served(VIP1, "node1")
-    p.wait_served(VIP2, "node2")
+    p = serving_pair(lab)
     with Watcher(lab) as w:
         time.sleep(0.5)
         t0, since = time.monotonic(), datetime.now()
@@ -191,10 +188,7 @@ def _reboot(lab, p, node, planned=True):
 
 def test_planned_reboot_is_maintenance_vips_go_home_at_once(lab):
     # docs/protocol.md (commit 1a454f8): the takeover on bye is not sticky, whatever failback says
-    p = Pair(lab)
-    p.start()
-    p.wait_served(VIP1, "node1")
-    p.wait_served(VIP2, "node2")
+    p = serving_pair(lab)
     with Watcher(lab) as w:
         time.sleep(0.1)
         t0 = time.monotonic()

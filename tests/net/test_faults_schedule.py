@@ -18,8 +18,7 @@ import pytest
 import lab as labmod
 from dnspair.core import wire
 from dnspair.core.config import parse, parse_key
-from pair import Pair
-from test_faults_common import Background, Watcher, held
+from test_faults_common import Background, Watcher, held, serving_pair
 
 VIP1, VIP2 = labmod.VIP1, labmod.VIP2
 PORT = 7405             # default heartbeat.port
@@ -30,14 +29,6 @@ GAP_BUDGET = 1.5        # longest a client may go unanswered through VIP1 during
 BEHIND = ("-f", "-1h")  # faketime: the wall clock one hour behind, monotonic untouched
 DEAD = 0.2              # default heartbeat.dead_time
 SEEN = 0.01             # after a heartbeat reaches node1's eth0: its daemon has read it
-
-
-def _pair(lab) -> Pair:
-    p = Pair(lab)
-    p.start()
-    p.wait_served(VIP1, "node1")
-    p.wait_served(VIP2, "node2")
-    return p
 
 
 def _peer(p, node) -> dict:
@@ -75,7 +66,7 @@ def _heard_again(p, since: float, what: str) -> float:
 def test_restart_with_the_clock_an_hour_behind_is_heard_and_takes_over(lab):
     if not shutil.which("faketime"):
         pytest.fail("faketime missing: apt-get install faketime (scripts/deps.sh installs it)")
-    p = _pair(lab)
+    p = serving_pair(lab)
     _power_cut(lab, p, "node2")
     p.wait(lambda: held(lab, "node1") == {VIP1, VIP2}, "node1 took VIP2 from the dead node2")
     p.start("node2", wrapper=("faketime", *BEHIND), env_extra={"DONT_FAKE_MONOTONIC": "1"})
@@ -98,7 +89,7 @@ def forged_fields(cfg, node1_incarnation: int) -> dict:
 
 
 def test_one_signed_datagram_with_the_top_incarnation_does_not_lock_the_peer_out(lab):
-    p = _pair(lab)
+    p = serving_pair(lab)
     cfg = parse(p.configs["node2"].read_text())
     key = parse_key((lab.workdir / "authkey").read_text())
     node1_inc = int(p.status("node1")["daemon"]["incarnation"], 16)
@@ -206,7 +197,7 @@ class Replay(Background):
 def test_replayed_heartbeats_do_not_pose_as_a_live_peer(lab):
     record_s = 8.0    # the replay's first pass must outlast node1's start plus the margin
     margin = 2.0
-    p = _pair(lab)
+    p = serving_pair(lab)
     with HeartbeatTap(lab) as tap:
         time.sleep(record_s)
     rec = tap.received
@@ -245,7 +236,7 @@ def test_short_freezes_of_the_holder_never_black_hole_vip1(lab):
     rng = random.Random(7)
     plan = [(0.10 + 0.15 * i / 19, None) for i in range(20)] + [(None, (k + 0.5) / 10) for k in range(10)]
     rng.shuffle(plan)
-    p = _pair(lab)
+    p = serving_pair(lab)
     proc = p.procs["node1"]
     tries = []
 
@@ -318,7 +309,7 @@ def test_a_peer_advertising_the_top_admin_counter_does_not_stop_commands(lab):
     and `cleanup` on node1 made the daemon raise struct.error and exit. Three validly signed
     heartbeats as node2 restarted (a higher start counter), each live (they echo node1's
     incarnation and ack its latest heartbeat), walk node1's counter up to 0xFFFFFFFF."""
-    p = _pair(lab)
+    p = serving_pair(lab)
     cfg = parse(p.configs["node2"].read_text())
     key = parse_key((lab.workdir / "authkey").read_text())
     node2_inc = int(p.status("node2")["daemon"]["incarnation"], 16)

@@ -129,28 +129,19 @@ def test_orderly_stop_hands_over_before_letting_go():
     assert any("handing 192.0.2.11 over to" in line for line in p.logs)
 
 
-def test_orderly_stop_without_a_live_peer_releases_at_once():
+@pytest.mark.parametrize("peer", ["dead", "in standby"])
+def test_orderly_stop_with_no_peer_to_take_over_releases_at_once(peer):
+    """A peer that could not take the VIPs (dead, in standby; likewise bind failed, not ready)
+    gets no hand-over to wait for: the stop lets go at once and says bye, as before."""
     p = Pair()
     settle(p)
-    p.kill(B)
+    if peer == "dead":
+        p.kill(B)
+    else:
+        p.cmd(B, "standby")
     p.run(0.5)
     assert p.holders() == {V1: [A], V2: [A]}
-    p.stop(A)
-    p.step(0.01)
-    assert not p.up[A] and p.addresses[A] == set()
-
-
-def test_orderly_stop_with_the_peer_in_standby_releases_at_once():
-    """A peer that could not take the VIPs (standby, bind failed, not ready) gets no hand-over
-    to wait for: the stop lets go at once and says bye, as before."""
-    p = Pair()
-    settle(p)
-    p.cmd(B, "standby")
-    p.run(0.3)
-    assert p.holders() == {V1: [A], V2: [A]}
-    p.stop(A)
-    p.step(0.01)
-    assert not p.up[A] and p.addresses[A] == set()
+    _stops_at_once(p)
 
 
 def test_a_second_stop_during_the_hand_over_stops_at_once():
@@ -159,6 +150,10 @@ def test_a_second_stop_during_the_hand_over_stops_at_once():
     p.link[B] = False          # B hears nothing more: A's hand-over cannot end by itself
     p.stop(A)
     assert p.up[A] and p.e[A].leave_by is not None
+    _stops_at_once(p)
+
+
+def _stops_at_once(p):
     p.stop(A)
     p.step(0.01)
     assert not p.up[A] and p.addresses[A] == set()
