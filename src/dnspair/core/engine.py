@@ -77,11 +77,11 @@ from .liveness import LEARN, LIVE, Liveness
 from .saved import Cause, Failure, Saved
 
 BYE_REPEATS = 3          # a lost bye only costs the dead time; each repeat has a new seq
+BYE_SPACING = 0.002
 # An orderly stop with a live, healthy peer first hands its VIPs over, as a standby does, and
 # lets go of each once the peer holds and has announced it (no query lost in between); it waits
 # at most this long (the peer's bind may take up to LISTEN_WAIT to open its socket).
 STOP_HANDOVER = 1.5
-BYE_SPACING = 0.002
 # DNS checks kept out at once, engine and prober alike: more than the timeout's ten intervals
 # (config.py), so the oldest is never forgotten before it times out.
 DNS_PENDING = 16
@@ -238,7 +238,6 @@ class Engine:
         self.yield_since: dict[int, float] = {}
         self.stop_sticky: frozenset[int] | None = None
         self.leave_by: float | None = None      # an orderly stop hands over until then
-        self.standby_before_stop = False
         self.saved_key: object = None
         # the local zones (cfg.dns): what both binds serve, compared (core/drift.py)
         self.drift = Drift(cfg.dns.drift_after) if cfg.dns is not None else None
@@ -526,8 +525,7 @@ class Engine:
     def _kept_standby(self) -> bool:
         """Standby survives a restart only in maintenance (an upgrade), and a stop's own
         hand-over is not one."""
-        standby = self.standby if self.leave_by is None else self.standby_before_stop
-        return standby and self.maintenance
+        return self.standby and self.maintenance and self.leave_by is None
 
     def _save(self) -> list[Action]:
         key = self._saved_key()
@@ -1337,8 +1335,7 @@ class Engine:
                 or m is None or not (m.dns_ok and m.ready) or m.available & held != held):
             return False   # the peer could not take them all: let go at once, as before
         self.stop_sticky = frozenset(self.sticky)   # as the stop below would keep it
-        self.standby_before_stop = self.standby
-        self.standby = True
+        self.standby = True   # only ever from active: a node in standby stops at once
         self.leave_by = now + STOP_HANDOVER
         self._send_now = True
         return True
@@ -1352,7 +1349,7 @@ class Engine:
         if self.stop_sticky is None:
             self.stop_sticky = frozenset(self.sticky)
         if self.leave_by is not None:
-            self.standby = self.standby_before_stop
+            self.standby = False   # the hand-over's, set from active (_hand_over_first)
             self.leave_by = None
         held = sorted(self.held)
         self.held.clear()
