@@ -1,10 +1,10 @@
 """Failover on a real network: two node namespaces, real bind9, the real daemons, a client."""
 import signal
 import time
-from datetime import datetime
 
 import lab as labmod
 from pair import Pair
+from test_faults_common import log_time
 
 VIP1, VIP2 = labmod.VIP1, labmod.VIP2
 
@@ -82,19 +82,9 @@ def test_auto_failback_after_hold_down(lab):
     p.wait_served(VIP1, "node1", timeout=15)
     # Measured between node1's own log lines, not by polling `status`: a loaded machine
     # starts the CLI late, and the hold-down would look short.
-    healthy = _log_time(lab, "node1", "local DNS healthy again")
-    back = _log_time(lab, "node1", "claimed VIP 192.0.2.11/24", after=healthy)
+    healthy = log_time(lab, "node1", "local DNS healthy again")
+    back = log_time(lab, "node1", "claimed VIP 192.0.2.11/24", after=healthy)
     assert back - healthy >= 2.5, f"back {back - healthy:.2f} s after DNS healthy: before the hold-down"
-
-
-def _log_time(lab, node, text, after=0.0):
-    """The time of the first line of `node`'s daemon log containing `text`, after `after`."""
-    for line in (lab.workdir / node / "dnspair.log").read_text().splitlines():
-        if text in line:
-            t = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
-            if t > after:
-                return t
-    raise AssertionError(f"{node}: no log line {text!r}")
 
 
 def test_standby_and_unstandby(lab):

@@ -133,6 +133,18 @@ def outage(w: Watcher, vip: str, new: str, t0: float) -> float:
     return first - t0
 
 
+def log_time(lab, node, text, after=0.0):
+    """The time (epoch s, to the ms) of the first line of `node`'s daemon log containing `text`,
+    after `after`."""
+    from datetime import datetime
+    for line in (lab.workdir / node / "dnspair.log").read_text().splitlines():
+        if text in line:
+            t = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            if t > after:
+                return t
+    raise AssertionError(f"{node}: no log line {text!r}")
+
+
 def serving_pair(lab):
     """The pair started (tests/net/pair.py, the shipped timings), each VIP answered from its
     home node."""
